@@ -1,0 +1,1 @@
+"""Analysis of embeddings: PCA, SVM cross-validation, baselines and figures."""

@@ -1,0 +1,82 @@
+"""Figures people would rather look at than read: PCA scatter, confusion, curves.
+
+Every function draws onto a new figure and writes a PNG atomically; the Agg
+backend is used so plotting works on machines without a display.
+"""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from microrep.fileio import atomic_path  # noqa: E402
+
+
+def _save(figure, path):
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    plt.close(figure)
+    return path
+
+
+def plot_pca_scatter(scores, labels, explained, path, title="Embeddings on PC1/PC2", hue_name="class"):
+    """Scatter of the first two principal components, coloured by class."""
+    figure, axis = plt.subplots(figsize=(7, 5.5))
+    frame = pd.DataFrame({"PC1": scores[:, 0], "PC2": scores[:, 1] if scores.shape[1] > 1 else 0.0,
+                          hue_name: labels})
+    sns.scatterplot(data=frame, x="PC1", y="PC2", hue=hue_name, ax=axis, s=28, alpha=0.85,
+                    hue_order=sorted(set(labels)))
+    axis.set_xlabel(f"PC1 ({explained[0]:.0%} of variance)")
+    if len(explained) > 1:
+        axis.set_ylabel(f"PC2 ({explained[1]:.0%} of variance)")
+    axis.set_title(title)
+    axis.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title=hue_name)
+    return _save(figure, path)
+
+
+def plot_confusion(confusion, classes, path, title="Confusion matrix (summed over test folds)"):
+    """Heat map of a confusion matrix, rows normalised to recall."""
+    confusion = np.asarray(confusion, dtype=float)
+    recall = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    size = max(4.5, 0.6 * len(classes) + 2.5)
+    figure, axis = plt.subplots(figsize=(size + 1, size))
+    sns.heatmap(recall, annot=confusion.astype(int), fmt="d", cmap="Blues", vmin=0, vmax=1,
+                xticklabels=classes, yticklabels=classes, cbar_kws={"label": "share of true class"},
+                ax=axis)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(title)
+    return _save(figure, path)
+
+
+def plot_training_curves(log_table, path):
+    """Loss and pair accuracy per epoch from a training_log.csv table."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    epochs = log_table["epoch"] + 1
+    axes[0].plot(epochs, log_table["loss"], marker="o")
+    axes[0].set_title("contrastive loss")
+    if "pair_accuracy" in log_table:
+        axes[1].plot(epochs, log_table["pair_accuracy"], marker="o", color="tab:green")
+    axes[1].set_title("pair accuracy (distance < margin / 2)")
+    for axis in axes:
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def plot_accuracy_bars(accuracies, path, title="SVM accuracy on the same CV folds"):
+    """Bar chart of mean +- std accuracy per method: {name: (mean, std)}."""
+    names = list(accuracies)
+    means = [accuracies[n][0] for n in names]
+    stds = [accuracies[n][1] for n in names]
+    figure, axis = plt.subplots(figsize=(1.8 * len(names) + 2, 3.8))
+    axis.bar(names, means, yerr=stds, capsize=5, color=sns.color_palette("deep", len(names)))
+    for position, mean in enumerate(means):
+        axis.text(position, mean + 0.02, f"{mean:.1%}", ha="center")
+    axis.set_ylim(0, 1.1)
+    axis.set_ylabel("accuracy")
+    axis.set_title(title)
+    return _save(figure, path)

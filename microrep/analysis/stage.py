@@ -1,0 +1,59 @@
+"""The evaluate stage: CV accuracy, PCA and figures for one set of embeddings."""
+
+from pathlib import Path
+
+import numpy as np
+
+from microrep.analysis.evaluate import cross_validate, cv_splits, pca_projection, svm_pipeline
+from microrep.analysis.plots import plot_confusion, plot_pca_scatter
+from microrep.embed import read_embeddings
+from microrep.fileio import write_json
+
+
+def classifier_factory(config, pca_components=None):
+    return lambda: svm_pipeline(config.kernel, config.C, pca_components)
+
+
+def evaluate_features(features, labels, groups, config, pca_components=None):
+    """CV results of one feature set: stratified, and grouped by sample where possible.
+
+    Returns {"stratified": CVResult, "grouped": CVResult or None, "grouped_note": str}.
+    """
+    make = classifier_factory(config, pca_components)
+    results = {"stratified": cross_validate(
+        features, labels, cv_splits(labels, config.folds, config.repeats, config.seed), make)}
+    try:
+        grouped = cv_splits(labels, config.folds, config.repeats, config.seed, groups)
+        results["grouped"] = cross_validate(features, labels, grouped, make)
+        results["grouped_note"] = ""
+    except Exception as error:  # too few samples for grouped folds is common, not fatal
+        results["grouped"] = None
+        results["grouped_note"] = str(error)
+    return results
+
+
+def evaluate_embeddings(config):
+    """Run the evaluate stage of an EvalConfig; return the metrics it wrote."""
+    embeddings, table = read_embeddings(config.embeddings)
+    labels = table["label"].astype(str).to_numpy()
+    groups = table["group"].astype(str).to_numpy() if "group" in table else None
+    out = Path(config.out)
+    results = evaluate_features(embeddings, labels, groups, config)
+    scores, explained, _ = pca_projection(embeddings, 2)
+    figures = {
+        "pca": plot_pca_scatter(scores, labels, explained, out / "pca.png"),
+        "confusion": plot_confusion(results["stratified"].confusion,
+                                    results["stratified"].classes, out / "confusion.png"),
+    }
+    metrics = {
+        "n_images": int(len(labels)), "classes": sorted(set(labels)),
+        "stratified": results["stratified"].summary(),
+        "grouped": results["grouped"].summary() if results["grouped"] else None,
+        "grouped_note": results["grouped_note"],
+        "pca_explained_variance": [float(v) for v in explained],
+        "settings": {"folds": config.folds, "repeats": config.repeats, "kernel": config.kernel,
+                     "C": config.C, "seed": config.seed},
+        "figures": {k: str(Path(v).name) for k, v in figures.items()},
+    }
+    write_json(out / "metrics.json", metrics)
+    return metrics

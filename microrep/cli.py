@@ -1,0 +1,135 @@
+"""The `microrep` command: parse flags, fill a stage config, call the stage.
+
+Only this module prints for humans and chooses exit codes: a MicrorepError
+becomes one line on stderr and exit code 2; Ctrl-C exits with 130.
+"""
+
+import argparse
+import os
+import sys
+
+from microrep import __version__
+
+DESCRIPTION = """Learned microstructure representations: a Siamese VGG16 trained under
+contrastive loss on pairs of micrographs (Sardeshmukh et al., MRS Communications),
+with PCA and SVM analysis of the embeddings."""
+
+EXAMPLES = """examples:
+  microrep demo                                  # everything, on synthetic data, in minutes
+  microrep generate --out microrep-data/synthetic
+  microrep train --data folder --data-dir microrep-data/synthetic --input-size 64 \\
+                 --weights none --epochs 5 --out runs/train
+  microrep embed --model-path runs/train --data folder --data-dir microrep-data/synthetic
+  microrep evaluate --embeddings runs/embeddings --out runs/evaluation
+  microrep export --model-path runs/train --out runs/export
+"""
+
+
+def _quiet_backends():
+    """Hide TensorFlow's start-up chatter unless the user asked for it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def build_parser():
+    from microrep.config import (EmbedConfig, EvalConfig, ExportConfig, TrainConfig,
+                                 add_config_flags)
+    from microrep.data.synthetic import SyntheticConfig
+    from microrep.demo import DemoConfig
+
+    parser = argparse.ArgumentParser(
+        prog="microrep", description=DESCRIPTION, epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"microrep {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name, help_text, config_class):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        add_config_flags(sub, config_class)
+        sub.set_defaults(config_class=config_class)
+        return sub
+
+    command("demo", "run every stage on freshly generated synthetic micrographs", DemoConfig)
+    generate = command("generate", "write a synthetic micrograph dataset folder", SyntheticConfig)
+    generate.add_argument("--out", default="microrep-data/synthetic", help="dataset folder to write")
+    command("train", "train the Siamese model under contrastive loss", TrainConfig)
+    command("embed", "embed micrographs with a trained tower", EmbedConfig)
+    command("evaluate", "PCA and SVM cross-validation of embeddings", EvalConfig)
+    command("export", "export the tower as a SavedModel and a .keras file", ExportConfig)
+    return parser
+
+
+def run_command(args):
+    from microrep.config import config_from_args
+
+    config = config_from_args(args.config_class, args)
+    if args.command == "demo":
+        from microrep.demo import run_demo
+
+        metrics = run_demo(config)
+        methods = metrics["methods"]
+        print("\nSVM accuracy (stratified CV):")
+        for name, result in methods.items():
+            summary = result["stratified"]
+            print(f"  {name:18s} {summary['accuracy_mean']:.1%} ± {summary['accuracy_std']:.1%}")
+        print(f"\nreport: {os.path.join(config.out, 'report.md')}")
+    elif args.command == "generate":
+        from microrep.data.synthetic import write_synthetic_dataset
+
+        table = write_synthetic_dataset(args.out, config)
+        print(f"wrote {len(table)} micrographs to {args.out}")
+    elif args.command == "train":
+        from microrep.train import train
+
+        result = train(config)
+        print(f"trained {result.epochs_completed} epochs; tower: {result.run_dir / 'tower.keras'}")
+    elif args.command == "embed":
+        run_embed(config)
+    elif args.command == "evaluate":
+        from microrep.analysis.stage import evaluate_embeddings
+
+        metrics = evaluate_embeddings(config)
+        summary = metrics["stratified"]
+        print(f"SVM accuracy: {summary['accuracy_mean']:.1%} ± {summary['accuracy_std']:.1%} "
+              f"({config.folds}-fold stratified CV); figures and metrics.json in {config.out}")
+    elif args.command == "export":
+        from microrep.export import export_tower
+        from microrep.train import load_tower
+
+        savedmodel, keras_file = export_tower(load_tower(config.model_path), config.out)
+        print(f"SavedModel: {savedmodel}\nKeras file: {keras_file}")
+
+
+def run_embed(config):
+    from microrep.data import load_dataset
+    from microrep.embed import embed_images, write_embeddings
+    from microrep.train import load_tower
+
+    tower = load_tower(config.model_path)
+    dataset = load_dataset(config.data)
+    embeddings = embed_images(tower, dataset.images(), config.grid, config.batch_size, progress=True)
+    write_embeddings(config.out, embeddings, dataset.table,
+                     {"model_path": config.model_path, "grid": config.grid,
+                      "task": config.data.task})
+    print(f"wrote {len(embeddings)} embeddings of size {embeddings.shape[1]} to {config.out}")
+
+
+def main(argv=None):
+    _quiet_backends()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from microrep.errors import MicrorepError
+
+    try:
+        run_command(args)
+    except MicrorepError as error:
+        print(f"microrep {args.command}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"\nmicrorep {args.command}: interrupted; completed epochs are kept "
+              "(continue a training run with --resume)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""One configuration dataclass per stage, filled from a YAML/JSON file and flags.
+
+Why dataclasses: the CLI, the notebooks and the reports all need the same
+settings with the same defaults, and a run must record exactly what it used.
+Every field carries its help text, so CLI flags are generated from the fields
+and never drift from them. Nothing here is global: each stage receives its
+config as an argument.
+"""
+
+import argparse
+import dataclasses
+import json
+import typing
+from pathlib import Path
+
+from microrep.errors import ConfigError
+
+
+def option(default, help, choices=None):
+    """A dataclass field with the help text (and choices) its CLI flag shows."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Which micrographs a stage reads and which task labels them."""
+
+    data: str = option("synthetic", "dataset: 'synthetic' (generated, built in) or "
+                       "'folder' (a folder with metadata.csv, as `microrep generate` writes)",
+                       ("synthetic", "folder"))
+    data_dir: str = option("", "dataset folder; for 'synthetic' it is generated there if "
+                           "missing (default: microrep-data/synthetic)")
+    task: str = option("constituent", "what to classify: every primary microconstituent, "
+                       "DeCost's 3 phases, or the processing condition",
+                       ("constituent", "3phase", "processing"))
+    synthetic_samples_per_class: int = option(4, "synthetic data: samples per class")
+    synthetic_images_per_sample: int = option(5, "synthetic data: micrographs per sample")
+    synthetic_image_size: int = option(160, "synthetic data: image side in pixels")
+    synthetic_seed: int = option(0, "synthetic data: random seed")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The embedding tower and the Siamese model around it."""
+
+    input_size: int = option(224, "side of the square crops the model sees (>= 32)")
+    embedding_dim: int = option(64, "size of the embedding vector")
+    weights: str = option("imagenet", "VGG16 weights: 'imagenet' (downloaded by Keras), "
+                          "'none' (random), or a path to a .weights.h5 file")
+    l2_normalize: bool = option(True, "L2-normalise embeddings (distances then lie in [0, 2])")
+    mixed_precision: bool = option(False, "compute in bfloat16/float16 where the device supports it")
+
+
+@dataclasses.dataclass
+class PairConfig:
+    """How training pairs are drawn."""
+
+    pairs_per_epoch: int = option(1024, "pairs drawn afresh each epoch")
+    positive_fraction: float = option(0.5, "share of same-class pairs")
+    augment: bool = option(True, "random flips and 90-degree rotations of each crop")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Train the Siamese model under contrastive loss."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    pairs: PairConfig = dataclasses.field(default_factory=PairConfig)
+    out: str = option("runs/train", "run folder: checkpoints, log, final model")
+    epochs: int = option(20, "training epochs")
+    batch_size: int = option(32, "pairs per batch")
+    learning_rate: float = option(1e-4, "Adam learning rate")
+    margin: float = option(1.0, "contrastive margin: different-class pairs are pushed this far apart")
+    patience: int = option(0, "stop after this many epochs without improvement (0: never)")
+    seed: int = option(0, "seed for weights, pairs and crops")
+    resume: bool = option(False, "continue the run in --out from its last checkpoint")
+    overwrite: bool = option(False, "replace a different run already in --out")
+
+
+@dataclasses.dataclass
+class EmbedConfig:
+    """Embed micrographs with a trained tower."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model_path: str = option("runs/train", "a run folder or a tower .keras file")
+    out: str = option("runs/embeddings", "folder for embeddings.npy and embeddings.csv")
+    grid: int = option(3, "each image's embedding is the mean over a grid x grid tiling")
+    batch_size: int = option(64, "tiles per batch")
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    """Analyse embeddings: PCA and SVM cross-validation."""
+
+    embeddings: str = option("runs/embeddings", "folder written by `microrep embed`")
+    out: str = option("runs/evaluation", "folder for metrics.json and figures")
+    folds: int = option(5, "cross-validation folds")
+    repeats: int = option(1, "repeat the k-fold split with new shuffles")
+    kernel: str = option("linear", "SVM kernel", ("linear", "rbf"))
+    C: float = option(1.0, "SVM regularisation")
+    seed: int = option(0, "seed of the CV splits")
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """Export the embedding tower for other tools."""
+
+    model_path: str = option("runs/train", "a run folder or a tower .keras file")
+    out: str = option("runs/export", "folder for the SavedModel and the .keras file")
+
+
+# ----------------------------------------------------------------- reading
+
+def _is_dataclass_type(tp):
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _coerce(value, field_type, name):
+    if field_type is bool and isinstance(value, str):
+        if value.lower() in ("true", "yes", "1"):
+            return True
+        if value.lower() in ("false", "no", "0"):
+            return False
+    try:
+        if field_type in (int, float, str, bool) and not isinstance(value, field_type):
+            if field_type is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            if field_type is bool:
+                raise ValueError
+            return field_type(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name!r} must be {field_type.__name__}, got {value!r}") from None
+    return value
+
+
+def from_dict(cls, values, where="config"):
+    """Build `cls` from a (possibly nested) dict; unknown keys are an error."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping of settings")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in {where}: {', '.join(unknown)}")
+    kwargs = {}
+    for name, value in values.items():
+        if _is_dataclass_type(hints[name]):
+            kwargs[name] = from_dict(hints[name], value, f"{where}.{name}")
+        else:
+            kwargs[name] = _coerce(value, hints[name], name)
+    return validate(cls(**kwargs))
+
+
+def validate(config):
+    """Check choices of every field (recursively); return the config."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            validate(value)
+        choices = field.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{field.name} must be one of {', '.join(choices)}, got {value!r}")
+    return config
+
+
+def read_config_file(path):
+    """Read a YAML or JSON settings file into a dict."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    try:
+        if path.suffix.lower() == ".json":
+            values = json.loads(text)
+        else:
+            import yaml
+
+            values = yaml.safe_load(text)
+    except Exception as error:  # yaml and json raise many kinds
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"config file {path} is not valid YAML/JSON: {first_line}") from None
+    return values or {}
+
+
+def to_dict(config):
+    return dataclasses.asdict(config)
+
+
+def save_config(config, path):
+    from microrep.fileio import write_json
+
+    write_json(path, to_dict(config))
+
+
+# ----------------------------------------------------------------- CLI flags
+
+def _flag_fields(cls, prefix=()):
+    """(path of names, field, type) of every leaf field, nested ones flattened."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if _is_dataclass_type(hints[field.name]):
+            yield from _flag_fields(hints[field.name], prefix + (field.name,))
+        else:
+            yield prefix + (field.name,), field, hints[field.name]
+
+
+def add_config_flags(parser, cls):
+    """Add one flag per leaf field of `cls` (defaults None: only given flags override)."""
+    parser.add_argument("--config", metavar="FILE", help="YAML or JSON file of settings; "
+                        "flags given on the command line override it")
+    for path, field, field_type in _flag_fields(cls):
+        flag = "--" + path[-1].replace("_", "-")
+        default = field.default if field.default is not dataclasses.MISSING else None
+        help_text = f"{field.metadata.get('help', '')} (default: {default})"
+        if field_type is bool:
+            parser.add_argument(flag, dest="_".join(path), default=None, help=help_text,
+                                action=argparse.BooleanOptionalAction)
+        else:
+            parser.add_argument(flag, dest="_".join(path), default=None, type=field_type,
+                                choices=field.metadata.get("choices"), help=help_text,
+                                metavar=None if field.metadata.get("choices") else path[-1].upper())
+
+
+def config_from_args(cls, args):
+    """Build `cls` from --config FILE, then the flags given on the command line."""
+    values = read_config_file(args.config) if getattr(args, "config", None) else {}
+    for path, _, _ in _flag_fields(cls):
+        given = getattr(args, "_".join(path), None)
+        if given is None:
+            continue
+        node = values
+        for name in path[:-1]:
+            node = node.setdefault(name, {})
+        node[path[-1]] = given
+    return from_dict(cls, values, getattr(args, "config", None) or "settings")

@@ -1,0 +1,75 @@
+"""The Dataset type that every data source returns.
+
+A pandas table with one row per micrograph (`path`, `label`, `group` and any
+metadata) plus lazy, cached access to its images, so the pair pipeline, the
+embedder and the baselines all read images the same way and only once.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from microrep.data.images import read_image
+from microrep.errors import DataError
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Micrographs with labels and groups.
+
+    `table` has at least the columns `path` (absolute, or relative to `root`),
+    `label` (the class for the current task) and `group` (the sample a
+    micrograph comes from, for grouped cross-validation).
+    """
+
+    table: pd.DataFrame
+    root: Path = Path(".")
+    name: str = "dataset"
+    _cache: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        missing = {"path", "label", "group"} - set(self.table.columns)
+        if missing:
+            raise DataError(f"dataset table lacks columns: {', '.join(sorted(missing))}")
+        self.table = self.table.reset_index(drop=True)
+        self.root = Path(self.root)
+
+    def __len__(self):
+        return len(self.table)
+
+    @property
+    def labels(self):
+        return self.table["label"].astype(str).to_numpy()
+
+    @property
+    def groups(self):
+        return self.table["group"].astype(str).to_numpy()
+
+    @property
+    def classes(self):
+        return sorted(self.table["label"].astype(str).unique())
+
+    def image_path(self, index):
+        path = Path(self.table.at[index, "path"])
+        return path if path.is_absolute() else self.root / path
+
+    def image(self, index):
+        """The uint8 gray image of row `index`, decoded once and cached."""
+        if index not in self._cache:
+            self._cache[index] = read_image(self.image_path(index))
+        return self._cache[index]
+
+    def images(self):
+        return [self.image(i) for i in range(len(self))]
+
+    def subset(self, indices):
+        """A Dataset of the given rows (the image cache is shared, re-indexed)."""
+        indices = np.asarray(indices)
+        cache = {new: self._cache[old] for new, old in enumerate(indices) if old in self._cache}
+        return Dataset(self.table.iloc[indices].reset_index(drop=True), self.root,
+                       self.name, cache)
+
+    def class_counts(self):
+        return self.table["label"].astype(str).value_counts().sort_index()

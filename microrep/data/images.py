@@ -1,0 +1,82 @@
+"""Decode micrographs into 2-D uint8 grayscale arrays, and cut them into tiles.
+
+Why one reader: SEM micrographs arrive as 8- or 16-bit TIFF, PNG or JPEG, gray
+or RGB(A). Everything downstream (pairs, embedding, baselines) works on one
+representation, uint8 gray, so the conversion and its error messages live here.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from microrep.errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+
+
+def to_uint8_gray(array):
+    """Convert a decoded array (gray, RGB, RGBA; any numeric dtype) to uint8 gray."""
+    array = np.asarray(array)
+    if array.ndim == 3:
+        channels = array.shape[-1]
+        if channels not in (1, 3, 4):
+            raise ValueError(f"unsupported channel count {channels}")
+        array = array[..., 0] if channels == 1 else array[..., :3].astype(np.float64).mean(-1)
+    if array.ndim != 2:
+        raise ValueError(f"expected a 2-D image, got shape {array.shape}")
+    if array.dtype == np.uint8:
+        return array
+    array = array.astype(np.float64)
+    finite = np.isfinite(array)
+    if not finite.any():
+        raise ValueError("image has no finite pixel values")
+    low, high = np.percentile(array[finite], [0.1, 99.9])
+    if high <= low:
+        high = low + 1.0
+    scaled = (np.where(finite, array, low) - low) / (high - low)
+    return (np.clip(scaled, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def read_image(path):
+    """Read one micrograph as a 2-D uint8 array; DataError names the file if it fails."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"image not found: {path}")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            array = tifffile.imread(path)
+        else:
+            with Image.open(path) as image:
+                if image.mode in ("P", "PA", "LA", "CMYK", "YCbCr"):
+                    image = image.convert("RGB")
+                array = np.asarray(image)
+        return to_uint8_gray(array)
+    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+        raise DataError(f"cannot read image {path}: {error}") from error
+
+
+def tile_origins(length, tile, count):
+    """`count` evenly spaced start offsets of tiles of size `tile` along `length`."""
+    if count <= 1 or length <= tile:
+        return [max((length - tile) // 2, 0)]
+    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
+
+
+def grid_tiles(image, tile, grid):
+    """A `grid` x `grid` array of tiles (tile x tile) covering the image evenly.
+
+    Images smaller than a tile are padded by reflection, so every image gives the
+    same number of tiles.
+    """
+    height, width = image.shape
+    if height < tile or width < tile:
+        pad_y, pad_x = max(tile - height, 0), max(tile - width, 0)
+        image = np.pad(image, ((0, pad_y), (0, pad_x)), mode="reflect")
+        height, width = image.shape
+    tiles = [image[y:y + tile, x:x + tile]
+             for y in tile_origins(height, tile, grid)
+             for x in tile_origins(width, tile, grid)]
+    return np.stack(tiles)

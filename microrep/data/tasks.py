@@ -1,0 +1,59 @@
+"""The paper's classification tasks: which label each micrograph gets.
+
+- `constituent`: the primary microconstituent, every class present (7 in UHCSDB).
+- `3phase`: DeCost et al.'s three phases: the first word of the label split on
+  "+", martensite dropped (network, pearlite, spheroidite).
+- `processing`: the processing condition, anneal temperature + time + cooling.
+"""
+
+import pandas as pd
+
+from microrep.errors import DataError
+
+TASKS = ("constituent", "3phase", "processing")
+
+
+def processing_condition(table):
+    """A readable processing-condition label, e.g. `800C-90M-AR`."""
+    def fmt(value):
+        return "" if pd.isna(value) else f"{value:g}" if isinstance(value, float) else str(value)
+
+    parts = [table["anneal_temperature"].map(fmt) + table["anneal_temp_unit"].map(fmt),
+             table["anneal_time"].map(fmt) + table["anneal_time_unit"].map(fmt),
+             table["cool_method"].map(fmt)]
+    return parts[0] + "-" + parts[1] + "-" + parts[2]
+
+
+def task_labels(table, task):
+    """Return (labels Series, keep mask) of `task` for a metadata table."""
+    if task not in TASKS:
+        raise DataError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if task == "processing":
+        needed = ["anneal_temperature", "anneal_time", "cool_method"]
+        missing = [c for c in needed if c not in table.columns]
+        if missing:
+            raise DataError(f"task 'processing' needs metadata columns {', '.join(missing)}")
+        labels = processing_condition(table)
+        return labels, table[needed].notna().all(axis=1)
+    if "primary_microconstituent" not in table.columns:
+        raise DataError("task needs a 'primary_microconstituent' column")
+    constituent = table["primary_microconstituent"].astype(str)
+    if task == "constituent":
+        return constituent, table["primary_microconstituent"].notna()
+    phase = constituent.str.split("+").str[0]
+    return phase, table["primary_microconstituent"].notna() & (phase != "martensite")
+
+
+def apply_task(table, task, min_per_class=1):
+    """Add a `label` column for `task`, dropping rows without one and rare classes.
+
+    Returns (table, dropped classes) so callers can tell the user what went.
+    """
+    labels, keep = task_labels(table, task)
+    table = table.loc[keep].assign(label=labels[keep])
+    counts = table["label"].value_counts()
+    rare = sorted(counts[counts < min_per_class].index)
+    table = table[~table["label"].isin(rare)]
+    if table.empty:
+        raise DataError(f"no images left for task {task!r}")
+    return table.reset_index(drop=True), rare

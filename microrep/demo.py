@@ -1,0 +1,158 @@
+"""The demo: every stage once, on freshly generated synthetic micrographs.
+
+generate -> train the Siamese model -> embed (trained tower, the same tower
+untrained, raw pixels) -> SVM cross-validation on the same folds -> PCA and
+figures -> export -> report.md + metrics.json. It is sized to finish in a few
+minutes on two CPU cores: small images, 48x48 crops, a short schedule.
+"""
+
+import dataclasses
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from microrep import __version__
+from microrep.analysis.evaluate import pca_projection, raw_pixel_features
+from microrep.analysis.plots import (plot_accuracy_bars, plot_confusion, plot_pca_scatter,
+                                     plot_training_curves)
+from microrep.analysis.stage import evaluate_features
+from microrep.config import DataConfig, EvalConfig, ModelConfig, PairConfig, TrainConfig, option, to_dict
+from microrep.data import load_dataset
+from microrep.embed import embed_images, write_embeddings
+from microrep.errors import OutputExistsError
+from microrep.export import export_tower
+from microrep.fileio import write_json
+from microrep.model import build_tower
+from microrep.report import demo_report
+from microrep.train import LOG, train
+
+
+@dataclasses.dataclass
+class DemoConfig:
+    """The whole pipeline at demo scale."""
+
+    out: str = option("microrep-demo", "report folder (data, run, embeddings, figures, export)")
+    input_size: int = option(48, "crop side the model sees")
+    embedding_dim: int = option(32, "embedding size")
+    weights: str = option("none", "VGG16 weights: 'none', 'imagenet' (needs internet) or a file")
+    epochs: int = option(8, "training epochs")
+    pairs_per_epoch: int = option(640, "pairs per epoch")
+    batch_size: int = option(32, "pairs per batch")
+    learning_rate: float = option(3e-4, "Adam learning rate")
+    margin: float = option(1.0, "contrastive margin")
+    samples_per_class: int = option(4, "synthetic samples per class")
+    images_per_sample: int = option(5, "synthetic micrographs per sample")
+    image_size: int = option(160, "synthetic image side")
+    grid: int = option(3, "embedding tiles per side")
+    folds: int = option(5, "CV folds")
+    seed: int = option(0, "seed for data, weights and pairs")
+    overwrite: bool = option(False, "replace an earlier demo in --out")
+
+
+def stage_configs(config):
+    """The TrainConfig and EvalConfig the demo runs with."""
+    out = Path(config.out)
+    data = DataConfig(data="synthetic", data_dir=str(out / "data"), task="constituent",
+                      synthetic_samples_per_class=config.samples_per_class,
+                      synthetic_images_per_sample=config.images_per_sample,
+                      synthetic_image_size=config.image_size, synthetic_seed=config.seed)
+    model = ModelConfig(input_size=config.input_size, embedding_dim=config.embedding_dim,
+                        weights=config.weights)
+    train_config = TrainConfig(
+        data=data, model=model, pairs=PairConfig(pairs_per_epoch=config.pairs_per_epoch),
+        out=str(out / "run"), epochs=config.epochs, batch_size=config.batch_size,
+        learning_rate=config.learning_rate, margin=config.margin, seed=config.seed,
+        overwrite=True)
+    eval_config = EvalConfig(embeddings=str(out / "embeddings"), out=str(out), folds=config.folds,
+                             seed=config.seed)
+    return train_config, eval_config
+
+
+def check_out_dir(config):
+    out = Path(config.out)
+    if out.exists() and any(out.iterdir()) and not config.overwrite:
+        marker = out / "metrics.json"
+        what = "an earlier demo" if marker.exists() or (out / "run").exists() else "other files"
+        raise OutputExistsError(f"{out} already holds {what}; pass --overwrite or choose another --out")
+
+
+def run_demo(config, log=print):
+    """Run the demo; return its metrics dict (also written to out/metrics.json)."""
+    check_out_dir(config)
+    started = time.time()
+    out = Path(config.out)
+    train_config, eval_config = stage_configs(config)
+
+    log(f"[1/6] generating synthetic micrographs in {out / 'data'}")
+    dataset = load_dataset(train_config.data)
+    images, labels, groups = dataset.images(), dataset.labels, dataset.groups
+
+    log(f"[2/6] training the Siamese VGG16 ({config.epochs} epochs x {config.pairs_per_epoch} pairs, "
+        f"{config.input_size}x{config.input_size} crops)")
+    result = train(train_config, dataset)
+
+    log("[3/6] embedding: trained tower, untrained tower, raw pixels")
+    trained = embed_images(result.tower, images, config.grid, progress=True)
+    write_embeddings(out / "embeddings", trained, dataset.table,
+                     {"model": str(result.run_dir), "grid": config.grid})
+    keras.utils.set_random_seed(config.seed)
+    untrained = embed_images(build_tower(train_config.model), images, config.grid, progress=True)
+    raw = raw_pixel_features(images)
+
+    log(f"[4/6] SVM {config.folds}-fold cross-validation on the same folds")
+    feature_sets = {"learned embedding": (trained, None), "untrained tower": (untrained, None),
+                    "raw pixels": (raw, 50)}
+    results = {name: evaluate_features(features, labels, groups, eval_config, pca)
+               for name, (features, pca) in feature_sets.items()}
+
+    log("[5/6] figures and export")
+    figures = draw_demo_figures(out, results, trained, untrained, labels, result.run_dir)
+    export_paths = export_tower(result.tower, out / "export")
+
+    metrics = demo_metrics(config, dataset, results, figures, export_paths, result,
+                           time.time() - started)
+    write_json(out / "metrics.json", metrics)
+    (out / "report.md").write_text(demo_report(metrics), encoding="utf-8")
+    log(f"[6/6] report written: {out / 'report.md'}")
+    return metrics
+
+
+def draw_demo_figures(out, results, trained, untrained, labels, run_dir):
+    scores, explained, _ = pca_projection(trained, 2)
+    untrained_scores, untrained_explained, _ = pca_projection(untrained, 2)
+    learned = results["learned embedding"]["stratified"]
+    return {
+        "pca": plot_pca_scatter(scores, labels, explained, out / "pca_learned.png",
+                                "Learned embedding on PC1/PC2"),
+        "pca_untrained": plot_pca_scatter(untrained_scores, labels, untrained_explained,
+                                          out / "pca_untrained.png", "Untrained tower on PC1/PC2"),
+        "confusion": plot_confusion(learned.confusion, learned.classes, out / "confusion.png"),
+        "training": plot_training_curves(pd.read_csv(run_dir / LOG), out / "training_curves.png"),
+        "accuracy": plot_accuracy_bars({name: (r["stratified"].mean, r["stratified"].std)
+                                        for name, r in results.items()}, out / "accuracy.png"),
+    }
+
+
+def demo_metrics(config, dataset, results, figures, export_paths, train_result, seconds):
+    def summary(result):
+        return {"stratified": result["stratified"].summary(),
+                "grouped": result["grouped"].summary() if result["grouped"] else None,
+                "grouped_note": result["grouped_note"]}
+
+    return {
+        "microrep_version": __version__,
+        "backend": keras.backend.backend(),
+        "settings": to_dict(config),
+        "dataset": {"images": len(dataset), "classes": dataset.class_counts().to_dict(),
+                    "samples": int(len(np.unique(dataset.groups)))},
+        "training": {"epochs_completed": train_result.epochs_completed,
+                     "final_loss": float(train_result.history["loss"][-1]),
+                     "final_pair_accuracy": float(train_result.history["pair_accuracy"][-1])},
+        "methods": {name: summary(result) for name, result in results.items()},
+        "figures": {name: Path(path).name for name, path in figures.items()},
+        "export": {"savedmodel": str(export_paths[0]), "keras": str(export_paths[1])},
+        "seconds": round(seconds, 1),
+    }

@@ -1,0 +1,75 @@
+"""Atomic file writing, used by every stage that writes output.
+
+A file appears under its final name only once it is complete, so an
+interrupted run never leaves a half-written checkpoint, table or figure
+where a later run (or a user) would take it for a whole one.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from microrep.errors import MicrorepError
+
+
+class DiskFullError(MicrorepError):
+    """Writing failed because the disk is full or not writable."""
+
+
+@contextlib.contextmanager
+def atomic_path(final_path):
+    """Yield a temporary path beside `final_path`; rename it into place on success.
+
+    The temporary name keeps the suffix of the final one, because some writers
+    (Keras, matplotlib) choose the format from it.
+    """
+    final_path = Path(final_path)
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{final_path.stem}.", suffix=f".tmp{final_path.suffix}",
+        dir=final_path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp_name)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final_path)
+    except OSError as error:
+        tmp_path.unlink(missing_ok=True)
+        if error.errno in (28, 122):  # ENOSPC, EDQUOT
+            raise DiskFullError(
+                f"no space left to write {final_path}; free some disk space and "
+                "run again (earlier outputs are intact)") from error
+        raise
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path, text):
+    """Write `text` to `path` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path, data):
+    """Write `data` as indented JSON to `path` atomically."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def replace_dir(tmp_dir, final_dir):
+    """Move a finished directory into place, replacing an older one."""
+    final_dir = Path(final_dir)
+    if final_dir.exists():
+        shutil.rmtree(final_dir)
+    os.replace(tmp_dir, final_dir)

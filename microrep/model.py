@@ -1,0 +1,129 @@
+"""The embedding tower and the Siamese model (Keras functional API, keras.ops only).
+
+The tower takes uint8 grayscale crops and does its own preprocessing, so users
+and exported models feed raw micrograph pixels: cast to float, copy gray to
+three channels, VGG16's "caffe" preprocessing (BGR mean subtraction), the
+VGG16 convolutional base, global average pooling, a linear projection to the
+embedding size, and optional L2 normalisation. The Siamese model applies the
+one tower to both images of a pair, so every weight is shared, and outputs
+their Euclidean distance for the contrastive loss.
+"""
+
+import contextlib
+from pathlib import Path
+
+import keras
+from keras import ops
+
+from microrep.errors import ConfigError, WeightsError
+
+#: VGG16's ImageNet channel means in BGR order ("caffe" preprocessing).
+VGG_MEAN_BGR = (103.939, 116.779, 123.68)
+MIN_INPUT_SIZE = 32  # VGG16 halves the side five times
+
+
+@keras.saving.register_keras_serializable(package="microrep")
+class GrayToVGGInput(keras.layers.Layer):
+    """uint8 gray (..., 1) -> float BGR with ImageNet means subtracted (..., 3)."""
+
+    def call(self, images):
+        gray = ops.cast(images, self.compute_dtype)
+        bgr = ops.concatenate([gray, gray, gray], axis=-1)
+        return bgr - ops.convert_to_tensor(VGG_MEAN_BGR, dtype=self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 3)
+
+
+@keras.saving.register_keras_serializable(package="microrep")
+class L2Normalize(keras.layers.Layer):
+    """Scale each embedding to unit length (computed in float32)."""
+
+    def call(self, inputs):
+        inputs = ops.cast(inputs, "float32")
+        return inputs / ops.sqrt(ops.maximum(ops.sum(ops.square(inputs), axis=-1, keepdims=True), 1e-12))
+
+
+@keras.saving.register_keras_serializable(package="microrep")
+class EuclideanDistance(keras.layers.Layer):
+    """Distance between two embeddings, safe to differentiate at zero."""
+
+    def call(self, inputs):
+        first, second = (ops.cast(x, "float32") for x in inputs)
+        squared = ops.sum(ops.square(first - second), axis=-1)
+        return ops.sqrt(ops.maximum(squared, 1e-12))
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0][:-1]
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Build layers under a dtype policy, restoring the previous one afterwards.
+
+    keras.applications models take their policy from Keras' global setting; this
+    keeps the change local to model building instead of leaking into the process.
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def mixed_policy_name():
+    """bfloat16 on CPU/TPU/JAX GPUs; float16 only for TensorFlow/torch on GPU."""
+    return "mixed_bfloat16"
+
+
+def build_vgg16_base(input_size, weights):
+    """VGG16's convolutional base with weights 'imagenet', 'none' or a local file."""
+    shape = (input_size, input_size, 3)
+    if weights in (None, "none", "None", ""):
+        return keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
+    if weights == "imagenet":
+        try:
+            return keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=shape)
+        except Exception as error:  # urllib/http/ssl errors vary by platform
+            raise WeightsError(
+                "could not download the ImageNet VGG16 weights "
+                f"({type(error).__name__}); when offline pass --weights FILE with a local "
+                "vgg16 *_notop.weights.h5 (or .h5) file, or --weights none") from None
+    path = Path(weights)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
+    try:
+        base.load_weights(path)
+    except Exception as error:
+        raise WeightsError(f"cannot load VGG16 weights from {path}: {error}") from None
+    return base
+
+
+def build_tower(config):
+    """The embedding tower of a ModelConfig: uint8 (S, S, 1) -> embedding."""
+    size = int(config.input_size)
+    if size < MIN_INPUT_SIZE:
+        raise ConfigError(f"input size {size} is below VGG16's minimum of {MIN_INPUT_SIZE} pixels")
+    policy = mixed_policy_name() if config.mixed_precision else keras.config.dtype_policy().name
+    with dtype_policy(policy):
+        images = keras.Input((size, size, 1), dtype="uint8", name="image")
+        features = GrayToVGGInput(name="to_vgg_input")(images)
+        features = build_vgg16_base(size, config.weights)(features)
+        pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+        embedding = keras.layers.Dense(config.embedding_dim, name="projection")(pooled)
+        if config.l2_normalize:
+            embedding = L2Normalize(name="l2_normalize", dtype="float32")(embedding)
+        else:
+            embedding = keras.layers.Activation("linear", dtype="float32", name="embedding")(embedding)
+    return keras.Model(images, embedding, name="embedding_tower")
+
+
+def build_siamese(tower):
+    """Two uint8 inputs, one shared tower, their Euclidean distance."""
+    size = tower.input_shape[1]
+    first = keras.Input((size, size, 1), dtype="uint8", name="image_a")
+    second = keras.Input((size, size, 1), dtype="uint8", name="image_b")
+    distance = EuclideanDistance(name="distance", dtype="float32")([tower(first), tower(second)])
+    return keras.Model([first, second], distance, name="siamese")

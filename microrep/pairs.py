@@ -1,0 +1,196 @@
+"""Balanced positive/negative pairs of random crops, drawn afresh every epoch.
+
+Why one sampler with two adapters: the sampling logic (which images pair up,
+where each crop sits, how it is flipped and rotated) is plain NumPy, driven by a
+seed and the epoch number, so a resumed run draws exactly the pairs it would
+have drawn, and TensorFlow's tf.data and backend-agnostic Keras
+(`keras.utils.PyDataset`, for JAX and torch without TensorFlow) feed the model
+identical batches. Crops stay uint8 grayscale until the model.
+
+A pair's label is 1 for the same class and 0 for different classes, the
+convention of `microrep.losses.contrastive_loss`.
+"""
+
+import numpy as np
+
+from microrep.errors import DataError
+
+#: Columns of a pair plan: image index, crop row, crop column, flip, rotation.
+PLAN_FIELDS = ("index", "top", "left", "flip", "rot90")
+
+
+class PairSampler:
+    """Draw class-balanced pairs of crops from images of given labels and shapes.
+
+    Positive pairs take two different images of one class (the same image, at
+    two crops, when a class has one image); negative pairs take images of two
+    different classes. Classes are drawn uniformly, so rare classes are seen as
+    often as common ones.
+    """
+
+    def __init__(self, labels, image_shapes, crop_size, pairs_per_epoch=1024,
+                 positive_fraction=0.5, augment=True, seed=0):
+        labels = np.asarray(labels).astype(str)
+        self.classes = sorted(set(labels))
+        if len(self.classes) < 2:
+            raise DataError("pair training needs at least two classes; "
+                            f"found {len(self.classes)}: {', '.join(self.classes)}")
+        if not 0.0 <= positive_fraction <= 1.0:
+            raise DataError("positive fraction must lie between 0 and 1")
+        self.members = [np.flatnonzero(labels == c) for c in self.classes]
+        self.shapes = np.asarray(image_shapes, dtype=np.int64).reshape(len(labels), 2)
+        self.crop_size = int(crop_size)
+        self.pairs_per_epoch = int(pairs_per_epoch)
+        self.positive_fraction = positive_fraction
+        self.augment = augment
+        self.seed = seed
+
+    def _rng(self, epoch):
+        return np.random.default_rng([self.seed, epoch])
+
+    def epoch_pairs(self, epoch):
+        """Image indices (n, 2) and labels (n,) of one epoch's pairs."""
+        rng = self._rng(epoch)
+        count = self.pairs_per_epoch
+        same = (np.arange(count) < round(count * self.positive_fraction)).astype(np.float32)
+        rng.shuffle(same)
+        n_classes = len(self.classes)
+        first_class = rng.integers(0, n_classes, count)
+        other_class = (first_class + rng.integers(1, n_classes, count)) % n_classes
+        second_class = np.where(same == 1, first_class, other_class)
+        pairs = np.empty((count, 2), dtype=np.int64)
+        for row, (ca, cb) in enumerate(zip(first_class, second_class)):
+            members_a, members_b = self.members[ca], self.members[cb]
+            if ca == cb and len(members_a) > 1:
+                pairs[row] = rng.choice(members_a, 2, replace=False)
+            else:
+                pairs[row] = rng.choice(members_a), rng.choice(members_b)
+        return pairs, same
+
+    def epoch_plan(self, epoch):
+        """Everything one epoch needs: (plan_a, plan_b, labels).
+
+        Each plan is an int array (n, 5) with columns PLAN_FIELDS: which image,
+        where the crop starts, whether to flip it, how many quarter turns.
+        """
+        pairs, same = self.epoch_pairs(epoch)
+        rng = np.random.default_rng([self.seed, epoch, 1])
+        plans = []
+        for side in range(2):
+            index = pairs[:, side]
+            room = np.maximum(self.shapes[index] - self.crop_size, 0) + 1
+            top = (rng.random(len(index)) * room[:, 0]).astype(np.int64)
+            left = (rng.random(len(index)) * room[:, 1]).astype(np.int64)
+            flip = rng.integers(0, 2, len(index)) * self.augment
+            rot = rng.integers(0, 4, len(index)) * self.augment
+            plans.append(np.stack([index, top, left, flip, rot], axis=1))
+        return plans[0], plans[1], same
+
+
+def crop(image, top, left, flip, rot90, size):
+    """One augmented crop (size, size) of a 2-D image, NumPy version."""
+    patch = image[top:top + size, left:left + size]
+    if patch.shape != (size, size):  # image smaller than the crop: reflect-pad
+        patch = np.pad(patch, ((0, size - patch.shape[0]), (0, size - patch.shape[1])),
+                       mode="reflect")
+    if flip:
+        patch = patch[:, ::-1]
+    return np.rot90(patch, rot90)
+
+
+def crops_from_plan(images, plan, size):
+    """A uint8 batch (n, size, size, 1) of the crops a plan describes."""
+    batch = np.empty((len(plan), size, size, 1), dtype=np.uint8)
+    for row, (index, top, left, flip, rot) in enumerate(plan):
+        batch[row, ..., 0] = crop(images[index], top, left, flip, rot, size)
+    return batch
+
+
+def check_images_fit(images, size):
+    """Refuse images smaller than half a crop: reflect padding would dominate them."""
+    for index, image in enumerate(images):
+        if min(image.shape) < size // 2:
+            raise DataError(f"image {index} is {image.shape[1]}x{image.shape[0]} pixels, "
+                            f"too small for {size}x{size} crops; lower --input-size")
+
+
+# ----------------------------------------------------------------- adapters
+
+def pair_batches(sampler, images, batch_size, epoch):
+    """Yield ((crops_a, crops_b), labels) NumPy batches of one epoch."""
+    plan_a, plan_b, same = sampler.epoch_plan(epoch)
+    size = sampler.crop_size
+    for start in range(0, len(same), batch_size):
+        stop = start + batch_size
+        yield ((crops_from_plan(images, plan_a[start:stop], size),
+                crops_from_plan(images, plan_b[start:stop], size)), same[start:stop])
+
+
+def make_pydataset(sampler, images, batch_size, initial_epoch=0, **kwargs):
+    """A keras.utils.PyDataset of pairs: works on every Keras backend, no TensorFlow."""
+    import keras
+
+    class PairSequence(keras.utils.PyDataset):
+        """Index `i` of epoch `e` is batch `i` of the sampler's plan for `e`."""
+
+        def __init__(self):
+            super().__init__(**kwargs)
+            self.epoch = initial_epoch
+            self._plan = sampler.epoch_plan(self.epoch)
+
+        def __len__(self):
+            return int(np.ceil(sampler.pairs_per_epoch / batch_size))
+
+        def __getitem__(self, index):
+            plan_a, plan_b, same = self._plan
+            part = slice(index * batch_size, (index + 1) * batch_size)
+            size = sampler.crop_size
+            return ((crops_from_plan(images, plan_a[part], size),
+                     crops_from_plan(images, plan_b[part], size)), same[part])
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self._plan = sampler.epoch_plan(self.epoch)
+
+    return PairSequence()
+
+
+def make_tf_dataset(sampler, images, batch_size, initial_epoch=0):
+    """A tf.data.Dataset of pairs, epoch after epoch without end.
+
+    Images sit in one padded uint8 tensor; crops, flips and rotations run as
+    TensorFlow ops in parallel, following the sampler's NumPy plan.
+    Pass `steps_per_epoch = ceil(pairs_per_epoch / batch_size)` to `fit`.
+    """
+    import tensorflow as tf
+
+    size = sampler.crop_size
+    height = max(max(im.shape[0] for im in images), size)
+    width = max(max(im.shape[1] for im in images), size)
+    stack = np.zeros((len(images), height, width), dtype=np.uint8)
+    for index, image in enumerate(images):
+        if image.shape[0] < size or image.shape[1] < size:
+            image = np.pad(image, ((0, max(size - image.shape[0], 0)),
+                                   (0, max(size - image.shape[1], 0))), mode="reflect")
+        stack[index, :image.shape[0], :image.shape[1]] = image
+    stack = tf.constant(stack)
+
+    def plans():
+        epoch = initial_epoch
+        while True:
+            plan_a, plan_b, same = sampler.epoch_plan(epoch)
+            for row in range(len(same)):
+                yield plan_a[row], plan_b[row], same[row]
+            epoch += 1
+
+    def tf_crop(plan):
+        patch = stack[plan[0], plan[1]:plan[1] + size, plan[2]:plan[2] + size]
+        patch = tf.cond(plan[3] > 0, lambda: tf.reverse(patch, axis=[1]), lambda: patch)
+        return tf.image.rot90(patch[..., None], k=tf.cast(plan[4], tf.int32))
+
+    plan_spec = tf.TensorSpec((len(PLAN_FIELDS),), tf.int64)
+    dataset = tf.data.Dataset.from_generator(
+        plans, output_signature=(plan_spec, plan_spec, tf.TensorSpec((), tf.float32)))
+    dataset = dataset.map(lambda a, b, y: ((tf_crop(a), tf_crop(b)), y),
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

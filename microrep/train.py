@@ -1,0 +1,196 @@
+"""Train the Siamese model: pairs in, checkpoints, log and final tower out.
+
+A run folder holds everything a run needs to be understood and continued:
+
+    config.json        the TrainConfig used
+    checkpoint.keras   the Siamese model and optimizer state after the last epoch
+    state.json         epochs completed, best loss, package version
+    training_log.csv   loss and pair accuracy per epoch
+    tower.keras        the embedding tower, written when training ends
+
+Checkpoints are written under a temporary name and renamed, so an interrupted
+run leaves the last complete epoch behind, and `resume` continues from it
+with the same pair schedule (pairs depend only on seed and epoch).
+"""
+
+import dataclasses
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import keras
+
+from microrep import __version__
+from microrep.config import save_config, to_dict
+from microrep.data import load_dataset
+from microrep.errors import DataError, MicrorepError, ModelFileError, OutputExistsError
+from microrep.fileio import atomic_path, write_json
+from microrep.losses import ContrastiveLoss, PairAccuracy
+from microrep.model import build_siamese, build_tower
+from microrep.pairs import PairSampler, check_images_fit, make_pydataset, make_tf_dataset
+
+CHECKPOINT = "checkpoint.keras"
+STATE = "state.json"
+TOWER = "tower.keras"
+LOG = "training_log.csv"
+
+#: Settings that may change when a run is resumed.
+RESUMABLE_CHANGES = {"epochs", "resume", "overwrite", "patience"}
+
+
+class TrainingDivergedError(MicrorepError):
+    """The loss became NaN or infinite."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: Path
+    tower: keras.Model
+    history: dict
+    epochs_completed: int
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Save model + optimizer and the epoch count after every epoch, atomically."""
+
+    def __init__(self, run_dir):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or not math.isfinite(loss):
+            return  # never replace the last good checkpoint with a diverged one
+        with atomic_path(self.run_dir / CHECKPOINT) as tmp:
+            self.model.save(tmp)
+        write_json(self.run_dir / STATE, {"epochs_completed": epoch + 1, "loss": loss,
+                                          "microrep_version": __version__})
+
+
+def _comparable(config_dict):
+    return {k: v for k, v in config_dict.items() if k not in RESUMABLE_CHANGES}
+
+
+def prepare_run_dir(config):
+    """Create or check the run folder; return the number of epochs already done."""
+    run_dir = Path(config.out)
+    saved_config = run_dir / "config.json"
+    if config.overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+    if saved_config.is_file():
+        previous = json.loads(saved_config.read_text())
+        if config.resume:
+            if _comparable(previous) != _comparable(to_dict(config)):
+                raise OutputExistsError(
+                    f"{run_dir} holds a run with other settings; resume it with the same "
+                    "settings, or choose another --out")
+            state_path = run_dir / STATE
+            return json.loads(state_path.read_text())["epochs_completed"] if state_path.is_file() else 0
+        raise OutputExistsError(
+            f"{run_dir} already holds a training run; pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --out")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not config.overwrite:
+            raise OutputExistsError(f"{run_dir} is not empty; choose another --out or pass --overwrite")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, saved_config)
+    return 0
+
+
+def make_pair_source(config, sampler, images, initial_epoch):
+    """tf.data under TensorFlow, a NumPy PyDataset under any other backend."""
+    if keras.backend.backend() == "tensorflow":
+        return make_tf_dataset(sampler, images, config.batch_size, initial_epoch)
+    return make_pydataset(sampler, images, config.batch_size, initial_epoch)
+
+
+def build_or_resume_model(config, run_dir, initial_epoch):
+    """A compiled Siamese model: fresh, or loaded with its optimizer state."""
+    if initial_epoch > 0:
+        try:
+            return keras.saving.load_model(run_dir / CHECKPOINT)
+        except Exception as error:
+            raise ModelFileError(f"cannot load checkpoint {run_dir / CHECKPOINT}: {error}") from None
+    keras.utils.set_random_seed(config.seed)
+    siamese = build_siamese(build_tower(config.model))
+    siamese.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                    loss=ContrastiveLoss(config.margin),
+                    metrics=[PairAccuracy(config.margin)])
+    return siamese
+
+
+def training_callbacks(config, run_dir, initial_epoch):
+    callbacks = [keras.callbacks.TerminateOnNaN(),
+                 keras.callbacks.CSVLogger(str(run_dir / LOG), append=initial_epoch > 0),
+                 AtomicCheckpoint(run_dir)]
+    if config.patience > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="loss", patience=config.patience))
+    return callbacks
+
+
+def train(config, dataset=None, verbose="auto"):
+    """Train under `config` (a TrainConfig); return a TrainResult.
+
+    `dataset` may be passed to skip loading (the demo reuses its own).
+    """
+    run_dir = Path(config.out)
+    initial_epoch = prepare_run_dir(config)
+    dataset = dataset if dataset is not None else load_dataset(config.data)
+    images = dataset.images()
+    check_images_fit(images, config.model.input_size)
+    pairs_per_epoch = math.ceil(config.pairs.pairs_per_epoch / config.batch_size) * config.batch_size
+    sampler = PairSampler(dataset.labels, [im.shape for im in images], config.model.input_size,
+                          pairs_per_epoch, config.pairs.positive_fraction,
+                          config.pairs.augment, config.seed)
+    if initial_epoch >= config.epochs:
+        raise OutputExistsError(f"{run_dir} already completed {initial_epoch} epochs; "
+                                "raise --epochs to train further")
+    siamese = build_or_resume_model(config, run_dir, initial_epoch)
+    source = make_pair_source(config, sampler, images, initial_epoch)
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    history = siamese.fit(source, epochs=config.epochs, initial_epoch=initial_epoch,
+                          steps_per_epoch=pairs_per_epoch // config.batch_size,
+                          callbacks=training_callbacks(config, run_dir, initial_epoch),
+                          shuffle=False, verbose=verbose)
+    losses = history.history.get("loss", [])
+    if losses and not math.isfinite(losses[-1]):
+        raise TrainingDivergedError(
+            "training diverged (loss is NaN); lower --learning-rate. The last good "
+            f"checkpoint is in {run_dir}")
+    tower = siamese.get_layer("embedding_tower")
+    with atomic_path(run_dir / TOWER) as tmp:
+        tower.save(tmp)
+    completed = initial_epoch + len(losses)
+    return TrainResult(run_dir, tower, history.history, completed)
+
+
+def load_tower(model_path):
+    """Load an embedding tower from a run folder or a .keras file (safe mode)."""
+    path = Path(model_path)
+    if path.is_dir():
+        if (path / TOWER).is_file():
+            path = path / TOWER
+        elif (path / CHECKPOINT).is_file():
+            path = path / CHECKPOINT  # training did not finish: use its last epoch
+        else:
+            raise ModelFileError(f"{model_path} holds no {TOWER} or {CHECKPOINT}; train first")
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as error:
+        raise ModelFileError(f"cannot load model {path}: {type(error).__name__}: "
+                             f"{str(error).splitlines()[0] if str(error) else ''}") from None
+    if model.name == "siamese":
+        return model.get_layer("embedding_tower")
+    return model
+
+
+def input_size_of(tower):
+    size = tower.input_shape[1]
+    if size is None:
+        raise DataError("the tower has no fixed input size")
+    return int(size)
