@@ -22,7 +22,12 @@ def to_uint8_gray(array):
         channels = array.shape[-1]
         if channels not in (1, 3, 4):
             raise ValueError(f"unsupported channel count {channels}")
-        array = array[..., 0] if channels == 1 else array[..., :3].astype(np.float64).mean(-1)
+        if channels == 1:
+            array = array[..., 0]
+        elif array.dtype == np.uint8:
+            array = (array[..., :3].astype(np.float32).mean(-1) + 0.5).astype(np.uint8)
+        else:
+            array = array[..., :3].astype(np.float64).mean(-1)
     if array.ndim != 2:
         raise ValueError(f"expected a 2-D image, got shape {array.shape}")
     if array.dtype == np.uint8:
@@ -61,7 +66,7 @@ def read_image(path):
 def tile_origins(length, tile, count):
     """`count` evenly spaced start offsets of tiles of size `tile` along `length`."""
     if count <= 1 or length <= tile:
-        return [max((length - tile) // 2, 0)]
+        return [max((length - tile) // 2, 0)] * max(count, 1)
     return [round(i * (length - tile) / (count - 1)) for i in range(count)]
 
 

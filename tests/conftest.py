@@ -1,0 +1,38 @@
+"""Shared fixtures: small synthetic datasets and tiny models, made at test time."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from microrep.config import DataConfig, ModelConfig, PairConfig, TrainConfig  # noqa: E402
+
+TINY_INPUT = 32  # VGG16's smallest input: keeps every test on 2 CPU cores fast
+
+
+@pytest.fixture(scope="session")
+def tiny_data_config(tmp_path_factory):
+    """Three classes, two samples each, three 64x64 micrographs per sample."""
+    return DataConfig(data="synthetic", data_dir=str(tmp_path_factory.mktemp("synthetic")),
+                      task="constituent", synthetic_samples_per_class=2,
+                      synthetic_images_per_sample=3, synthetic_image_size=64, synthetic_seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tiny_data_config):
+    from microrep.data import load_dataset
+
+    # restrict to three classes to keep tests fast
+    dataset = load_dataset(tiny_data_config)
+    keep = dataset.table["label"].isin(["spheroidite", "pearlite", "network"]).to_numpy().nonzero()[0]
+    return dataset.subset(keep)
+
+
+def tiny_train_config(out, data_config, **overrides):
+    values = dict(data=data_config,
+                  model=ModelConfig(input_size=TINY_INPUT, embedding_dim=8, weights="none"),
+                  pairs=PairConfig(pairs_per_epoch=16), out=str(out), epochs=2, batch_size=8,
+                  learning_rate=1e-4, seed=3)
+    values.update(overrides)
+    return TrainConfig(**values)

@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from microrep.analysis.evaluate import (cross_validate, cv_splits, pca_projection,
+                                        raw_pixel_features, svm_pipeline)
+from microrep.errors import DataError
+
+
+def test_grouped_splits_never_share_a_sample():
+    labels = np.repeat(["a", "b"], 12)
+    groups = np.repeat([f"s{i}" for i in range(8)], 3)
+    splits = cv_splits(labels, folds=4, groups=groups)
+    assert len(splits) == 4
+    for train_index, test_index in splits:
+        assert not set(groups[train_index]) & set(groups[test_index])
+
+
+def test_too_few_images_for_cv_names_the_class():
+    labels = np.array(["a"] * 10 + ["b"] * 2)
+    with pytest.raises(DataError, match=r"b \(2\)"):
+        cv_splits(labels, folds=5)
+
+
+def test_separable_features_score_perfectly_and_noise_scores_near_chance():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["a", "b", "c"], 20)
+    centers = {"a": 0.0, "b": 5.0, "c": 10.0}
+    separable = np.stack([rng.normal(centers[l], 0.3, 4) for l in labels])
+    splits = cv_splits(labels, folds=5, seed=1)
+    result = cross_validate(separable, labels, splits)
+    assert result.mean == 1.0 and result.confusion.sum() == len(labels)
+    noise = cross_validate(rng.normal(size=(60, 4)), labels, splits)
+    assert noise.mean < 0.6
+
+
+def test_raw_pixels_and_pca():
+    images = [np.full((40, 50), v, dtype=np.uint8) for v in (0, 128, 255)]
+    features = raw_pixel_features(images, size=8)
+    assert features.shape == (3, 64) and features.max() == pytest.approx(1.0)
+    scores, explained, _ = pca_projection(np.random.default_rng(0).normal(size=(20, 5)), 2)
+    assert scores.shape == (20, 2) and explained[0] >= explained[1]
+    assert svm_pipeline(pca_components=3).steps[1][0] == "pca"

@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+from keras import ops
+
+from microrep.losses import ContrastiveLoss, PairAccuracy, contrastive_loss
+
+
+def test_contrastive_loss_matches_hand_computed_values():
+    # y = 1 (same class): d**2. y = 0: max(margin - d, 0)**2.
+    y_true = np.array([1.0, 1.0, 0.0, 0.0, 0.0])
+    distance = np.array([0.0, 0.5, 0.25, 1.0, 1.5])
+    expected = [0.0, 0.25, 0.5625, 0.0, 0.0]
+    result = ops.convert_to_numpy(contrastive_loss(y_true, distance, margin=1.0))
+    np.testing.assert_allclose(result, expected, atol=1e-7)
+
+
+def test_margin_changes_only_dissimilar_pairs():
+    y_true = np.array([1.0, 0.0])
+    distance = np.array([0.5, 0.5])
+    result = ops.convert_to_numpy(contrastive_loss(y_true, distance, margin=2.0))
+    np.testing.assert_allclose(result, [0.25, 2.25], atol=1e-7)
+
+
+def test_loss_class_reduces_to_mean_and_round_trips_config():
+    loss = ContrastiveLoss(margin=1.0)
+    value = float(loss(np.array([1.0, 0.0]), np.array([0.5, 0.25])))
+    assert value == pytest.approx((0.25 + 0.5625) / 2)
+    clone = ContrastiveLoss.from_config(ContrastiveLoss(margin=0.7).get_config())
+    assert clone.margin == pytest.approx(0.7)
+
+
+def test_pair_accuracy_uses_half_margin_threshold():
+    metric = PairAccuracy(margin=1.0)
+    metric.update_state(np.array([1.0, 1.0, 0.0, 0.0]), np.array([0.2, 0.8, 0.9, 0.1]))
+    assert float(metric.result()) == pytest.approx(0.5)

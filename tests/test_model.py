@@ -1,0 +1,71 @@
+import keras
+import numpy as np
+import pytest
+
+from microrep.config import ModelConfig
+from microrep.errors import ConfigError, WeightsError
+from microrep.model import build_siamese, build_tower
+
+from conftest import TINY_INPUT
+
+
+def tiny_tower(**overrides):
+    values = dict(input_size=TINY_INPUT, embedding_dim=8, weights="none")
+    values.update(overrides)
+    keras.utils.set_random_seed(0)
+    return build_tower(ModelConfig(**values))
+
+
+def test_tower_takes_uint8_gray_and_gives_unit_embeddings():
+    tower = tiny_tower()
+    assert tower.input.dtype == "uint8" and tower.input_shape == (None, TINY_INPUT, TINY_INPUT, 1)
+    images = np.random.default_rng(0).integers(0, 256, (3, TINY_INPUT, TINY_INPUT, 1), dtype=np.uint8)
+    embeddings = tower.predict(images, verbose=0)
+    assert embeddings.shape == (3, 8)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+
+
+def test_siamese_shares_every_weight_between_its_branches():
+    tower = tiny_tower(l2_normalize=False)
+    siamese = build_siamese(tower)
+    assert siamese.count_params() == tower.count_params()
+    assert len(siamese.trainable_weights) == len(tower.trainable_weights)
+    images = np.random.default_rng(1).integers(0, 256, (2, TINY_INPUT, TINY_INPUT, 1), dtype=np.uint8)
+    distance = siamese.predict([images, images[::-1]], verbose=0)
+    embeddings = tower.predict(images, verbose=0)
+    expected = np.linalg.norm(embeddings - embeddings[::-1], axis=1)
+    np.testing.assert_allclose(distance, expected, rtol=1e-4)
+    assert np.allclose(siamese.predict([images, images], verbose=0), 0.0, atol=1e-5)
+
+
+def test_input_below_vgg_minimum_is_refused():
+    with pytest.raises(ConfigError, match="minimum of 32"):
+        tiny_tower(input_size=24)
+
+
+def test_local_weights_file_is_loaded(tmp_path):
+    source = tiny_tower()
+    path = tmp_path / "vgg16_notop.weights.h5"
+    source.get_layer("vgg16").save_weights(path)
+    keras.utils.set_random_seed(99)
+    loaded = build_tower(ModelConfig(input_size=64, embedding_dim=8, weights=str(path)))
+    for a, b in zip(source.get_layer("vgg16").get_weights(), loaded.get_layer("vgg16").get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_missing_or_wrong_weights_file_is_a_clear_error(tmp_path):
+    with pytest.raises(WeightsError, match="not found"):
+        tiny_tower(weights=str(tmp_path / "nope.h5"))
+    junk = tmp_path / "junk.weights.h5"
+    junk.write_bytes(b"junk")
+    with pytest.raises(WeightsError, match="cannot load"):
+        tiny_tower(weights=str(junk))
+
+
+def test_mixed_precision_keeps_float32_embeddings_and_leaves_global_policy():
+    before = keras.config.dtype_policy().name
+    tower = tiny_tower(mixed_precision=True)
+    assert tower.get_layer("vgg16").layers[1].compute_dtype == "bfloat16"
+    images = np.zeros((1, TINY_INPUT, TINY_INPUT, 1), dtype=np.uint8)
+    assert tower.predict(images, verbose=0).dtype == np.float32
+    assert keras.config.dtype_policy().name == before
