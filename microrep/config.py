@@ -45,6 +45,8 @@ class ModelConfig:
 
     input_size: int = option(224, "side of the square crops the model sees (>= 32)")
     embedding_dim: int = option(64, "size of the embedding vector")
+    vgg_blocks: int = option(5, "VGG16 blocks to keep (1-5); fewer suit small inputs and "
+                             "train faster from random weights", (1, 2, 3, 4, 5))
     weights: str = option("imagenet", "VGG16 weights: 'imagenet' (downloaded by Keras), "
                           "'none' (random), or a path to a .weights.h5 file")
     l2_normalize: bool = option(True, "L2-normalise embeddings (distances then lie in [0, 2])")

@@ -3,7 +3,7 @@
 generate -> train the Siamese model -> embed (trained tower, the same tower
 untrained, raw pixels) -> SVM cross-validation on the same folds -> PCA and
 figures -> export -> report.md + metrics.json. It is sized to finish in a few
-minutes on two CPU cores: small images, 48x48 crops, a short schedule.
+minutes on two CPU cores: small images, 48x48 crops, the first three VGG16 blocks, a short schedule.
 """
 
 import dataclasses
@@ -36,12 +36,14 @@ class DemoConfig:
 
     out: str = option("microrep-demo", "report folder (data, run, embeddings, figures, export)")
     input_size: int = option(48, "crop side the model sees")
+    vgg_blocks: int = option(3, "VGG16 blocks kept (3 suits 48x48 crops and random weights)",
+                             (1, 2, 3, 4, 5))
     embedding_dim: int = option(32, "embedding size")
     weights: str = option("none", "VGG16 weights: 'none', 'imagenet' (needs internet) or a file")
-    epochs: int = option(8, "training epochs")
+    epochs: int = option(12, "training epochs")
     pairs_per_epoch: int = option(640, "pairs per epoch")
     batch_size: int = option(32, "pairs per batch")
-    learning_rate: float = option(3e-4, "Adam learning rate")
+    learning_rate: float = option(1e-4, "Adam learning rate")
     margin: float = option(1.0, "contrastive margin")
     samples_per_class: int = option(4, "synthetic samples per class")
     images_per_sample: int = option(5, "synthetic micrographs per sample")
@@ -60,7 +62,7 @@ def stage_configs(config):
                       synthetic_images_per_sample=config.images_per_sample,
                       synthetic_image_size=config.image_size, synthetic_seed=config.seed)
     model = ModelConfig(input_size=config.input_size, embedding_dim=config.embedding_dim,
-                        weights=config.weights)
+                        weights=config.weights, vgg_blocks=config.vgg_blocks)
     train_config = TrainConfig(
         data=data, model=model, pairs=PairConfig(pairs_per_epoch=config.pairs_per_epoch),
         out=str(out / "run"), epochs=config.epochs, batch_size=config.batch_size,

@@ -77,8 +77,22 @@ def mixed_policy_name():
     return "mixed_bfloat16"
 
 
-def build_vgg16_base(input_size, weights):
-    """VGG16's convolutional base with weights 'imagenet', 'none' or a local file."""
+def build_vgg16_base(input_size, weights, blocks=5):
+    """VGG16's convolutional base, cut after `blocks` blocks.
+
+    Weights are 'imagenet', 'none' or a local file of the full base; cutting
+    after loading keeps the pretrained values of the blocks that remain.
+    """
+    base = load_vgg16(input_size, weights)
+    if blocks == 5:
+        return base
+    if blocks not in (1, 2, 3, 4):
+        raise ConfigError(f"vgg_blocks must be 1 to 5, got {blocks}")
+    return keras.Model(base.input, base.get_layer(f"block{blocks}_pool").output, name="vgg16")
+
+
+def load_vgg16(input_size, weights):
+    """The full VGG16 convolutional base with weights 'imagenet', 'none' or a local file."""
     shape = (input_size, input_size, 3)
     if weights in (None, "none", "None", ""):
         return keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
@@ -110,7 +124,7 @@ def build_tower(config):
     with dtype_policy(policy):
         images = keras.Input((size, size, 1), dtype="uint8", name="image")
         features = GrayToVGGInput(name="to_vgg_input")(images)
-        features = build_vgg16_base(size, config.weights)(features)
+        features = build_vgg16_base(size, config.weights, config.vgg_blocks)(features)
         pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
         embedding = keras.layers.Dense(config.embedding_dim, name="projection")(pooled)
         if config.l2_normalize:

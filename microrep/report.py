@@ -35,7 +35,7 @@ linear SVM. Backend: {metrics['backend']}; microrep {metrics['microrep_version']
 {metrics['dataset']['samples']} samples: {classes}.
 
 ## Training
-{weights_note}; {settings['input_size']}x{settings['input_size']} crops, embedding size
+{weights_note}, first {settings['vgg_blocks']} of its 5 blocks; {settings['input_size']}x{settings['input_size']} crops, embedding size
 {settings['embedding_dim']}, margin {settings['margin']}, {metrics['training']['epochs_completed']} epochs of
 {settings['pairs_per_epoch']} balanced pairs, Adam at {settings['learning_rate']}. Final loss
 {metrics['training']['final_loss']:.4f}, pair accuracy {metrics['training']['final_pair_accuracy']:.1%}.

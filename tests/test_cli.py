@@ -1,0 +1,83 @@
+"""End-to-end runs of the `microrep` command, as a user types it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from microrep.cli import main
+
+TINY_DEMO = ["--input-size", "32", "--embedding-dim", "8", "--epochs", "1",
+             "--pairs-per-epoch", "16", "--batch-size", "8", "--samples-per-class", "2",
+             "--images-per-sample", "3", "--image-size", "48", "--folds", "2", "--grid", "1"]
+
+
+def run_cli(*args, cwd=None):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "microrep", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=900)
+
+
+def test_tiny_demo_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    done = run_cli("demo", "--out", str(out), *TINY_DEMO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "report:" in done.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["methods"]) == {"learned embedding", "untrained tower", "raw pixels"}
+    for name in ("report.md", "pca_learned.png", "confusion.png", "training_curves.png",
+                 "accuracy.png", "export/tower.keras", "export/savedmodel/saved_model.pb",
+                 "embeddings/embeddings.npy", "run/tower.keras"):
+        assert (out / name).is_file(), name
+    assert "| learned embedding |" in (out / "report.md").read_text()
+
+    # a second demo into the same folder is refused with one line, not a traceback
+    again = run_cli("demo", "--out", str(out), *TINY_DEMO)
+    assert again.returncode == 2
+    assert "--overwrite" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_generate_train_embed_evaluate_export_chain(tmp_path):
+    data = tmp_path / "data"
+    assert main(["generate", "--out", str(data), "--classes", "spheroidite,pearlite,network",
+                 "--samples-per-class", "2", "--images-per-sample", "3",
+                 "--image-size", "48"]) == 0
+    model = ["--input-size", "32", "--embedding-dim", "8", "--weights", "none"]
+    dataset = ["--data", "folder", "--data-dir", str(data)]
+    assert main(["train", *dataset, *model, "--epochs", "1", "--pairs-per-epoch", "8",
+                 "--batch-size", "8", "--out", str(tmp_path / "run")]) == 0
+    assert main(["embed", *dataset, "--model-path", str(tmp_path / "run"), "--grid", "2",
+                 "--out", str(tmp_path / "emb")]) == 0
+    assert main(["evaluate", "--embeddings", str(tmp_path / "emb"), "--folds", "2",
+                 "--out", str(tmp_path / "eval")]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["n_images"] == 18 and 0.0 <= metrics["stratified"]["accuracy_mean"] <= 1.0
+    assert (tmp_path / "eval" / "pca.png").is_file()
+    assert main(["export", "--model-path", str(tmp_path / "run"),
+                 "--out", str(tmp_path / "export")]) == 0
+    assert (tmp_path / "export" / "savedmodel" / "saved_model.pb").is_file()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--data", "folder", "--data-dir", "{tmp}/nowhere"], "no metadata.csv"),
+    (["train", "--config", "{tmp}/missing.yaml"], "cannot read config file"),
+    (["train", "--input-size", "16", "--weights", "none", "--data-dir", "{tmp}/syn",
+      "--synthetic-samples-per-class", "1", "--synthetic-images-per-sample", "2",
+      "--synthetic-image-size", "32", "--out", "{tmp}/run"], "minimum of 32"),
+    (["evaluate", "--embeddings", "{tmp}/none"], "run `microrep embed` first"),
+    (["export", "--model-path", "{tmp}"], "train first"),
+])
+def test_bad_input_gives_one_line_error(tmp_path, capsys, argv, message):
+    argv = [arg.replace("{tmp}", str(tmp_path)) for arg in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_flag_and_help():
+    done = run_cli("train", "--no-such-flag")
+    assert done.returncode == 2 and "unrecognized arguments" in done.stderr
+    helped = run_cli("train", "--help")
+    assert helped.returncode == 0 and "--margin" in helped.stdout and "default: 1.0" in helped.stdout
