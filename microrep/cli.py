@@ -124,6 +124,12 @@ def main(argv=None):
     except MicrorepError as error:
         print(f"microrep {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
+    except Exception as error:  # a bug, not bad input: one line, traceback on request
+        if os.environ.get("MICROREP_DEBUG"):
+            raise
+        print(f"microrep {args.command}: internal error: {type(error).__name__}: {error}\n"
+              "  (set MICROREP_DEBUG=1 to see the traceback, and please report it)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"\nmicrorep {args.command}: interrupted; completed epochs are kept "
               "(continue a training run with --resume)", file=sys.stderr)

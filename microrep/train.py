@@ -136,10 +136,10 @@ def train(config, dataset=None, verbose="auto"):
     `dataset` may be passed to skip loading (the demo reuses its own).
     """
     run_dir = Path(config.out)
-    initial_epoch = prepare_run_dir(config)
     dataset = dataset if dataset is not None else load_dataset(config.data)
     images = dataset.images()
     check_images_fit(images, config.model.input_size)
+    initial_epoch = prepare_run_dir(config)  # only once the data is known to be usable
     pairs_per_epoch = math.ceil(config.pairs.pairs_per_epoch / config.batch_size) * config.batch_size
     sampler = PairSampler(dataset.labels, [im.shape for im in images], config.model.input_size,
                           pairs_per_epoch, config.pairs.positive_fraction,

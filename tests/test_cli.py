@@ -61,15 +61,17 @@ def test_generate_train_embed_evaluate_export_chain(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "--data", "folder", "--data-dir", "{tmp}/nowhere"], "no metadata.csv"),
+    (["train", "--data", "folder", "--data-dir", "{tmp}/nowhere", "--out", "{tmp}/run"],
+     "no metadata.csv"),
     (["train", "--config", "{tmp}/missing.yaml"], "cannot read config file"),
     (["train", "--input-size", "16", "--weights", "none", "--data-dir", "{tmp}/syn",
       "--synthetic-samples-per-class", "1", "--synthetic-images-per-sample", "2",
       "--synthetic-image-size", "32", "--out", "{tmp}/run"], "minimum of 32"),
-    (["evaluate", "--embeddings", "{tmp}/none"], "run `microrep embed` first"),
+    (["evaluate", "--embeddings", "{tmp}/none", "--out", "{tmp}/eval"], "run `microrep embed` first"),
     (["export", "--model-path", "{tmp}"], "train first"),
 ])
-def test_bad_input_gives_one_line_error(tmp_path, capsys, argv, message):
+def test_bad_input_gives_one_line_error(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)  # nothing may be written outside the test's folder
     argv = [arg.replace("{tmp}", str(tmp_path)) for arg in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -19,11 +19,17 @@ def evaluate_features(features, labels, groups, config, pca_components=None):
 
     Returns {"stratified": CVResult, "grouped": CVResult or None, "grouped_note": str}.
     """
+    stratified = cv_splits(labels, config.folds, config.repeats, config.seed)
+    if pca_components:  # PCA cannot keep more components than the smallest training fold
+        pca_components = min(pca_components, min(len(train) for train, _ in stratified) - 1,
+                             np.asarray(features).shape[1])
     make = classifier_factory(config, pca_components)
-    results = {"stratified": cross_validate(
-        features, labels, cv_splits(labels, config.folds, config.repeats, config.seed), make)}
+    results = {"stratified": cross_validate(features, labels, stratified, make)}
     try:
         grouped = cv_splits(labels, config.folds, config.repeats, config.seed, groups)
+        if pca_components:
+            pca_components = min(pca_components, min(len(train) for train, _ in grouped) - 1)
+            make = classifier_factory(config, pca_components)
         results["grouped"] = cross_validate(features, labels, grouped, make)
         results["grouped_note"] = ""
     except Exception as error:  # too few samples for grouped folds is common, not fatal
