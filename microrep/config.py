@@ -25,14 +25,21 @@ def option(default, help, choices=None):
 class DataConfig:
     """Which micrographs a stage reads and which task labels them."""
 
-    data: str = option("synthetic", "dataset: 'synthetic' (generated, built in) or "
-                       "'folder' (a folder with metadata.csv, as `microrep generate` writes)",
-                       ("synthetic", "folder"))
-    data_dir: str = option("", "dataset folder; for 'synthetic' it is generated there if "
-                           "missing (default: microrep-data/synthetic)")
+    data: str = option("synthetic", "dataset: 'synthetic' (generated, built in), 'uhcsdb' "
+                       "(a folder with microstructures.sqlite and the micrographs), 'folder' "
+                       "(metadata.csv, as `microrep generate` writes), 'images' (one sub-folder "
+                       "per class) or 'csv' (a file with path,label[,group] columns)",
+                       ("synthetic", "uhcsdb", "folder", "images", "csv"))
+    data_dir: str = option("", "dataset folder (a CSV file for --data csv); for 'synthetic' "
+                           "it is generated there if missing (default: microrep-data/synthetic)")
+    images: str = option("", "shortcut for --data images --data-dir DIR: one sub-folder per class")
+    csv: str = option("", "shortcut for --data csv --data-dir FILE: columns path,label[,group]")
     task: str = option("constituent", "what to classify: every primary microconstituent, "
                        "DeCost's 3 phases, or the processing condition",
                        ("constituent", "3phase", "processing"))
+    min_class_size: int = option(2, "drop classes with fewer images (with a message)")
+    um_per_px: float = option(0.0, "rescale every image to this many micrometres per pixel "
+                              "(UHCSDB only; 0 keeps each image's own scale)")
     synthetic_samples_per_class: int = option(4, "synthetic data: samples per class")
     synthetic_images_per_sample: int = option(5, "synthetic data: micrographs per sample")
     synthetic_image_size: int = option(160, "synthetic data: image side in pixels")

@@ -6,6 +6,7 @@ embedder and the baselines all read images the same way and only once.
 """
 
 import dataclasses
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +22,16 @@ class Dataset:
 
     `table` has at least the columns `path` (absolute, or relative to `root`),
     `label` (the class for the current task) and `group` (the sample a
-    micrograph comes from, for grouped cross-validation).
+    micrograph comes from, for grouped cross-validation). `reader` decodes one
+    file (UHCSDB's crops the scale bar); an optional `scale_factor` column
+    resizes each image after reading, to bring all to one physical scale.
     """
 
     table: pd.DataFrame
     root: Path = Path(".")
     name: str = "dataset"
+    reader: typing.Callable = read_image
+    notes: list = dataclasses.field(default_factory=list)
     _cache: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -58,7 +63,12 @@ class Dataset:
     def image(self, index):
         """The uint8 gray image of row `index`, decoded once and cached."""
         if index not in self._cache:
-            self._cache[index] = read_image(self.image_path(index))
+            image = self.reader(self.image_path(index))
+            if "scale_factor" in self.table.columns:
+                from microrep.data.uhcsdb import rescale
+
+                image = rescale(image, float(self.table.at[index, "scale_factor"]))
+            self._cache[index] = image
         return self._cache[index]
 
     def images(self):
@@ -69,7 +79,7 @@ class Dataset:
         indices = np.asarray(indices)
         cache = {new: self._cache[old] for new, old in enumerate(indices) if old in self._cache}
         return Dataset(self.table.iloc[indices].reset_index(drop=True), self.root,
-                       self.name, cache)
+                       self.name, self.reader, list(self.notes), cache)
 
     def class_counts(self):
         return self.table["label"].astype(str).value_counts().sort_index()

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from microrep.data import uhcsdb
 from microrep.data.dataset import Dataset
+from microrep.data.folders import class_folder_table, csv_table
+from microrep.data.images import read_image
 from microrep.data.synthetic import SyntheticConfig, write_synthetic_dataset
 from microrep.data.tasks import apply_task
 from microrep.errors import DataError
@@ -49,17 +52,66 @@ def read_metadata_table(data_dir):
     return table
 
 
-def load_dataset(data_config, min_per_class=2):
-    """The Dataset that `data_config` describes, labelled for its task."""
-    data_dir = Path(data_config.data_dir or DEFAULT_SYNTHETIC_DIR)
-    if data_config.data == "synthetic":
+def source_table(data_config):
+    """(metadata table, root, reader, note) of the configured source."""
+    kind, location = data_config.data, data_config.data_dir
+    if data_config.images:
+        kind, location = "images", data_config.images
+    elif data_config.csv:
+        kind, location = "csv", data_config.csv
+    if kind in ("images", "csv") and not location:
+        raise DataError(f"--data {kind} needs a location: pass --{kind} PATH")
+    if kind == "images":
+        return class_folder_table(location), Path(location), read_image, ""
+    if kind == "csv":
+        return csv_table(location), Path(location).parent, read_image, ""
+    if kind == "uhcsdb":
+        if not location:
+            raise DataError("--data uhcsdb needs --data-dir: the folder with microstructures.sqlite")
+        table, missing = uhcsdb.load_uhcsdb_table(location)
+        if data_config.um_per_px > 0:
+            table["scale_factor"] = (table["um_per_px"] / data_config.um_per_px).fillna(1.0)
+        note = f"{missing} labelled micrograph(s) listed in the database have no image file" if missing else ""
+        return table, Path(location), uhcsdb.read_uhcsdb_image, note
+    data_dir = Path(location or DEFAULT_SYNTHETIC_DIR)
+    if kind == "synthetic":
         ensure_synthetic(data_dir, synthetic_config(data_config))
     table = read_metadata_table(data_dir)
     if "sample_key" in table.columns:
         table = table.assign(group=table["sample_key"].astype(str))
     elif "group" not in table.columns:
         table = table.assign(group=table["path"].astype(str))
-    table, dropped = apply_task(table, data_config.task, min_per_class)
-    dataset = Dataset(table, root=data_dir, name=f"{data_config.data}:{data_config.task}")
-    dataset.dropped_classes = dropped
+    return table, data_dir, read_image, ""
+
+
+def label_table(table, task, min_class_size, has_metadata):
+    """Apply the task's labels (own data keeps its labels under 'constituent')."""
+    if not has_metadata:
+        if task != "constituent":
+            raise DataError(f"task {task!r} needs UHCSDB-style metadata; a folder or CSV "
+                            "dataset is classified by its own labels (task 'constituent')")
+        table = table.assign(label=table["label"].astype(str))
+        counts = table["label"].value_counts()
+        rare = sorted(counts[counts < min_class_size].index)
+        return table[~table["label"].isin(rare)].reset_index(drop=True), rare
+    return apply_task(table, task, min_class_size)
+
+
+def load_dataset(data_config, min_per_class=None):
+    """The Dataset that `data_config` describes, labelled for its task.
+
+    The dataset's `notes` list what was dropped or missing, for the user.
+    """
+    table, root, reader, note = source_table(data_config)
+    has_metadata = "primary_microconstituent" in table.columns or data_config.task == "processing"
+    minimum = data_config.min_class_size if min_per_class is None else min_per_class
+    table, dropped = label_table(table, data_config.task, minimum, has_metadata)
+    if table["label"].nunique() < 2:
+        raise DataError(f"only {table['label'].nunique()} class left with at least {minimum} "
+                        "images; at least two are needed")
+    dataset = Dataset(table, root=root, name=f"{data_config.data}:{data_config.task}",
+                      reader=reader, notes=[note] if note else [])
+    if dropped:
+        dataset.notes.append(f"dropped {len(dropped)} class(es) with fewer than {minimum} "
+                             f"images: {', '.join(dropped)}")
     return dataset

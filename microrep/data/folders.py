@@ -1,0 +1,66 @@
+"""Users' own micrographs: a folder with one sub-folder per class, or a CSV list.
+
+Both give the same table as every other source (`path`, `label`, `group`), so
+training, embedding and evaluation treat them like UHCSDB.
+"""
+
+from pathlib import Path
+
+import pandas as pd
+
+from microrep.data.images import IMAGE_SUFFIXES
+from microrep.errors import DataError
+
+
+def _image_files(folder):
+    return sorted(p for p in Path(folder).rglob("*")
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def class_folder_table(root):
+    """One row per image under `root/<class>/...`; each image is its own group."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root}")
+    rows, empty = [], []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = _image_files(class_dir)
+        if not files:
+            empty.append(class_dir.name)
+        rows += [{"path": str(f), "label": class_dir.name, "group": str(f.relative_to(root))}
+                 for f in files]
+    if empty:
+        raise DataError(f"class folder(s) without images in {root}: {', '.join(empty)} "
+                        f"(images must end in {', '.join(IMAGE_SUFFIXES)})")
+    if not rows:
+        raise DataError(f"{root} has no class sub-folders with images; expected "
+                        f"{root}/<class name>/<image files>")
+    return pd.DataFrame(rows)
+
+
+def csv_table(csv_path):
+    """Rows of a CSV with columns path,label[,group]; paths relative to the CSV."""
+    csv_path = Path(csv_path)
+    try:
+        table = pd.read_csv(csv_path, dtype={"label": str, "group": str})
+    except FileNotFoundError:
+        raise DataError(f"CSV file not found: {csv_path}") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DataError(f"cannot read CSV {csv_path}: {str(error).splitlines()[0]}") from None
+    missing = [c for c in ("path", "label") if c not in table.columns]
+    if missing:
+        raise DataError(f"{csv_path} lacks column(s) {', '.join(missing)}; found "
+                        f"{', '.join(map(str, table.columns))}; expected path,label[,group]")
+    blank = table["path"].isna() | table["label"].isna()
+    if blank.any():
+        raise DataError(f"{csv_path}: rows {', '.join(str(i + 2) for i in table.index[blank][:5])} "
+                        "have an empty path or label")
+    base = csv_path.parent
+    table["path"] = [str(p if Path(p).is_absolute() else base / p) for p in table["path"]]
+    absent = [p for p in table["path"] if not Path(p).is_file()]
+    if absent:
+        raise DataError(f"{csv_path}: {len(absent)} listed image(s) not found, first: {absent[0]}")
+    if "group" not in table.columns:
+        table["group"] = table["path"]
+    table["group"] = table["group"].fillna(table["path"]).astype(str)
+    return table
