@@ -107,8 +107,9 @@ def load_dataset(data_config, min_per_class=None):
     minimum = data_config.min_class_size if min_per_class is None else min_per_class
     table, dropped = label_table(table, data_config.task, minimum, has_metadata)
     if table["label"].nunique() < 2:
-        raise DataError(f"only {table['label'].nunique()} class left with at least {minimum} "
-                        "images; at least two are needed")
+        dropped_text = f" (dropped: {', '.join(dropped)})" if dropped else ""
+        raise DataError(f"only {table['label'].nunique()} class(es) with at least {minimum} "
+                        f"images for task {data_config.task!r}{dropped_text}; at least two are needed")
     dataset = Dataset(table, root=root, name=f"{data_config.data}:{data_config.task}",
                       reader=reader, notes=[note] if note else [])
     if dropped:

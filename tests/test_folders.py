@@ -1,0 +1,71 @@
+"""Users' own micrographs: class folders and CSV lists, with clear errors."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from microrep.config import DataConfig
+from microrep.data import load_dataset
+from microrep.errors import DataError
+
+
+def write_image(path, value=100, mode="L", size=(40, 30)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = np.full((size[1], size[0]), value, dtype=np.uint8)
+    image = Image.fromarray(array)
+    image.convert(mode).save(path)
+    return path
+
+
+def test_class_folders(tmp_path):
+    write_image(tmp_path / "ferrite" / "a.png")
+    write_image(tmp_path / "ferrite" / "nested" / "b.jpg", mode="RGB")
+    write_image(tmp_path / "pearlite" / "c d é.png")
+    dataset = load_dataset(DataConfig(images=str(tmp_path)), min_per_class=1)
+    assert dataset.class_counts().to_dict() == {"ferrite": 2, "pearlite": 1}
+    assert all(dataset.image(i).shape == (30, 40) for i in range(len(dataset)))
+
+
+def test_empty_class_folder_is_named(tmp_path):
+    write_image(tmp_path / "ferrite" / "a.png")
+    (tmp_path / "bainite").mkdir()
+    (tmp_path / "bainite" / "notes.txt").write_text("no images here")
+    with pytest.raises(DataError, match="bainite"):
+        load_dataset(DataConfig(images=str(tmp_path)))
+
+
+def test_csv_with_relative_paths_and_groups(tmp_path):
+    for name in ("x1", "x2", "y1", "y2"):
+        write_image(tmp_path / "imgs" / f"{name}.png")
+    (tmp_path / "list.csv").write_text(
+        "path,label,group\nimgs/x1.png,A,s1\nimgs/x2.png,A,s1\nimgs/y1.png,B,s2\nimgs/y2.png,B,s3\n")
+    dataset = load_dataset(DataConfig(csv=str(tmp_path / "list.csv")))
+    assert list(dataset.groups) == ["s1", "s1", "s2", "s3"]
+    assert dataset.image(3).shape == (30, 40)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("file,class\na.png,A\n", "lacks column(s) path, label"),
+    ("path,label\nmissing.png,A\n", "not found, first:"),
+    ("path,label\n,A\n", "empty path or label"),
+])
+def test_bad_csv_is_a_one_line_error_naming_the_file(tmp_path, text, message):
+    (tmp_path / "list.csv").write_text(text)
+    with pytest.raises(DataError, match="list.csv") as error:
+        load_dataset(DataConfig(csv=str(tmp_path / "list.csv")))
+    assert message in str(error.value)
+
+
+def test_own_data_has_no_processing_task(tmp_path):
+    write_image(tmp_path / "a" / "1.png")
+    write_image(tmp_path / "b" / "1.png")
+    with pytest.raises(DataError, match="processing"):
+        load_dataset(DataConfig(images=str(tmp_path), task="processing"))
+
+
+def test_single_image_classes_are_dropped_leaving_too_few(tmp_path):
+    write_image(tmp_path / "a" / "1.png")
+    write_image(tmp_path / "a" / "2.png")
+    write_image(tmp_path / "b" / "1.png")
+    with pytest.raises(DataError, match="at least two are needed"):
+        load_dataset(DataConfig(images=str(tmp_path)))
