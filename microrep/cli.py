@@ -22,6 +22,8 @@ EXAMPLES = """examples:
   microrep embed --model-path runs/train --data folder --data-dir microrep-data/synthetic
   microrep evaluate --embeddings runs/embeddings --out runs/evaluation
   microrep export --model-path runs/train --out runs/export
+  microrep fetch uhcsdb --dest microrep-data/uhcsdb
+  microrep train --data uhcsdb --data-dir microrep-data/uhcsdb --task 3phase --weights imagenet
 """
 
 
@@ -33,6 +35,7 @@ def _quiet_backends():
 def build_parser():
     from microrep.config import (EmbedConfig, EvalConfig, ExportConfig, TrainConfig,
                                  add_config_flags)
+    from microrep.data.fetch import FetchConfig
     from microrep.data.synthetic import SyntheticConfig
     from microrep.demo import DemoConfig
 
@@ -55,6 +58,9 @@ def build_parser():
     command("embed", "embed micrographs with a trained tower", EmbedConfig)
     command("evaluate", "PCA and SVM cross-validation of embeddings", EvalConfig)
     command("export", "export the tower as a SavedModel and a .keras file", ExportConfig)
+    fetch = command("fetch", "download UHCSDB (NIST MDR 11256/940), verify and unpack it",
+                    FetchConfig)
+    fetch.add_argument("dataset", choices=["uhcsdb"], help="the dataset to fetch")
     return parser
 
 
@@ -91,6 +97,15 @@ def run_command(args):
         summary = metrics["stratified"]
         print(f"SVM accuracy: {summary['accuracy_mean']:.1%} ± {summary['accuracy_std']:.1%} "
               f"({config.folds}-fold stratified CV); figures and metrics.json in {config.out}")
+    elif args.command == "fetch":
+        from microrep.data.fetch import fetch_uhcsdb
+
+        summary = fetch_uhcsdb(config)
+        for warning in summary["warnings"]:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(f"UHCSDB in {summary['dest']}: {summary['labelled_found']} labelled micrographs "
+              f"({summary['labelled_missing']} listed without an image); SHA-256 in manifest.json")
+        print(f"use it with: --data uhcsdb --data-dir {summary['dest']}")
     elif args.command == "export":
         from microrep.export import export_tower
         from microrep.train import load_tower
