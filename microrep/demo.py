@@ -23,7 +23,7 @@ from microrep.config import DataConfig, EvalConfig, ModelConfig, PairConfig, Tra
 from microrep.data import load_dataset
 from microrep.embed import embed_images, write_embeddings
 from microrep.errors import OutputExistsError
-from microrep.export import export_tower
+from microrep.export import ExportError, export_tower
 from microrep.fileio import write_json
 from microrep.model import build_tower
 from microrep.report import demo_report
@@ -112,9 +112,14 @@ def run_demo(config, log=print):
 
     log("[5/6] figures and export")
     figures = draw_demo_figures(out, results, trained, untrained, labels, result.run_dir)
-    export_paths = export_tower(result.tower, out / "export")
+    try:
+        export = dict(zip(("savedmodel", "keras"), map(str, export_tower(result.tower, out / "export"))))
+    except ExportError as error:  # no TensorFlow (JAX or torch backend): keep the .keras file
+        log(f"      {error}")
+        export = {"savedmodel": None, "keras": str(out / "export" / "tower.keras"),
+                  "note": str(error)}
 
-    metrics = demo_metrics(config, dataset, results, figures, export_paths, result,
+    metrics = demo_metrics(config, dataset, results, figures, export, result,
                            time.time() - started)
     write_json(out / "metrics.json", metrics)
     (out / "report.md").write_text(demo_report(metrics), encoding="utf-8")
@@ -138,7 +143,7 @@ def draw_demo_figures(out, results, trained, untrained, labels, run_dir):
     }
 
 
-def demo_metrics(config, dataset, results, figures, export_paths, train_result, seconds):
+def demo_metrics(config, dataset, results, figures, export, train_result, seconds):
     def summary(result):
         return {"stratified": result["stratified"].summary(),
                 "grouped": result["grouped"].summary() if result["grouped"] else None,
@@ -155,6 +160,6 @@ def demo_metrics(config, dataset, results, figures, export_paths, train_result, 
                      "final_pair_accuracy": float(train_result.history["pair_accuracy"][-1])},
         "methods": {name: summary(result) for name, result in results.items()},
         "figures": {name: Path(path).name for name, path in figures.items()},
-        "export": {"savedmodel": str(export_paths[0]), "keras": str(export_paths[1])},
+        "export": export,
         "seconds": round(seconds, 1),
     }

@@ -7,6 +7,12 @@ def _accuracy(summary):
     return f"{summary['accuracy_mean']:.1%} ± {summary['accuracy_std']:.1%}"
 
 
+def _export_lines(export):
+    savedmodel = (f"- SavedModel (reload with `tf.saved_model.load`): `{export['savedmodel']}`"
+                  if export.get("savedmodel") else f"- SavedModel not written: {export.get('note', '')}")
+    return f"{savedmodel}\n- Keras file (reload with `keras.saving.load_model`): `{export['keras']}`"
+
+
 def demo_report(metrics):
     """report.md of the demo: what ran, the accuracy table, figures, export."""
     settings = metrics["settings"]
@@ -62,8 +68,7 @@ dimensions. Grouped CV keeps every sample's micrographs on one side of each spli
 ![untrained tower]({figures['pca_untrained']})
 
 ## Export
-- SavedModel (reload with `tf.saved_model.load`): `{metrics['export']['savedmodel']}`
-- Keras file (reload with `keras.saving.load_model`): `{metrics['export']['keras']}`
+{_export_lines(metrics['export'])}
 
 Figures and numbers are in `metrics.json`.
 """
