@@ -28,16 +28,14 @@ EXAMPLES = """examples:
 
 
 def _quiet_backends():
-    """Hide TensorFlow's start-up chatter unless the user asked for it."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Hide TensorFlow's start-up chatter (CUDA probing on CPU machines) unless asked for."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def build_parser():
-    from microrep.config import (EmbedConfig, EvalConfig, ExportConfig, TrainConfig,
-                                 add_config_flags)
-    from microrep.data.fetch import FetchConfig
+    from microrep.config import (DemoConfig, EmbedConfig, EvalConfig, ExportConfig, FetchConfig,
+                                 TrainConfig, add_config_flags)
     from microrep.data.synthetic import SyntheticConfig
-    from microrep.demo import DemoConfig
 
     parser = argparse.ArgumentParser(
         prog="microrep", description=DESCRIPTION, epilog=EXAMPLES,

@@ -104,6 +104,10 @@ class EvalConfig:
 
     embeddings: str = option("runs/embeddings", "folder written by `microrep embed`")
     out: str = option("runs/evaluation", "folder for metrics.json and figures")
+    task: str = option("", "relabel the embeddings for this task from their metadata "
+                       "(default: the labels they were embedded with); classes with fewer "
+                       "images than folds are dropped with a message",
+                       ("", "constituent", "3phase", "processing"))
     folds: int = option(5, "cross-validation folds")
     repeats: int = option(1, "repeat the k-fold split with new shuffles")
     kernel: str = option("linear", "SVM kernel", ("linear", "rbf"))
@@ -117,6 +121,44 @@ class ExportConfig:
 
     model_path: str = option("runs/train", "a run folder or a tower .keras file")
     out: str = option("runs/export", "folder for the SavedModel and the .keras file")
+
+
+@dataclasses.dataclass
+class DemoConfig:
+    """The whole pipeline at demo scale."""
+
+    out: str = option("microrep-demo", "report folder (data, run, embeddings, figures, export)")
+    input_size: int = option(48, "crop side the model sees")
+    vgg_blocks: int = option(3, "VGG16 blocks kept (3 suits 48x48 crops and random weights)",
+                             (1, 2, 3, 4, 5))
+    embedding_dim: int = option(32, "embedding size")
+    weights: str = option("none", "VGG16 weights: 'none', 'imagenet' (needs internet) or a file")
+    epochs: int = option(12, "training epochs")
+    pairs_per_epoch: int = option(640, "pairs per epoch")
+    batch_size: int = option(32, "pairs per batch")
+    learning_rate: float = option(1e-4, "Adam learning rate")
+    margin: float = option(1.0, "contrastive margin")
+    samples_per_class: int = option(4, "synthetic samples per class")
+    images_per_sample: int = option(5, "synthetic micrographs per sample")
+    image_size: int = option(160, "synthetic image side")
+    grid: int = option(3, "embedding tiles per side")
+    folds: int = option(5, "CV folds")
+    seed: int = option(0, "seed for data, weights and pairs")
+    overwrite: bool = option(False, "replace an earlier demo in --out")
+
+
+@dataclasses.dataclass
+class FetchConfig:
+    """Where to put UHCSDB and where to get it from."""
+
+    dest: str = option("microrep-data/uhcsdb", "folder to hold microstructures.sqlite, "
+                       "micrographs/ and manifest.json")
+    source: str = option("", "extra source URL(s) to try first, comma-separated (a folder URL "
+                         "holding microstructures.sqlite and micrographs.zip)")
+    from_dir: str = option("", "use files you downloaded by hand from this folder "
+                           "(microstructures.sqlite and micrographs.zip or a micrographs/ folder)")
+    timeout: float = option(30.0, "seconds to wait for a server before trying the next source")
+    verify_images: bool = option(True, "decode every image after unpacking")
 
 
 # ----------------------------------------------------------------- reading

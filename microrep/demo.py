@@ -6,7 +6,6 @@ figures -> export -> report.md + metrics.json. It is sized to finish in a few
 minutes on two CPU cores: small images, 48x48 crops, the first three VGG16 blocks, a short schedule.
 """
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -19,7 +18,8 @@ from microrep.analysis.evaluate import pca_projection, raw_pixel_features
 from microrep.analysis.plots import (plot_accuracy_bars, plot_confusion, plot_pca_scatter,
                                      plot_training_curves)
 from microrep.analysis.stage import evaluate_features
-from microrep.config import DataConfig, EvalConfig, ModelConfig, PairConfig, TrainConfig, option, to_dict
+from microrep.config import (DataConfig, DemoConfig, EvalConfig, ModelConfig, PairConfig,
+                             TrainConfig, to_dict)
 from microrep.data import load_dataset
 from microrep.embed import embed_images, write_embeddings
 from microrep.errors import OutputExistsError
@@ -28,30 +28,6 @@ from microrep.fileio import write_json
 from microrep.model import build_tower
 from microrep.report import demo_report
 from microrep.train import LOG, train
-
-
-@dataclasses.dataclass
-class DemoConfig:
-    """The whole pipeline at demo scale."""
-
-    out: str = option("microrep-demo", "report folder (data, run, embeddings, figures, export)")
-    input_size: int = option(48, "crop side the model sees")
-    vgg_blocks: int = option(3, "VGG16 blocks kept (3 suits 48x48 crops and random weights)",
-                             (1, 2, 3, 4, 5))
-    embedding_dim: int = option(32, "embedding size")
-    weights: str = option("none", "VGG16 weights: 'none', 'imagenet' (needs internet) or a file")
-    epochs: int = option(12, "training epochs")
-    pairs_per_epoch: int = option(640, "pairs per epoch")
-    batch_size: int = option(32, "pairs per batch")
-    learning_rate: float = option(1e-4, "Adam learning rate")
-    margin: float = option(1.0, "contrastive margin")
-    samples_per_class: int = option(4, "synthetic samples per class")
-    images_per_sample: int = option(5, "synthetic micrographs per sample")
-    image_size: int = option(160, "synthetic image side")
-    grid: int = option(3, "embedding tiles per side")
-    folds: int = option(5, "CV folds")
-    seed: int = option(0, "seed for data, weights and pairs")
-    overwrite: bool = option(False, "replace an earlier demo in --out")
 
 
 def stage_configs(config):

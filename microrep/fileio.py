@@ -15,6 +15,16 @@ from pathlib import Path
 from microrep.errors import MicrorepError
 
 
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Files get the permissions an ordinary open() would give them, not mkstemp's 0600.
+FILE_MODE = 0o666 & ~_current_umask()
+
+
 class DiskFullError(MicrorepError):
     """Writing failed because the disk is full or not writable."""
 
@@ -35,6 +45,8 @@ def atomic_path(final_path):
     tmp_path = Path(tmp_name)
     try:
         yield tmp_path
+        if tmp_path.is_file():
+            os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, final_path)
     except OSError as error:
         tmp_path.unlink(missing_ok=True)

@@ -55,6 +55,10 @@ def test_generate_train_embed_evaluate_export_chain(tmp_path):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["n_images"] == 18 and 0.0 <= metrics["stratified"]["accuracy_mean"] <= 1.0
     assert (tmp_path / "eval" / "pca.png").is_file()
+    assert main(["evaluate", "--embeddings", str(tmp_path / "emb"), "--folds", "2",
+                 "--task", "processing", "--out", str(tmp_path / "eval-processing")]) == 0
+    relabelled = json.loads((tmp_path / "eval-processing" / "metrics.json").read_text())
+    assert relabelled["task"] == "processing" and all("C-" in c for c in relabelled["classes"])
     assert main(["export", "--model-path", str(tmp_path / "run"),
                  "--out", str(tmp_path / "export")]) == 0
     assert (tmp_path / "export" / "savedmodel" / "saved_model.pb").is_file()

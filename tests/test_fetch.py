@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 
 from microrep.cli import main
-from microrep.data.fetch import FetchConfig, FetchError, download, extract_zip, fetch_uhcsdb
+from microrep.config import FetchConfig
+from microrep.data.fetch import FetchError, download, extract_zip, fetch_uhcsdb
 
 
 def build_record(folder, images=4):

@@ -38,9 +38,27 @@ def evaluate_features(features, labels, groups, config, pca_components=None):
     return results
 
 
+def relabel(embeddings, table, task, folds):
+    """Label embeddings for `task` from their metadata; drop classes below `folds` images."""
+    from microrep.data.tasks import apply_task
+    from microrep.errors import DataError
+
+    table = table.assign(_row=np.arange(len(table))).drop(columns=["label"])
+    try:
+        table, dropped = apply_task(table, task, min_per_class=folds)
+    except DataError as error:
+        raise DataError(f"cannot relabel these embeddings for task {task!r}: {error}") from None
+    notes = [f"dropped {len(dropped)} class(es) with fewer than {folds} images: "
+             f"{', '.join(dropped)}"] if dropped else []
+    return embeddings[table["_row"].to_numpy()], table.drop(columns=["_row"]), notes
+
+
 def evaluate_embeddings(config):
     """Run the evaluate stage of an EvalConfig; return the metrics it wrote."""
     embeddings, table = read_embeddings(config.embeddings)
+    notes = []
+    if config.task:
+        embeddings, table, notes = relabel(embeddings, table, config.task, config.folds)
     labels = table["label"].astype(str).to_numpy()
     groups = table["group"].astype(str).to_numpy() if "group" in table else None
     out = Path(config.out)
@@ -52,7 +70,8 @@ def evaluate_embeddings(config):
                                     results["stratified"].classes, out / "confusion.png"),
     }
     metrics = {
-        "n_images": int(len(labels)), "classes": sorted(set(labels)),
+        "n_images": int(len(labels)), "classes": sorted(set(labels)), "notes": notes,
+        "task": config.task or "as embedded",
         "stratified": results["stratified"].summary(),
         "grouped": results["grouped"].summary() if results["grouped"] else None,
         "grouped_note": results["grouped_note"],

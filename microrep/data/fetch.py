@@ -13,7 +13,6 @@ Archives are extracted member by member with checks against absolute paths,
 `..`, links, and size and count caps.
 """
 
-import dataclasses
 import datetime
 import hashlib
 import json
@@ -25,7 +24,6 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from microrep.config import option
 from microrep.errors import DataError
 from microrep.fileio import write_json
 
@@ -43,20 +41,6 @@ MAX_MEMBERS = 10_000
 MAX_MEMBER_BYTES = 200 * 2**20
 MAX_TOTAL_BYTES = 8 * 2**30
 CHUNK = 1 << 16
-
-
-@dataclasses.dataclass
-class FetchConfig:
-    """Where to put UHCSDB and where to get it from."""
-
-    dest: str = option("microrep-data/uhcsdb", "folder to hold microstructures.sqlite, "
-                       "micrographs/ and manifest.json")
-    source: str = option("", "extra source URL(s) to try first, comma-separated (a folder URL "
-                         "holding microstructures.sqlite and micrographs.zip)")
-    from_dir: str = option("", "use files you downloaded by hand from this folder "
-                           "(microstructures.sqlite and micrographs.zip or a micrographs/ folder)")
-    timeout: float = option(30.0, "seconds to wait for a server before trying the next source")
-    verify_images: bool = option(True, "decode every image after unpacking")
 
 
 class FetchError(DataError):
