@@ -30,11 +30,15 @@ EXAMPLES = """examples:
 def _quiet_backends():
     """Hide TensorFlow's start-up chatter (CUDA probing on CPU machines) unless asked for."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3":
+        import logging
+
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. retracing notices
 
 
 def build_parser():
     from microrep.config import (DemoConfig, EmbedConfig, EvalConfig, ExportConfig, FetchConfig,
-                                 TrainConfig, add_config_flags)
+                                 ReproduceConfig, TrainConfig, add_config_flags)
     from microrep.data.synthetic import SyntheticConfig
 
     parser = argparse.ArgumentParser(
@@ -56,6 +60,8 @@ def build_parser():
     command("embed", "embed micrographs with a trained tower", EmbedConfig)
     command("evaluate", "PCA and SVM cross-validation of embeddings", EvalConfig)
     command("export", "export the tower as a SavedModel and a .keras file", ExportConfig)
+    command("reproduce", "redo the paper: baseline and Siamese on every task, both CV flavours, "
+            "PCA interpretation, results table", ReproduceConfig)
     fetch = command("fetch", "download UHCSDB (NIST MDR 11256/940), verify and unpack it",
                     FetchConfig)
     fetch.add_argument("dataset", choices=["uhcsdb"], help="the dataset to fetch")
@@ -95,6 +101,12 @@ def run_command(args):
         summary = metrics["stratified"]
         print(f"SVM accuracy: {summary['accuracy_mean']:.1%} ± {summary['accuracy_std']:.1%} "
               f"({config.folds}-fold stratified CV); figures and metrics.json in {config.out}")
+    elif args.command == "reproduce":
+        from microrep.reproduce import reproduce
+
+        table = reproduce(config)
+        print(table[["task", "cv", "paper_siamese", "baseline_mean", "ours_mean"]].to_string(
+            index=False, float_format=lambda v: f"{v:.1%}"))
     elif args.command == "fetch":
         from microrep.data.fetch import fetch_uhcsdb
 

@@ -161,6 +161,36 @@ class FetchConfig:
     verify_images: bool = option(True, "decode every image after unpacking")
 
 
+@dataclasses.dataclass
+class ReproduceConfig:
+    """Redo the paper's experiments: baseline and Siamese, every task, both CV flavours."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    out: str = option("microrep-reproduce", "report folder; an interrupted run resumes from it")
+    tasks: str = option("3phase,constituent,processing", "comma-separated tasks to run")
+    quick: bool = option(False, "CPU-sized run: small crops, downscaled images, few epochs, "
+                         "3 folds (settings below are then ignored)")
+    weights: str = option("imagenet", "VGG16 weights for both the baseline and the Siamese "
+                          "tower: 'imagenet', 'none' or a local file")
+    input_size: int = option(224, "crop side")
+    vgg_blocks: int = option(5, "VGG16 blocks kept", (1, 2, 3, 4, 5))
+    image_scale: float = option(1.0, "resize every micrograph by this factor before cropping "
+                                "(0: shrink so the shorter side is 4 crops long)")
+    embedding_dim: int = option(64, "Siamese embedding size")
+    epochs: int = option(20, "Siamese training epochs per fold")
+    pairs_per_epoch: int = option(2048, "pairs per epoch")
+    batch_size: int = option(32, "pairs per batch")
+    learning_rate: float = option(1e-5, "Adam learning rate (fine-tuning a pretrained tower)")
+    margin: float = option(1.0, "contrastive margin")
+    grid: int = option(3, "embedding tiles per side")
+    folds: int = option(5, "cross-validation folds")
+    seed: int = option(0, "seed of splits, weights and pairs")
+
+
+QUICK_SETTINGS = dict(input_size=48, vgg_blocks=3, image_scale=0.0, epochs=3,
+                      pairs_per_epoch=192, grid=2, folds=3, embedding_dim=32, learning_rate=1e-4)
+
+
 # ----------------------------------------------------------------- reading
 
 def _is_dataclass_type(tp):

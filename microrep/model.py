@@ -141,3 +141,16 @@ def build_siamese(tower):
     second = keras.Input((size, size, 1), dtype="uint8", name="image_b")
     distance = EuclideanDistance(name="distance", dtype="float32")([tower(first), tower(second)])
     return keras.Model([first, second], distance, name="siamese")
+
+
+def build_feature_tower(input_size, weights, blocks=5):
+    """uint8 gray crops -> mean-pooled VGG16 feature maps: the pretrained baseline.
+
+    As in DeCost et al. 2017, the features are ImageNet VGG16 activations
+    without any training on micrographs (mean pooling rather than VLAD).
+    """
+    images = keras.Input((input_size, input_size, 1), dtype="uint8", name="image")
+    features = GrayToVGGInput(name="to_vgg_input")(images)
+    features = build_vgg16_base(input_size, weights, blocks)(features)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+    return keras.Model(images, pooled, name="vgg16_features")

@@ -72,3 +72,73 @@ dimensions. Grouped CV keeps every sample's micrographs on one side of each spli
 
 Figures and numbers are in `metrics.json`.
 """
+
+
+TASK_NAMES = {"3phase": "3 phases", "constituent": "primary microconstituent (all classes)",
+              "processing": "processing condition"}
+
+
+def _pct(value, std=None):
+    if value is None or value != value:  # None or NaN
+        return "–"
+    return f"{value:.1%}" + (f" ± {std:.1%}" if std is not None and std == std else "")
+
+
+def reproduce_report(table, confusions, interpretation, meta, out):
+    """results.md of `microrep reproduce`: the side-by-side table, figures, PCA reading."""
+    from microrep.analysis.interpret import strongest
+
+    settings = meta["settings"]
+    lines = ["# microrep: the paper, reproduced", "",
+             "Sardeshmukh et al., *Towards better microstructure representations using deep "
+             "learning* (MRS Communications), redone by `microrep reproduce`.", "",
+             f"Data: {settings['data']['data']} ({meta['images']} micrographs); backend "
+             f"{meta['backend']}; microrep {meta['microrep_version']}; {meta['seconds']:.0f} s.",
+             f"Settings: {settings['input_size']}x{settings['input_size']} crops, first "
+             f"{settings['vgg_blocks']} VGG16 blocks, weights `{settings['weights']}`, images "
+             f"scaled x{settings['image_scale']}, {settings['grid']}x{settings['grid']} tiles per "
+             f"image, {settings['epochs']} epochs x {settings['pairs_per_epoch']} pairs per fold, "
+             f"margin {settings['margin']}, {settings['folds']}-fold CV.", ""]
+    if settings["weights"] == "none":
+        lines += ["**The VGG16 weights were random (`--weights none`)**: the baseline is then a "
+                  "random-feature baseline, not DeCost et al.'s ImageNet features.", ""]
+    lines += ["## Accuracy (linear SVM; mean ± std over folds)", "",
+              "| task | CV | paper: Siamese | paper: DeCost et al. | baseline (pretrained VGG16) | ours (Siamese) |",
+              "|---|---|---|---|---|---|"]
+    for row in table.itertuples():
+        lines.append(f"| {TASK_NAMES.get(row.task, row.task)} | {row.cv} | {_pct(row.paper_siamese)} | "
+                     f"{_pct(row.paper_decost)} | {_pct(row.baseline_mean, row.baseline_std)} | "
+                     f"{_pct(row.ours_mean, row.ours_std)} |")
+    lines += ["", "*stratified*: image-level folds, as the papers did (micrographs of one sample can "
+              "sit on both sides); *grouped*: no sample on both sides of a split, the honest "
+              "estimate. The baseline is ImageNet VGG16 feature maps mean-pooled over tiles "
+              "(DeCost et al. used VLAD encoding and multiple scales). Every Siamese model was "
+              "trained on its training fold only.", ""]
+    for note in meta["notes"] + meta.get("dataset_notes", []):
+        lines.append(f"- {note}")
+    lines += ["", "## Confusion matrices (Siamese, summed over test folds)", ""]
+    lines += [f"![{name}]({path})" for name, path in confusions.items()]
+    lines += ["", "## What the principal components mean", "",
+              "The paper reads PC1 as particle morphology (spherical to needle-like) and PC2 as "
+              "isotropy. Spearman correlation of each PC with descriptors measured from the "
+              "images (and, on synthetic data, with the generator's ground truth):", "",
+              "| source | descriptor | PC1 | PC2 |", "|---|---|---|---|"]
+    correlations = interpretation["correlations"]
+    for (source, descriptor), part in correlations.groupby(["source", "descriptor"], sort=False):
+        by_pc = part.set_index("pc")["spearman"]
+        lines.append(f"| {source} | {descriptor} | {by_pc.get('PC1', float('nan')):+.2f} | "
+                     f"{by_pc.get('PC2', float('nan')):+.2f} |")
+    lines.append("")
+    for pc in ("PC1", "PC2"):
+        best = strongest(correlations[correlations["source"] == "measured"], pc)
+        if best is not None:
+            lines.append(f"- {pc} (explains {interpretation['explained_variance'][int(pc[-1]) - 1]:.0%} "
+                         f"of the variance) follows **{best['descriptor']}** most closely "
+                         f"(ρ = {best['spearman']:+.2f}).")
+    figures = interpretation["figures"]
+    lines += ["", f"![classes on PC1/PC2]({figures['pca_classes']})",
+              f"![descriptors on PC1/PC2]({figures['pc_descriptors']})",
+              f"![extremes]({figures['pc_extremes']})", "",
+              "Per-fold predictions are in `folds/`, the table in `results.csv`, correlations in "
+              "`pc_correlations.csv`."]
+    return "\n".join(lines) + "\n"

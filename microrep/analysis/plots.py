@@ -80,3 +80,35 @@ def plot_accuracy_bars(accuracies, path, title="SVM accuracy on the same CV fold
     axis.set_ylabel("accuracy")
     axis.set_title(title)
     return _save(figure, path)
+
+
+def plot_pc_descriptors(scores, descriptors, path, title="Embedding PCs coloured by measured descriptors"):
+    """PC1/PC2 scatter, one panel per descriptor column, coloured by its value."""
+    columns = list(descriptors.columns)
+    figure, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.8), squeeze=False)
+    for axis, column in zip(axes[0], columns):
+        points = axis.scatter(scores[:, 0], scores[:, 1], c=descriptors[column], cmap="viridis", s=14)
+        figure.colorbar(points, ax=axis, shrink=0.8)
+        axis.set_title(column.replace("_", " "))
+        axis.set_xlabel("PC1")
+        axis.set_ylabel("PC2")
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_pc_extremes(scores, images, path, count=6, thumb=96):
+    """Thumbnails of the images at each end of PC1 and PC2, ordered along the PC."""
+    figure, axes = plt.subplots(2, count, figsize=(1.6 * count, 3.6))
+    for row, pc in enumerate((0, 1)):
+        order = np.argsort(scores[:, pc])
+        chosen = np.concatenate([order[:count // 2], order[-(count - count // 2):]])
+        for column, index in enumerate(chosen):
+            image = images[index]
+            side = min(image.shape)
+            axes[row, column].imshow(image[:side, :side], cmap="gray", vmin=0, vmax=255)
+            axes[row, column].set_xticks([])
+            axes[row, column].set_yticks([])
+            axes[row, column].set_title(f"{scores[index, pc]:+.1f}", fontsize=8)
+        axes[row, 0].set_ylabel(f"PC{pc + 1}\nlow → high", fontsize=9)
+    figure.suptitle("Micrographs at the ends of each principal component")
+    return _save(figure, path)

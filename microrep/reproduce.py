@@ -1,0 +1,269 @@
+"""Redo the paper's experiments and put our numbers beside the published ones.
+
+For every task (3 phases, all primary microconstituents, processing condition)
+and both cross-validation flavours (image-level stratified, comparable with
+the papers; grouped by sample, the honest one), on every fold:
+
+- baseline (DeCost et al. 2017 style): pretrained VGG16 feature maps,
+  mean-pooled over a tile grid, into a linear SVM;
+- Siamese (the paper): the contrastive Siamese model trained on the training
+  fold only (no test image is ever in a training pair), its embeddings into
+  the same SVM.
+
+Each fold's result is written as soon as it is done, so an interrupted run
+resumes where it stopped. Then results.csv/results.md, confusion matrices and
+the PCA interpretation (see `microrep.analysis.interpret`) are written.
+"""
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from microrep import __version__
+from microrep.analysis.evaluate import cv_splits, svm_pipeline
+from microrep.config import QUICK_SETTINGS, ModelConfig, PairConfig, TrainConfig, to_dict
+from microrep.data import load_dataset
+from microrep.data.dataset import Dataset
+from microrep.data.tasks import apply_task
+from microrep.data.uhcsdb import rescale
+from microrep.embed import embed_images
+from microrep.errors import ConfigError, DataError
+from microrep.fileio import write_json, write_text
+from microrep.model import build_feature_tower
+from microrep.train import train
+
+#: Accuracies reported by Sardeshmukh et al. and (as they cite it) DeCost et al. 2017.
+PAPER = {
+    "3phase": {"paper_siamese": 0.9816, "paper_decost": 0.966},
+    "constituent": {"paper_siamese": 0.875, "paper_decost": None},
+    "processing": {"paper_siamese": 0.9111, "paper_decost": 0.887},
+}
+FLAVOURS = ("stratified", "grouped")
+METHODS = ("baseline", "siamese")
+
+
+def effective_config(config):
+    """The config with --quick's settings applied."""
+    if config.quick:
+        return dataclasses.replace(config, **QUICK_SETTINGS)
+    return config
+
+
+def settings_key(config):
+    """A short hash of everything that changes fold results (for safe resuming)."""
+    values = to_dict(config)
+    values.pop("out", None)
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def expected_cost(config, n_images, units):
+    """Images pushed through VGG16 in training and embedding, for the cost line."""
+    train_images = units * config.epochs * config.pairs_per_epoch * 2
+    embed_images_count = (units + 1) * n_images * config.grid ** 2
+    return train_images, embed_images_count
+
+
+def scale_factor(image, config):
+    """The configured scale, or with 0 the shrink that leaves 4 crops across the shorter side."""
+    if config.image_scale > 0:
+        return config.image_scale
+    return min(1.0, 4 * config.input_size / min(image.shape))
+
+
+def load_images(config):
+    """The dataset (constituent labels) with every image read and scaled once."""
+    data_config = dataclasses.replace(config.data, task="constituent", min_class_size=1)
+    dataset = load_dataset(data_config, min_per_class=1)
+    images = [rescale(image, scale_factor(image, config)) for image in dataset.images()]
+    small = [i for i, im in enumerate(images) if min(im.shape) < config.input_size]
+    if small:
+        raise DataError(f"{len(small)} image(s) are smaller than {config.input_size} px after "
+                        f"scaling by {config.image_scale}; raise --image-scale or lower --input-size")
+    return dataset, images
+
+
+def task_rows(table, task, folds):
+    """(row indices, labels, groups) of the images the task uses."""
+    indexed = table.assign(_row=np.arange(len(table))).drop(columns=["label"])
+    labelled, dropped = apply_task(indexed, task, min_per_class=folds)
+    return (labelled["_row"].to_numpy(), labelled["label"].astype(str).to_numpy(),
+            labelled["group"].astype(str).to_numpy(), dropped)
+
+
+def train_fold_tower(config, images, labels, run_dir):
+    """Train the Siamese model on one training fold; return its tower."""
+    table = pd.DataFrame({"path": [f"image{i}" for i in range(len(images))], "label": labels,
+                          "group": "train"})
+    fold_data = Dataset(table, _cache=dict(enumerate(images)))
+    train_config = TrainConfig(
+        data=config.data,
+        model=ModelConfig(input_size=config.input_size, embedding_dim=config.embedding_dim,
+                          weights=config.weights, vgg_blocks=config.vgg_blocks),
+        pairs=PairConfig(pairs_per_epoch=config.pairs_per_epoch), out=str(run_dir),
+        epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+        margin=config.margin, seed=config.seed, overwrite=True)
+    return train(train_config, fold_data, verbose=0).tower
+
+
+def fit_predict(features, labels, train_index, test_index):
+    classifier = svm_pipeline("linear", 1.0).fit(features[train_index], labels[train_index])
+    return classifier.predict(features[test_index])
+
+
+def run_fold(config, unit, images, rows, labels, baseline_features, train_index, test_index, out):
+    """Both methods on one fold; returns the unit's JSON record."""
+    record = {"unit": unit, "train_rows": rows[train_index].tolist(),
+              "test_rows": rows[test_index].tolist(),
+              "true": labels[test_index].tolist()}
+    record["baseline"] = fit_predict(baseline_features[rows], labels, train_index, test_index).tolist()
+    fold_images = [images[r] for r in rows[train_index]]
+    tower = train_fold_tower(config, fold_images, labels[train_index], out / "runs" / unit)
+    task_images = [images[r] for r in rows]
+    embeddings = embed_images(tower, task_images, config.grid)
+    record["siamese"] = fit_predict(embeddings, labels, train_index, test_index).tolist()
+    keras.backend.clear_session()
+    return record
+
+
+def groups_repeat_within_classes(labels, groups):
+    """True when most classes hold images of at least two samples."""
+    samples_per_class = pd.Series(groups).groupby(pd.Series(labels)).nunique()
+    return bool((samples_per_class >= 2).mean() >= 0.5)
+
+
+def run_units(config, dataset, images, baseline_features, out, log):
+    """Every (task, flavour, fold); skips units already on disk with the same settings."""
+    key = settings_key(config)
+    records, notes = [], []
+    for task in [t.strip() for t in config.tasks.split(",") if t.strip()]:
+        if task not in PAPER:
+            raise ConfigError(f"unknown task {task!r}; choose from {', '.join(PAPER)}")
+        try:
+            rows, labels, groups, dropped = task_rows(dataset.table, task, config.folds)
+        except DataError as error:
+            notes.append(f"{task}: skipped ({error})")
+            continue
+        if dropped:
+            notes.append(f"{task}: dropped {len(dropped)} class(es) with fewer than "
+                         f"{config.folds} images ({', '.join(dropped)})")
+        for flavour in FLAVOURS:
+            if flavour == "grouped" and not groups_repeat_within_classes(labels, groups):
+                notes.append(f"{task} / grouped: not run: most classes come from a single sample, "
+                             "so a sample-grouped split would test on classes never trained on")
+                continue
+            try:
+                splits = cv_splits(labels, config.folds, 1, config.seed,
+                                   groups if flavour == "grouped" else None)
+            except DataError as error:
+                notes.append(f"{task} / {flavour}: not run ({error})")
+                continue
+            for fold, (train_index, test_index) in enumerate(splits):
+                unit = f"{task}-{flavour}-{fold}"
+                path = out / "folds" / f"{unit}.json"
+                if path.is_file() and json.loads(path.read_text()).get("settings") == key:
+                    records.append(json.loads(path.read_text()))
+                    continue
+                log(f"  {unit}: training on {len(train_index)} images, testing on {len(test_index)}")
+                record = run_fold(config, unit, images, rows, labels, baseline_features,
+                                  train_index, test_index, out)
+                record.update(task=task, flavour=flavour, fold=fold, settings=key)
+                write_json(path, record)
+                shutil.rmtree(out / "runs" / unit, ignore_errors=True)  # the JSON is the result
+                records.append(record)
+    return records, notes
+
+
+def summarise(records):
+    """One row per (task, flavour, method): mean and std of fold accuracies."""
+    rows = []
+    for record in records:
+        truth = np.array(record["true"])
+        for method in METHODS:
+            rows.append({"task": record["task"], "flavour": record["flavour"], "fold": record["fold"],
+                         "method": method, "accuracy": float(np.mean(np.array(record[method]) == truth))})
+    folds = pd.DataFrame(rows)
+    if folds.empty:
+        return folds
+    return (folds.groupby(["task", "flavour", "method"], sort=False)["accuracy"]
+            .agg(["mean", "std", "count"]).reset_index())
+
+
+def results_table(summary):
+    """results.csv: per task and flavour, the paper's numbers, the baseline's, ours."""
+    rows = []
+    for (task, flavour), part in summary.groupby(["task", "flavour"], sort=False):
+        by_method = part.set_index("method")
+        rows.append({"task": task, "cv": flavour, **PAPER[task],
+                     "baseline_mean": by_method.at["baseline", "mean"],
+                     "baseline_std": by_method.at["baseline", "std"],
+                     "ours_mean": by_method.at["siamese", "mean"],
+                     "ours_std": by_method.at["siamese", "std"],
+                     "folds": int(by_method.at["siamese", "count"])})
+    return pd.DataFrame(rows)
+
+
+def reproduce(config, log=print):
+    """Run the reproduction of a ReproduceConfig; return the results table."""
+    config = effective_config(config)
+    out = Path(config.out)
+    started = time.time()
+    log(f"loading {config.data.data} data")
+    dataset, images = load_images(config)
+    units = 2 * config.folds * len([t for t in config.tasks.split(",") if t.strip()])
+    train_count, embed_count = expected_cost(config, len(images), units)
+    log(f"expected cost: up to {units} Siamese trainings, {train_count:,} training images and "
+        f"{embed_count:,} embedded tiles at {config.input_size}x{config.input_size} "
+        f"(about {(train_count * 3 + embed_count) * 31e9 * (config.input_size / 224) ** 2 / 1e15:.1f} "
+        "PFLOP for the full VGG16)")
+    log("baseline features: pretrained VGG16, mean-pooled")
+    keras.utils.set_random_seed(config.seed)
+    feature_tower = build_feature_tower(config.input_size, config.weights, config.vgg_blocks)
+    baseline_features = embed_images(feature_tower, images, config.grid, progress=True)
+    log("cross-validation (each fold's Siamese model sees its training images only)")
+    records, notes = run_units(config, dataset, images, baseline_features, out, log)
+    table = results_table(summarise(records))
+    write_text(out / "results.csv", table.to_csv(index=False))
+    from microrep.analysis.interpret import interpret
+    from microrep.report import reproduce_report
+
+    confusions = confusion_figures(records, out)
+    interpretation = interpret(config, dataset, images, out, log)
+    meta = {"microrep_version": __version__, "backend": keras.backend.backend(),
+            "settings": to_dict(config), "images": len(images), "notes": notes,
+            "seconds": round(time.time() - started, 1), "dataset_notes": dataset.notes}
+    write_json(out / "reproduce.json", meta)
+    write_text(out / "results.md", reproduce_report(table, confusions, interpretation, meta, out))
+    log(f"results: {out / 'results.md'}")
+    return table
+
+
+def confusion_figures(records, out):
+    """One confusion-matrix PNG per task (Siamese, stratified CV); {name: file name}."""
+    from microrep.analysis.plots import plot_confusion
+
+    figures = {}
+    for task in dict.fromkeys(r["task"] for r in records if r["flavour"] == "stratified"):
+        matrix, classes = confusion_for(records, task, "stratified", "siamese")
+        path = plot_confusion(matrix, classes, out / f"confusion_{task}.png",
+                              f"{task}: Siamese, stratified CV")
+        figures[task] = path.name
+    return figures
+
+
+def confusion_for(records, task, flavour, method):
+    """Summed confusion matrix over the folds of one task, flavour and method."""
+    from sklearn.metrics import confusion_matrix
+
+    chosen = [r for r in records if r["task"] == task and r["flavour"] == flavour]
+    truth = np.concatenate([r["true"] for r in chosen])
+    predicted = np.concatenate([r[method] for r in chosen])
+    classes = sorted(set(truth))
+    return confusion_matrix(truth, predicted, labels=classes), classes
+
