@@ -69,3 +69,15 @@ def test_single_image_classes_are_dropped_leaving_too_few(tmp_path):
     write_image(tmp_path / "b" / "1.png")
     with pytest.raises(DataError, match="at least two are needed"):
         load_dataset(DataConfig(images=str(tmp_path)))
+
+
+def test_relative_folder_and_csv_locations(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_image(tmp_path / "mine" / "a" / "1.png")
+    write_image(tmp_path / "mine" / "a" / "2.png")
+    write_image(tmp_path / "mine" / "b" / "1.png")
+    write_image(tmp_path / "mine" / "b" / "2.png")
+    dataset = load_dataset(DataConfig(images="mine"))
+    assert dataset.image(0).shape == (30, 40)
+    (tmp_path / "mine" / "list.csv").write_text("path,label\na/1.png,A\na/2.png,A\nb/1.png,B\nb/2.png,B\n")
+    assert load_dataset(DataConfig(csv="mine/list.csv")).image(3).shape == (30, 40)

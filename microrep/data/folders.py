@@ -19,7 +19,7 @@ def _image_files(folder):
 
 def class_folder_table(root):
     """One row per image under `root/<class>/...`; each image is its own group."""
-    root = Path(root)
+    root = Path(root).resolve()
     if not root.is_dir():
         raise DataError(f"image folder not found: {root}")
     rows, empty = [], []
@@ -55,7 +55,7 @@ def csv_table(csv_path):
     if blank.any():
         raise DataError(f"{csv_path}: rows {', '.join(str(i + 2) for i in table.index[blank][:5])} "
                         "have an empty path or label")
-    base = csv_path.parent
+    base = csv_path.resolve().parent
     table["path"] = [str(p if Path(p).is_absolute() else base / p) for p in table["path"]]
     absent = [p for p in table["path"] if not Path(p).is_file()]
     if absent:
