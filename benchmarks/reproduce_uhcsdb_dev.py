@@ -1,0 +1,46 @@
+"""Run `microrep reproduce` on the UHCSDB development copy and print the results table.
+
+Measures progress on real data instead of assuming it. Uses the ImageNet VGG16
+weights file from ../shared/weights when present (else --weights), and the
+--quick settings unless --full is given.
+
+    python benchmarks/reproduce_uhcsdb_dev.py                 # CPU, minutes
+    python benchmarks/reproduce_uhcsdb_dev.py --full          # paper-sized, for a GPU
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from microrep.config import DataConfig, ReproduceConfig  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=str(SHARED / "data" / "uhcsdb-dev"))
+    parser.add_argument("--weights", default=str(SHARED / "weights" / "vgg16_imagenet_notop.weights.h5"))
+    parser.add_argument("--out", default="runs/reproduce-uhcsdb-dev")
+    parser.add_argument("--full", action="store_true", help="paper-sized settings instead of --quick")
+    parser.add_argument("--tasks", default="3phase,constituent,processing")
+    args = parser.parse_args()
+    if not Path(args.data_dir, "microstructures.sqlite").is_file():
+        sys.exit(f"no UHCSDB copy at {args.data_dir}; pass --data-dir")
+    weights = args.weights if Path(args.weights).is_file() or args.weights in ("imagenet", "none") else "imagenet"
+    from microrep.reproduce import reproduce
+
+    config = ReproduceConfig(data=DataConfig(data="uhcsdb", data_dir=args.data_dir), out=args.out,
+                             tasks=args.tasks, quick=not args.full, weights=weights)
+    started = time.time()
+    table = reproduce(config)
+    print(f"\nUHCSDB development copy, {time.time() - started:.0f} s, weights {weights}")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+if __name__ == "__main__":
+    main()
