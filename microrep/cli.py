@@ -91,7 +91,8 @@ def run_command(args):
         from microrep.train import train
 
         result = train(config)
-        print(f"trained {result.epochs_completed} epochs; tower: {result.run_dir / 'tower.keras'}")
+        print(f"trained {result.epochs_completed} epochs on {result.devices} device(s); "
+              f"tower: {result.run_dir / 'tower.keras'}")
     elif args.command == "embed":
         run_embed(config)
     elif args.command == "evaluate":

@@ -83,6 +83,9 @@ class TrainConfig:
     margin: float = option(1.0, "contrastive margin: different-class pairs are pushed this far apart")
     patience: int = option(0, "stop after this many epochs without improvement (0: never)")
     seed: int = option(0, "seed for weights, pairs and crops")
+    distribute: str = option("none", "'data': data-parallel training over every local "
+                             "accelerator (or every CPU device) with keras.distribution (JAX) or "
+                             "tf.distribute.MirroredStrategy (TensorFlow)", ("none", "data"))
     resume: bool = option(False, "continue the run in --out from its last checkpoint")
     overwrite: bool = option(False, "replace a different run already in --out")
 

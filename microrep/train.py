@@ -13,6 +13,7 @@ run leaves the last complete epoch behind, and `resume` continues from it
 with the same pair schedule (pairs depend only on seed and epoch).
 """
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -25,7 +26,8 @@ import keras
 from microrep import __version__
 from microrep.config import save_config, to_dict
 from microrep.data import load_dataset
-from microrep.errors import DataError, MicrorepError, ModelFileError, OutputExistsError
+from microrep.errors import (ConfigError, DataError, MicrorepError, ModelFileError,
+                             OutputExistsError)
 from microrep.fileio import atomic_path, write_json
 from microrep.losses import ContrastiveLoss, PairAccuracy
 from microrep.model import build_siamese, build_tower
@@ -50,6 +52,7 @@ class TrainResult:
     tower: keras.Model
     history: dict
     epochs_completed: int
+    devices: int = 1
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
@@ -106,6 +109,24 @@ def make_pair_source(config, sampler, images, initial_epoch):
     return make_pydataset(sampler, images, config.batch_size, initial_epoch)
 
 
+def distribution_scope(config):
+    """(context manager, device count) for the configured data parallelism."""
+    if config.distribute == "none":
+        return contextlib.nullcontext(), 1
+    backend = keras.backend.backend()
+    if backend == "jax":
+        devices = keras.distribution.list_devices()
+        return keras.distribution.DataParallel(devices=devices).scope(), len(devices)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+        return strategy.scope(), strategy.num_replicas_in_sync
+    raise ConfigError(f"--distribute data is available on the jax and tensorflow backends, "
+                      f"not {backend}")
+
+
 def build_or_resume_model(config, run_dir, initial_epoch):
     """A compiled Siamese model: fresh, or loaded with its optimizer state."""
     if initial_epoch > 0:
@@ -147,14 +168,21 @@ def train(config, dataset=None, verbose="auto"):
     if initial_epoch >= config.epochs:
         raise OutputExistsError(f"{run_dir} already completed {initial_epoch} epochs; "
                                 "raise --epochs to train further")
-    siamese = build_or_resume_model(config, run_dir, initial_epoch)
-    source = make_pair_source(config, sampler, images, initial_epoch)
+    scope, devices = distribution_scope(config)
+    if devices > 1 and config.batch_size % devices:
+        raise ConfigError(f"--batch-size {config.batch_size} must be a multiple of the "
+                          f"{devices} devices it is split over")
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
-    history = siamese.fit(source, epochs=config.epochs, initial_epoch=initial_epoch,
-                          steps_per_epoch=pairs_per_epoch // config.batch_size,
-                          callbacks=training_callbacks(config, run_dir, initial_epoch),
-                          shuffle=False, verbose=verbose)
+    with scope:
+        siamese = build_or_resume_model(config, run_dir, initial_epoch)
+        source = make_pair_source(config, sampler, images, initial_epoch)
+        if verbose and devices > 1:
+            print(f"data-parallel training over {devices} devices")
+        history = siamese.fit(source, epochs=config.epochs, initial_epoch=initial_epoch,
+                              steps_per_epoch=pairs_per_epoch // config.batch_size,
+                              callbacks=training_callbacks(config, run_dir, initial_epoch),
+                              shuffle=False, verbose=verbose)
     losses = history.history.get("loss", [])
     if losses and not math.isfinite(losses[-1]):
         raise TrainingDivergedError(
@@ -164,7 +192,7 @@ def train(config, dataset=None, verbose="auto"):
     with atomic_path(run_dir / TOWER) as tmp:
         tower.save(tmp)
     completed = initial_epoch + len(losses)
-    return TrainResult(run_dir, tower, history.history, completed)
+    return TrainResult(run_dir, tower, history.history, completed, devices)
 
 
 def load_tower(model_path):
