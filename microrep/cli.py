@@ -127,16 +127,19 @@ def run_command(args):
 
 def run_embed(config):
     from microrep.data import load_dataset
-    from microrep.embed import embed_images, write_embeddings
+    from microrep.embed import embed_to_disk
+    from microrep.fileio import write_json
     from microrep.train import load_tower
 
     tower = load_tower(config.model_path)
     dataset = load_dataset(config.data)
-    embeddings = embed_images(tower, dataset.images(), config.grid, config.batch_size, progress=True)
-    write_embeddings(config.out, embeddings, dataset.table,
-                     {"model_path": config.model_path, "grid": config.grid,
-                      "task": config.data.task})
-    print(f"wrote {len(embeddings)} embeddings of size {embeddings.shape[1]} to {config.out}")
+    for note in dataset.notes:
+        print(f"note: {note}")
+    path = embed_to_disk(tower, dataset, config.out, config.grid, config.batch_size,
+                         config.shard_index, config.num_shards)
+    write_json(f"{config.out}/embed.json", {"model_path": config.model_path, "grid": config.grid,
+                                            "task": config.data.task, "num_shards": config.num_shards})
+    print(f"wrote embeddings of {dataset.name} to {path}")
 
 
 def main(argv=None):

@@ -99,6 +99,8 @@ class EmbedConfig:
     out: str = option("runs/embeddings", "folder for embeddings.npy and embeddings.csv")
     grid: int = option(3, "each image's embedding is the mean over a grid x grid tiling")
     batch_size: int = option(64, "tiles per batch")
+    num_shards: int = option(1, "split the images into this many shards (one process each)")
+    shard_index: int = option(0, "which shard this process embeds (0 .. num_shards-1)")
 
 
 @dataclasses.dataclass

@@ -54,16 +54,69 @@ def embed_images(tower, images, grid=3, batch_size=64, progress=False):
 
 
 class LazyImages:
-    """A sequence view of a Dataset's images, decoded on access."""
+    """A sequence view of some of a Dataset's images, decoded on access, never cached.
 
-    def __init__(self, dataset):
-        self.dataset = dataset
+    Used for archives too large to hold in memory: each image is read when its
+    batch is embedded and dropped afterwards.
+    """
+
+    def __init__(self, dataset, rows):
+        self.dataset, self.rows = dataset, list(rows)
 
     def __len__(self):
-        return len(self.dataset)
+        return len(self.rows)
 
     def __getitem__(self, index):
-        return self.dataset.image(index)
+        return self.dataset.read(self.rows[index])
+
+
+def shard_rows(count, shard_index, num_shards):
+    """Rows of shard `shard_index` out of `num_shards` (every num_shards-th row)."""
+    from microrep.errors import ConfigError
+
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ConfigError(f"--shard-index must lie in 0..{num_shards - 1}, got {shard_index}")
+    return range(shard_index, count, num_shards)
+
+
+def shard_name(stem, suffix, shard_index, num_shards):
+    if num_shards == 1:
+        return stem + suffix
+    return f"{stem}.shard-{shard_index}-of-{num_shards}{suffix}"
+
+
+def embed_to_disk(tower, dataset, out_dir, grid=3, batch_size=64, shard_index=0, num_shards=1,
+                  progress=True):
+    """Embed one shard of `dataset` straight into a .npy on disk, batch by batch.
+
+    Neither all images nor all embeddings are held in memory: the array is a
+    memory map written in place, renamed into its final name when complete.
+    Returns the path of the embeddings file.
+    """
+    out_dir = Path(out_dir)
+    rows = shard_rows(len(dataset), shard_index, num_shards)
+    images = LazyImages(dataset, rows)
+    tile = int(tower.input_shape[1])
+    per_image = grid * grid
+    target = out_dir / shard_name("embeddings", ".npy", shard_index, num_shards)
+    batches = iter_tile_batches(images, tile, grid, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        total = -(-len(images) // max(batch_size // per_image, 1))
+        batches = tqdm(batches, total=total, desc="embedding", unit="batch")
+    with atomic_path(target) as tmp:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                          shape=(len(images), int(tower.output_shape[-1])))
+        for indices, tiles in batches:
+            vectors = np.asarray(tower.predict_on_batch(tiles), dtype=np.float32)
+            array[indices[0]:indices[-1] + 1] = vectors.reshape(len(indices), per_image, -1).mean(axis=1)
+        array.flush()
+        del array
+    table = dataset.table.iloc[list(rows)]
+    write_text(out_dir / shard_name("embeddings", ".csv", shard_index, num_shards),
+               table.to_csv(index=False))
+    return target
 
 
 def write_embeddings(out_dir, embeddings, table, info=None):
@@ -78,14 +131,37 @@ def write_embeddings(out_dir, embeddings, table, info=None):
 
 
 def read_embeddings(folder):
-    """(embeddings, table) written by `write_embeddings`."""
+    """(embeddings, table) written by `write_embeddings` or by every shard of `embed_to_disk`."""
     from microrep.errors import DataError
 
     folder = Path(folder)
     if not (folder / EMBEDDINGS).is_file() or not (folder / TABLE).is_file():
-        raise DataError(f"{folder} holds no {EMBEDDINGS} and {TABLE}; run `microrep embed` first")
+        shards = sorted(folder.glob("embeddings.shard-*-of-*.npy"))
+        if not shards:
+            raise DataError(f"{folder} holds no {EMBEDDINGS} and {TABLE}; run `microrep embed` first")
+        return read_shards(folder, shards)
     embeddings = np.load(folder / EMBEDDINGS, allow_pickle=False)
     table = pd.read_csv(folder / TABLE)
     if len(table) != len(embeddings):
         raise DataError(f"{folder}: {len(embeddings)} embeddings but {len(table)} table rows")
     return embeddings, table
+
+
+def read_shards(folder, shards):
+    """Join the shards of one sharded embedding run, refusing an incomplete set."""
+    from microrep.errors import DataError
+
+    num_shards = int(shards[0].name.split("-of-")[1].split(".")[0])
+    arrays, tables, missing = [], [], []
+    for index in range(num_shards):
+        npy = folder / shard_name("embeddings", ".npy", index, num_shards)
+        csv = folder / shard_name("embeddings", ".csv", index, num_shards)
+        if not npy.is_file() or not csv.is_file():
+            missing.append(str(index))
+            continue
+        arrays.append(np.load(npy, allow_pickle=False))
+        tables.append(pd.read_csv(csv))
+    if missing:
+        raise DataError(f"{folder}: shard(s) {', '.join(missing)} of {num_shards} are missing; "
+                        "run `microrep embed --shard-index K` for each")
+    return np.concatenate(arrays), pd.concat(tables, ignore_index=True)

@@ -63,13 +63,19 @@ class Dataset:
     def image(self, index):
         """The uint8 gray image of row `index`, decoded once and cached."""
         if index not in self._cache:
-            image = self.reader(self.image_path(index))
-            if "scale_factor" in self.table.columns:
-                from microrep.data.uhcsdb import rescale
-
-                image = rescale(image, float(self.table.at[index, "scale_factor"]))
-            self._cache[index] = image
+            self._cache[index] = self.read(index)
         return self._cache[index]
+
+    def read(self, index):
+        """Decode the image of row `index` without caching it (for streaming)."""
+        if index in self._cache:
+            return self._cache[index]
+        image = self.reader(self.image_path(index))
+        if "scale_factor" in self.table.columns:
+            from microrep.data.uhcsdb import rescale
+
+            image = rescale(image, float(self.table.at[index, "scale_factor"]))
+        return image
 
     def images(self):
         return [self.image(i) for i in range(len(self))]
