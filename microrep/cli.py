@@ -90,7 +90,12 @@ def run_command(args):
     elif args.command == "train":
         from microrep.train import train
 
-        result = train(config)
+        from microrep.data import load_dataset
+
+        dataset = load_dataset(config.data)
+        for note in dataset.notes:
+            print(f"note: {note}")
+        result = train(config, dataset)
         print(f"trained {result.epochs_completed} epochs on {result.devices} device(s); "
               f"tower: {result.run_dir / 'tower.keras'}")
     elif args.command == "embed":
@@ -132,7 +137,8 @@ def run_embed(config):
     from microrep.train import load_tower
 
     tower = load_tower(config.model_path)
-    dataset = load_dataset(config.data)
+    # streamed (each image read once, while embedding) unless bad files are to be skipped
+    dataset = load_dataset(config.data, validate=config.data.skip_bad)
     for note in dataset.notes:
         print(f"note: {note}")
     path = embed_to_disk(tower, dataset, config.out, config.grid, config.batch_size,

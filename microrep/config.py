@@ -38,6 +38,8 @@ class DataConfig:
                        "DeCost's 3 phases, or the processing condition",
                        ("constituent", "3phase", "processing"))
     min_class_size: int = option(2, "drop classes with fewer images (with a message)")
+    skip_bad: bool = option(False, "leave out unreadable or unusable images (with a message) "
+                            "instead of refusing to start")
     um_per_px: float = option(0.0, "rescale every image to this many micrometres per pixel "
                               "(UHCSDB only; 0 keeps each image's own scale)")
     synthetic_samples_per_class: int = option(4, "synthetic data: samples per class")

@@ -16,13 +16,13 @@ def test_reads_16bit_tiff_and_stretches_to_uint8(tmp_path):
 
 
 def test_reads_rgb_and_palette_png_as_gray(tmp_path):
-    rgb = np.zeros((10, 12, 3), dtype=np.uint8)
+    rgb = np.zeros((20, 24, 3), dtype=np.uint8)
     rgb[..., 0] = 90
     Image.fromarray(rgb).save(tmp_path / "rgb.png")
     Image.fromarray(rgb).convert("P").save(tmp_path / "pal.png")
-    assert read_image(tmp_path / "rgb.png").shape == (10, 12)
+    assert read_image(tmp_path / "rgb.png").shape == (20, 24)
     assert read_image(tmp_path / "rgb.png")[0, 0] == 30
-    assert read_image(tmp_path / "pal.png").shape == (10, 12)
+    assert read_image(tmp_path / "pal.png").shape == (20, 24)
 
 
 def test_corrupt_and_missing_images_name_the_file(tmp_path):

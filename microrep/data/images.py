@@ -13,6 +13,10 @@ from PIL import Image, UnidentifiedImageError
 from microrep.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+#: Refuse images above this many pixels before decoding them (decompression bombs).
+MAX_PIXELS = 150_000_000
+#: Images smaller than this on either side carry no usable microstructure.
+MIN_SIDE = 16
 
 
 def to_uint8_gray(array):
@@ -49,18 +53,37 @@ def read_image(path):
     if not path.is_file():
         raise DataError(f"image not found: {path}")
     try:
+        if path.stat().st_size == 0:
+            raise ValueError("the file is empty")
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            array = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tiff:
+                _check_pixels(tiff.pages[0].shape)
+                array = tiff.pages[0].asarray()
         else:
             with Image.open(path) as image:
+                _check_pixels((image.height, image.width))
                 if image.mode in ("P", "PA", "LA", "CMYK", "YCbCr"):
                     image = image.convert("RGB")
                 array = np.asarray(image)
-        return to_uint8_gray(array)
-    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as error:
-        raise DataError(f"cannot read image {path}: {error}") from error
+        gray = to_uint8_gray(array)
+    except (OSError, ValueError, IndexError, UnidentifiedImageError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as error:
+        raise DataError(f"cannot read image {path}: {error or type(error).__name__}") from None
+    except Exception as error:  # decoders raise many kinds on hostile files
+        raise DataError(f"cannot read image {path}: {type(error).__name__}: {error}") from None
+    if min(gray.shape) < MIN_SIDE:
+        raise DataError(f"image {path} is only {gray.shape[1]}x{gray.shape[0]} pixels "
+                        f"(at least {MIN_SIDE} on each side are needed)")
+    return gray
+
+
+def _check_pixels(shape):
+    pixels = int(np.prod(shape[:2]))
+    if pixels > MAX_PIXELS:
+        raise ValueError(f"{shape[1]}x{shape[0]} pixels exceeds the {MAX_PIXELS:,}-pixel limit "
+                         "(a decompression bomb, or a mosaic to split first)")
 
 
 def tile_origins(length, tile, count):

@@ -4,6 +4,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from microrep.data import uhcsdb
@@ -97,10 +98,12 @@ def label_table(table, task, min_class_size, has_metadata):
     return apply_task(table, task, min_class_size)
 
 
-def load_dataset(data_config, min_per_class=None):
+def load_dataset(data_config, min_per_class=None, validate=True):
     """The Dataset that `data_config` describes, labelled for its task.
 
-    The dataset's `notes` list what was dropped or missing, for the user.
+    With `validate`, every image is decoded now (and kept), so a bad file stops
+    the run before any work starts, or is left out with `skip_bad`. The
+    dataset's `notes` list what was dropped or missing, for the user.
     """
     table, root, reader, note = source_table(data_config)
     has_metadata = "primary_microconstituent" in table.columns or data_config.task == "processing"
@@ -115,4 +118,33 @@ def load_dataset(data_config, min_per_class=None):
     if dropped:
         dataset.notes.append(f"dropped {len(dropped)} class(es) with fewer than {minimum} "
                              f"images: {', '.join(dropped)}")
+    if validate:
+        dataset = validate_images(dataset, data_config.skip_bad, minimum)
     return dataset
+
+
+def validate_images(dataset, skip_bad, min_per_class):
+    """Decode every image; refuse, or leave out (skip_bad), the ones that fail."""
+    bad = {}
+    for index in range(len(dataset)):
+        try:
+            dataset.image(index)
+        except DataError as error:
+            bad[index] = str(error)
+    if not bad:
+        return dataset
+    first = next(iter(bad.values()))
+    if not skip_bad:
+        raise DataError(f"{len(bad)} of {len(dataset)} images cannot be used; first: {first}. "
+                        "Fix or remove them, or pass --skip-bad to leave them out")
+    kept = dataset.subset([i for i in range(len(dataset)) if i not in bad])
+    kept.notes.append(f"left out {len(bad)} unusable image(s) (--skip-bad); first: {first}")
+    counts = kept.class_counts()
+    rare = sorted(counts[counts < min_per_class].index)
+    if rare:
+        kept = kept.subset(np.flatnonzero(~kept.table["label"].astype(str).isin(rare)))
+        kept.notes.append(f"then dropped class(es) left with fewer than {min_per_class} images: "
+                          f"{', '.join(rare)}")
+    if kept.table["label"].nunique() < 2:
+        raise DataError("fewer than two classes have enough usable images")
+    return kept
