@@ -28,7 +28,7 @@ from microrep.config import save_config, to_dict
 from microrep.data import load_dataset
 from microrep.errors import (ConfigError, DataError, MicrorepError, ModelFileError,
                              OutputExistsError)
-from microrep.fileio import atomic_path, write_json
+from microrep.fileio import atomic_path, write_json, write_text
 from microrep.losses import ContrastiveLoss, PairAccuracy
 from microrep.model import build_siamese, build_tower
 from microrep.pairs import PairSampler, check_images_fit, make_pydataset, make_tf_dataset
@@ -39,7 +39,7 @@ TOWER = "tower.keras"
 LOG = "training_log.csv"
 
 #: Settings that may change when a run is resumed.
-RESUMABLE_CHANGES = {"epochs", "resume", "overwrite", "patience"}
+RESUMABLE_CHANGES = {"epochs", "resume", "overwrite", "patience", "learning_rate"}
 
 
 class TrainingDivergedError(MicrorepError):
@@ -76,6 +76,24 @@ def _comparable(config_dict):
     return {k: v for k, v in config_dict.items() if k not in RESUMABLE_CHANGES}
 
 
+def remove_stale_temporaries(run_dir):
+    """Delete half-written files a killed run left under temporary names."""
+    for stale in Path(run_dir).glob(".*.tmp*"):
+        if stale.is_file():
+            stale.unlink()
+
+
+def truncate_log(run_dir, epochs_completed):
+    """Keep only the log rows of checkpointed epochs (a kill can leave one more)."""
+    import pandas as pd
+
+    log_path = Path(run_dir) / LOG
+    if log_path.is_file() and log_path.stat().st_size:
+        log = pd.read_csv(log_path)
+        if "epoch" in log and (log["epoch"] >= epochs_completed).any():
+            write_text(log_path, log[log["epoch"] < epochs_completed].to_csv(index=False))
+
+
 def prepare_run_dir(config):
     """Create or check the run folder; return the number of epochs already done."""
     run_dir = Path(config.out)
@@ -90,7 +108,10 @@ def prepare_run_dir(config):
                     f"{run_dir} holds a run with other settings; resume it with the same "
                     "settings, or choose another --out")
             state_path = run_dir / STATE
-            return json.loads(state_path.read_text())["epochs_completed"] if state_path.is_file() else 0
+            done = json.loads(state_path.read_text())["epochs_completed"] if state_path.is_file() else 0
+            remove_stale_temporaries(run_dir)
+            truncate_log(run_dir, done)
+            return done
         raise OutputExistsError(
             f"{run_dir} already holds a training run; pass --resume to continue it, "
             "--overwrite to replace it, or choose another --out")
@@ -131,9 +152,11 @@ def build_or_resume_model(config, run_dir, initial_epoch):
     """A compiled Siamese model: fresh, or loaded with its optimizer state."""
     if initial_epoch > 0:
         try:
-            return keras.saving.load_model(run_dir / CHECKPOINT)
+            siamese = keras.saving.load_model(run_dir / CHECKPOINT)
         except Exception as error:
             raise ModelFileError(f"cannot load checkpoint {run_dir / CHECKPOINT}: {error}") from None
+        siamese.optimizer.learning_rate.assign(config.learning_rate)  # may be lowered on resume
+        return siamese
     keras.utils.set_random_seed(config.seed)
     siamese = build_siamese(build_tower(config.model))
     siamese.compile(optimizer=keras.optimizers.Adam(config.learning_rate),

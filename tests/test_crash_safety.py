@@ -1,0 +1,101 @@
+"""Training survives SIGKILL at random moments, Ctrl-C and a diverging loss."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import pandas as pd
+import pytest
+
+from microrep.errors import ModelFileError
+from microrep.train import TrainingDivergedError, load_tower, train
+
+from conftest import tiny_train_config
+
+EPOCHS = 6
+
+
+def train_command(tmp_path, *extra):
+    return [sys.executable, "-m", "microrep", "train", "--data-dir", str(tmp_path / "data"),
+            "--synthetic-samples-per-class", "1", "--synthetic-images-per-sample", "3",
+            "--synthetic-image-size", "48", "--input-size", "32", "--vgg-blocks", "2",
+            "--embedding-dim", "8", "--weights", "none", "--epochs", str(EPOCHS),
+            "--pairs-per-epoch", "64", "--batch-size", "8", "--out", str(tmp_path / "run"), *extra]
+
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def test_sigkill_at_random_moments_then_resume(tmp_path):
+    rng = random.Random(7)
+    kills = 0
+    first = True
+    while True:
+        command = train_command(tmp_path, *([] if first else ["--resume"]))
+        process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+        first = False
+        try:
+            process.wait(timeout=rng.uniform(4.0, 9.0) if kills < 4 else 600)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            kills += 1
+            continue
+        assert process.returncode == 0, process.stderr.read()[-2000:]
+        break
+    run = tmp_path / "run"
+    assert kills == 4
+    assert json.loads((run / "state.json").read_text())["epochs_completed"] == EPOCHS
+    log = pd.read_csv(run / "training_log.csv")
+    assert list(log["epoch"]) == list(range(EPOCHS)), "each epoch logged exactly once"
+    assert not list(run.glob(".*tmp*")), "no half-written files left behind"
+    assert load_tower(run).output_shape == (None, 8)
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+    process = subprocess.Popen(train_command(tmp_path), env=ENV, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "run" / "state.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "--resume" in err and "Traceback" not in err
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert 1 <= state["epochs_completed"] <= EPOCHS
+
+
+def test_diverging_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(
+        tmp_path, tiny_data_config, tiny_dataset):
+    run = tmp_path / "run"
+    train(tiny_train_config(run, tiny_data_config, epochs=1), tiny_dataset, verbose=0)
+    good_state = json.loads((run / "state.json").read_text())
+    with pytest.raises(TrainingDivergedError, match="learning-rate"):
+        train(tiny_train_config(run, tiny_data_config, epochs=3, resume=True, learning_rate=1e30),
+              tiny_dataset, verbose=0)
+    assert json.loads((run / "state.json").read_text()) == good_state
+    keras.saving.load_model(run / "checkpoint.keras")
+
+
+def test_corrupt_and_foreign_model_files_are_clear_errors(tmp_path):
+    corrupt = tmp_path / "tower.keras"
+    corrupt.write_bytes(b"PK\x03\x04 not really a keras file")
+    with pytest.raises(ModelFileError, match="cannot load model"):
+        load_tower(corrupt)
+    import zipfile
+
+    foreign = tmp_path / "foreign.keras"
+    with zipfile.ZipFile(foreign, "w") as archive:
+        archive.writestr("metadata.json", json.dumps({"keras_version": "2.4.0"}))
+        archive.writestr("config.json", json.dumps({"class_name": "MysteryModel", "config": {},
+                                                    "module": "someone.elses.package"}))
+        archive.writestr("model.weights.h5", b"")
+    with pytest.raises(ModelFileError, match="foreign.keras"):
+        load_tower(foreign)
