@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from microrep import __version__
-from microrep.analysis.evaluate import cv_splits, svm_pipeline
+from microrep.analysis.evaluate import cv_splits, groups_repeat_within_classes, svm_pipeline
 from microrep.config import QUICK_SETTINGS, ModelConfig, PairConfig, TrainConfig, to_dict
 from microrep.data import load_dataset
 from microrep.data.dataset import Dataset
@@ -130,12 +130,6 @@ def run_fold(config, unit, images, rows, labels, baseline_features, train_index,
     record["siamese"] = fit_predict(embeddings, labels, train_index, test_index).tolist()
     keras.backend.clear_session()
     return record
-
-
-def groups_repeat_within_classes(labels, groups):
-    """True when most classes hold images of at least two samples."""
-    samples_per_class = pd.Series(groups).groupby(pd.Series(labels)).nunique()
-    return bool((samples_per_class >= 2).mean() >= 0.5)
 
 
 def run_units(config, dataset, images, baseline_features, out, log):

@@ -63,6 +63,18 @@ def cv_splits(labels, folds=5, repeats=1, seed=0, groups=None):
     return splits
 
 
+def groups_repeat_within_classes(labels, groups):
+    """True when most classes hold images of at least two samples.
+
+    Otherwise a sample-grouped split must test classes that training never saw
+    (processing conditions in UHCSDB mostly come from one sample each).
+    """
+    import pandas as pd
+
+    samples_per_class = pd.Series(groups).groupby(pd.Series(labels)).nunique()
+    return bool((samples_per_class >= 2).mean() >= 0.5)
+
+
 @dataclasses.dataclass
 class CVResult:
     """Accuracy over folds and the confusion matrix summed over test folds."""

@@ -4,7 +4,9 @@ from pathlib import Path
 
 import numpy as np
 
-from microrep.analysis.evaluate import cross_validate, cv_splits, pca_projection, svm_pipeline
+from microrep.analysis.evaluate import (cross_validate, cv_splits, groups_repeat_within_classes,
+                                        pca_projection, svm_pipeline)
+from microrep.errors import DataError
 from microrep.analysis.plots import plot_confusion, plot_pca_scatter
 from microrep.embed import read_embeddings
 from microrep.fileio import write_json
@@ -26,13 +28,16 @@ def evaluate_features(features, labels, groups, config, pca_components=None):
     make = classifier_factory(config, pca_components)
     results = {"stratified": cross_validate(features, labels, stratified, make)}
     try:
+        if groups is not None and not groups_repeat_within_classes(labels, groups):
+            raise DataError("grouped CV not run: most classes come from a single sample, so "
+                            "a sample-grouped split would test classes never trained on")
         grouped = cv_splits(labels, config.folds, config.repeats, config.seed, groups)
         if pca_components:
             pca_components = min(pca_components, min(len(train) for train, _ in grouped) - 1)
             make = classifier_factory(config, pca_components)
         results["grouped"] = cross_validate(features, labels, grouped, make)
         results["grouped_note"] = ""
-    except Exception as error:  # too few samples for grouped folds is common, not fatal
+    except DataError as error:  # too few samples for grouped folds is common, not fatal
         results["grouped"] = None
         results["grouped_note"] = str(error)
     return results
@@ -41,7 +46,6 @@ def evaluate_features(features, labels, groups, config, pca_components=None):
 def relabel(embeddings, table, task, folds):
     """Label embeddings for `task` from their metadata; drop classes below `folds` images."""
     from microrep.data.tasks import apply_task
-    from microrep.errors import DataError
 
     table = table.assign(_row=np.arange(len(table))).drop(columns=["label"])
     try:
