@@ -36,3 +36,23 @@ def tiny_train_config(out, data_config, **overrides):
                   learning_rate=1e-4, seed=3)
     values.update(overrides)
     return TrainConfig(**values)
+
+
+def write_uhcsdb_sqlite(path, samples, micrographs):
+    """A UHCSDB-shaped microstructures.sqlite (the tables and columns the loader reads).
+
+    samples: (sample_id, temperature, temp unit, time, time unit, cooling) rows;
+    micrographs: (micrograph_id, micron_bar, micron_bar_px, sample_key, label) rows.
+    """
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE sample (sample_id INTEGER PRIMARY KEY, label VARCHAR, "
+                   "anneal_temperature FLOAT, anneal_temp_unit VARCHAR, anneal_time FLOAT, "
+                   "anneal_time_unit VARCHAR, cool_method VARCHAR)")
+        db.execute("CREATE TABLE micrograph (micrograph_id INTEGER PRIMARY KEY, path VARCHAR, "
+                   "micron_bar FLOAT, micron_bar_units VARCHAR, micron_bar_px INTEGER, "
+                   "sample_key INTEGER, primary_microconstituent VARCHAR)")
+        db.executemany("INSERT INTO sample VALUES (?, 'x', ?, ?, ?, ?, ?)", samples)
+        db.executemany("INSERT INTO micrograph VALUES (?, 'micrograph' || ? || '.tif', ?, 'um', ?, ?, ?)",
+                       [(m[0], m[0], *m[1:]) for m in micrographs])

@@ -8,7 +8,6 @@ or to fail, like a flaky mirror.
 import http.server
 import io
 import json
-import sqlite3
 import threading
 import zipfile
 
@@ -20,23 +19,16 @@ from microrep.cli import main
 from microrep.config import FetchConfig
 from microrep.data.fetch import FetchError, download, extract_zip, fetch_uhcsdb
 
+from conftest import write_uhcsdb_sqlite
+
 
 def build_record(folder, images=4):
     """A miniature UHCSDB: sqlite with two tables and a zip of PNG micrographs."""
     folder.mkdir(parents=True, exist_ok=True)
     db_path = folder / "microstructures.sqlite"
-    with sqlite3.connect(db_path) as db:
-        db.execute("CREATE TABLE sample (sample_id INTEGER PRIMARY KEY, label VARCHAR, "
-                   "anneal_temperature FLOAT, anneal_temp_unit VARCHAR, anneal_time FLOAT, "
-                   "anneal_time_unit VARCHAR, cool_method VARCHAR)")
-        db.execute("CREATE TABLE micrograph (micrograph_id INTEGER PRIMARY KEY, path VARCHAR, "
-                   "micron_bar FLOAT, micron_bar_units VARCHAR, micron_bar_px INTEGER, "
-                   "sample_key INTEGER, primary_microconstituent VARCHAR)")
-        db.execute("INSERT INTO sample VALUES (1, 'x', 800, 'C', 90, 'M', 'Q')")
-        for index in range(1, images + 1):
-            label = "spheroidite" if index % 2 else "network"
-            db.execute("INSERT INTO micrograph VALUES (?, ?, 5, 'um', 100, 1, ?)",
-                       (index, f"micrograph{index}.tif", label))
+    write_uhcsdb_sqlite(db_path, [(1, 800, "C", 90, "M", "Q")],
+                        [(index, 5, 100, 1, "spheroidite" if index % 2 else "network")
+                         for index in range(1, images + 1)])
     buffer = io.BytesIO()
     rng = np.random.default_rng(0)
     with zipfile.ZipFile(buffer, "w") as archive:

@@ -1,7 +1,5 @@
 """The UHCSDB loader against a small database built at test time."""
 
-import sqlite3
-
 import numpy as np
 import pytest
 import tifffile
@@ -11,6 +9,8 @@ from microrep.config import DataConfig
 from microrep.data import load_dataset
 from microrep.data.uhcsdb import crop_scale_bar, load_uhcsdb_table, scale_bar_rows
 from microrep.errors import DataError
+
+from conftest import write_uhcsdb_sqlite
 
 ROWS = [  # micrograph_id, primary_microconstituent, sample_key, micron_bar, micron_bar_px, file
     (1, "spheroidite", 10, 5.0, 100, "tif"),
@@ -39,23 +39,14 @@ def original_micrograph(rng):
 def uhcsdb_dir(tmp_path):
     rng = np.random.default_rng(0)
     (tmp_path / "micrographs").mkdir()
-    with sqlite3.connect(tmp_path / "microstructures.sqlite") as db:
-        db.execute("CREATE TABLE sample (sample_id INTEGER PRIMARY KEY, label VARCHAR, "
-                   "anneal_temperature FLOAT, anneal_temp_unit VARCHAR, anneal_time FLOAT, "
-                   "anneal_time_unit VARCHAR, cool_method VARCHAR)")
-        db.execute("CREATE TABLE micrograph (micrograph_id INTEGER PRIMARY KEY, path VARCHAR, "
-                   "micron_bar FLOAT, micron_bar_units VARCHAR, micron_bar_px INTEGER, "
-                   "sample_key INTEGER, primary_microconstituent VARCHAR)")
-        db.executemany("INSERT INTO sample VALUES (?, 'x', ?, ?, ?, ?, ?)", SAMPLES)
-        for mid, label, sample, bar, bar_px, kind in ROWS:
-            db.execute("INSERT INTO micrograph VALUES (?, ?, ?, 'um', ?, ?, ?)",
-                       (mid, f"micrograph{mid}.tif", bar, bar_px, sample, label))
-            if kind == "tif":
-                tifffile.imwrite(tmp_path / "micrographs" / f"micrograph{mid}.tif",
-                                 original_micrograph(rng))
-            elif kind == "png":  # already cropped, as in the development copy
-                Image.fromarray(original_micrograph(rng)[:481]).save(
-                    tmp_path / "micrographs" / f"micrograph{mid}.png")
+    write_uhcsdb_sqlite(tmp_path / "microstructures.sqlite", SAMPLES,
+                        [(mid, bar, bar_px, sample, label) for mid, label, sample, bar, bar_px, _ in ROWS])
+    for mid, label, sample, bar, bar_px, kind in ROWS:
+        if kind == "tif":
+            tifffile.imwrite(tmp_path / "micrographs" / f"micrograph{mid}.tif", original_micrograph(rng))
+        elif kind == "png":  # already cropped, as in the development copy
+            Image.fromarray(original_micrograph(rng)[:481]).save(
+                tmp_path / "micrographs" / f"micrograph{mid}.png")
     return tmp_path
 
 
