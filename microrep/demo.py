@@ -18,8 +18,7 @@ from microrep.analysis.evaluate import pca_projection, raw_pixel_features
 from microrep.analysis.plots import (plot_accuracy_bars, plot_confusion, plot_pca_scatter,
                                      plot_training_curves)
 from microrep.analysis.stage import evaluate_features
-from microrep.config import (DataConfig, DemoConfig, EvalConfig, ModelConfig, PairConfig,
-                             TrainConfig, to_dict)
+from microrep.config import DataConfig, EvalConfig, ModelConfig, PairConfig, TrainConfig, to_dict
 from microrep.data import load_dataset
 from microrep.embed import embed_images, write_embeddings
 from microrep.errors import OutputExistsError

@@ -26,7 +26,7 @@ import keras
 from microrep import __version__
 from microrep.config import save_config, to_dict
 from microrep.data import load_dataset
-from microrep.errors import (ConfigError, DataError, MicrorepError, ModelFileError,
+from microrep.errors import (ConfigError, MicrorepError, ModelFileError,
                              OutputExistsError)
 from microrep.fileio import atomic_path, write_json, write_text
 from microrep.losses import ContrastiveLoss, PairAccuracy
@@ -238,10 +238,3 @@ def load_tower(model_path):
     if model.name == "siamese":
         return model.get_layer("embedding_tower")
     return model
-
-
-def input_size_of(tower):
-    size = tower.input_shape[1]
-    if size is None:
-        raise DataError("the tower has no fixed input size")
-    return int(size)

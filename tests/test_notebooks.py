@@ -1,6 +1,5 @@
 """Every notebook runs top to bottom with tiny settings, as a student would run it."""
 
-import os
 from pathlib import Path
 
 import nbformat
