@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from microrep import __version__
-from microrep.analysis.evaluate import pca_projection, raw_pixel_features
+from microrep.analysis.evaluate import check_cv_possible, pca_projection, raw_pixel_features
 from microrep.analysis.plots import (plot_accuracy_bars, plot_confusion, plot_pca_scatter,
                                      plot_training_curves)
 from microrep.analysis.stage import evaluate_features
@@ -66,6 +66,7 @@ def run_demo(config, log=print):
     log(f"[1/6] generating synthetic micrographs in {out / 'data'}")
     dataset = load_dataset(train_config.data)
     images, labels, groups = dataset.images(), dataset.labels, dataset.groups
+    check_cv_possible(labels, config.folds)  # before training, not after it
 
     log(f"[2/6] training the Siamese VGG16 ({config.epochs} epochs x {config.pairs_per_epoch} pairs, "
         f"{config.input_size}x{config.input_size} crops)")
