@@ -105,7 +105,7 @@ def run(args):
                                         vgg_blocks=args.vgg_blocks, mixed_precision=mixed))
         siamese = build_siamese(tower)
         siamese.compile(optimizer=keras.optimizers.Adam(1e-5), loss=ContrastiveLoss(1.0),
-                        jit_compile=args.jit)
+                        jit_compile=args.jit, steps_per_execution=args.steps_per_execution)
         flops = conv_flops_per_image(tower)
         ceiling = matmul_ceiling("bfloat16" if mixed else "float32", args.matmul_size)
         train_rate = time_training(siamese, args.batch_size, args.input_size, args.steps, args.warmup)
@@ -113,6 +113,7 @@ def run(args):
         row = {
             "backend": keras.backend.backend(), "precision": precision,
             "device": device_name(), "input_size": args.input_size, "vgg_blocks": args.vgg_blocks,
+            "batch_pairs": args.batch_size, "steps_per_execution": args.steps_per_execution,
             "gflop_forward_per_image": flops / 1e9,
             "matmul_ceiling_tflops": ceiling / 1e12,
             "train_images_per_s": train_rate, "embed_images_per_s": embed_rate,
@@ -156,6 +157,8 @@ def main():
     parser.add_argument("--precision", default="float32,mixed")
     parser.add_argument("--matmul-size", type=int, default=4096)
     parser.add_argument("--jit", default="auto", help="jit_compile setting for compile()")
+    parser.add_argument("--steps-per-execution", type=int, default=1,
+                        help="training steps fused into one device call")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     if args.jit in ("true", "false"):
