@@ -6,6 +6,7 @@ where a later run (or a user) would take it for a whole one.
 """
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -50,7 +51,7 @@ def atomic_path(final_path):
         os.replace(tmp_path, final_path)
     except OSError as error:
         tmp_path.unlink(missing_ok=True)
-        if error.errno in (28, 122):  # ENOSPC, EDQUOT
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise DiskFullError(
                 f"no space left to write {final_path}; free some disk space and "
                 "run again (earlier outputs are intact)") from error

@@ -99,3 +99,21 @@ def test_corrupt_and_foreign_model_files_are_clear_errors(tmp_path):
         archive.writestr("model.weights.h5", b"")
     with pytest.raises(ModelFileError, match="foreign.keras"):
         load_tower(foreign)
+
+
+FULL_DISK = (
+    "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000)); "
+    "from microrep.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_half_file(tmp_path):
+    # files may not grow past 1 MB in this process: the first checkpoint cannot be written
+    argv = train_command(tmp_path)[3:]
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, *argv], env=ENV, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2
+    assert "no space left to write" in done.stderr and "Traceback" not in done.stderr
+    run = tmp_path / "run"
+    assert not (run / "checkpoint.keras").exists() and not list(run.glob(".*tmp*"))
+    assert (run / "config.json").is_file()
