@@ -59,6 +59,8 @@ class ModelConfig:
     weights: str = option("imagenet", "VGG16 weights: 'imagenet' (downloaded by Keras), "
                           "'none' (random), or a path to a .weights.h5 file")
     l2_normalize: bool = option(True, "L2-normalise embeddings (distances then lie in [0, 2])")
+    train_base: bool = option(True, "fine-tune the VGG16 base (--no-train-base trains only the "
+                              "projection on frozen features: faster, keeps pretrained features)")
     mixed_precision: bool = option(False, "compute in bfloat16/float16 where the device supports it")
 
 
@@ -184,6 +186,8 @@ class ReproduceConfig:
     image_scale: float = option(1.0, "resize every micrograph by this factor before cropping "
                                 "(0: shrink so the shorter side is 4 crops long)")
     embedding_dim: int = option(64, "Siamese embedding size")
+    train_base: bool = option(True, "fine-tune the VGG16 base inside each fold (else only the "
+                              "projection learns, on frozen features)")
     epochs: int = option(20, "Siamese training epochs per fold")
     pairs_per_epoch: int = option(2048, "pairs per epoch")
     batch_size: int = option(32, "pairs per batch")
@@ -194,8 +198,10 @@ class ReproduceConfig:
     seed: int = option(0, "seed of splits, weights and pairs")
 
 
-QUICK_SETTINGS = dict(input_size=48, vgg_blocks=3, image_scale=0.0, epochs=3,
-                      pairs_per_epoch=192, grid=2, folds=3, embedding_dim=32, learning_rate=1e-4)
+#: --quick: small crops of downscaled images, three VGG16 blocks, and a frozen base with
+#: a contrastive projection head, which on 2 CPU cores beats briefly fine-tuning the base.
+QUICK_SETTINGS = dict(input_size=48, vgg_blocks=3, image_scale=0.0, train_base=False, epochs=10,
+                      pairs_per_epoch=512, grid=2, folds=3, embedding_dim=128, learning_rate=1e-3)
 
 
 # ----------------------------------------------------------------- reading

@@ -124,7 +124,9 @@ def build_tower(config):
     with dtype_policy(policy):
         images = keras.Input((size, size, 1), dtype="uint8", name="image")
         features = GrayToVGGInput(name="to_vgg_input")(images)
-        features = build_vgg16_base(size, config.weights, config.vgg_blocks)(features)
+        base = build_vgg16_base(size, config.weights, config.vgg_blocks)
+        base.trainable = config.train_base
+        features = base(features)
         pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
         embedding = keras.layers.Dense(config.embedding_dim, name="projection")(pooled)
         if config.l2_normalize:

@@ -95,7 +95,9 @@ def reproduce_report(table, confusions, interpretation, meta, out):
              f"Data: {settings['data']['data']} ({meta['images']} micrographs); backend "
              f"{meta['backend']}; microrep {meta['microrep_version']}; {meta['seconds']:.0f} s.",
              f"Settings: {settings['input_size']}x{settings['input_size']} crops, first "
-             f"{settings['vgg_blocks']} VGG16 blocks, weights `{settings['weights']}`, images "
+             f"{settings['vgg_blocks']} VGG16 blocks ("
+             f"{'fine-tuned' if settings['train_base'] else 'frozen; only the projection trained'}), "
+             f"weights `{settings['weights']}`, images "
              f"scaled x{settings['image_scale']}, {settings['grid']}x{settings['grid']} tiles per "
              f"image, {settings['epochs']} epochs x {settings['pairs_per_epoch']} pairs per fold, "
              f"margin {settings['margin']}, {settings['folds']}-fold CV.", ""]

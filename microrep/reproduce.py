@@ -105,7 +105,8 @@ def train_fold_tower(config, images, labels, run_dir):
     train_config = TrainConfig(
         data=config.data,
         model=ModelConfig(input_size=config.input_size, embedding_dim=config.embedding_dim,
-                          weights=config.weights, vgg_blocks=config.vgg_blocks),
+                          weights=config.weights, vgg_blocks=config.vgg_blocks,
+                          train_base=config.train_base),
         pairs=PairConfig(pairs_per_epoch=config.pairs_per_epoch), out=str(run_dir),
         epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
         margin=config.margin, seed=config.seed, overwrite=True)
