@@ -69,3 +69,9 @@ def test_mixed_precision_keeps_float32_embeddings_and_leaves_global_policy():
     images = np.zeros((1, TINY_INPUT, TINY_INPUT, 1), dtype=np.uint8)
     assert tower.predict(images, verbose=0).dtype == np.float32
     assert keras.config.dtype_policy().name == before
+
+
+def test_frozen_base_trains_only_the_projection():
+    tower = tiny_tower(train_base=False, vgg_blocks=2)
+    assert [w.name for w in tower.trainable_weights] == ["kernel", "bias"]
+    assert tower.get_layer("projection").trainable
