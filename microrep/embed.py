@@ -32,12 +32,8 @@ def iter_tile_batches(images, tile, grid, batch_size):
         yield list(chunk), tiles[..., None]
 
 
-def embed_images(tower, images, grid=3, batch_size=64, progress=False):
-    """Mean tile embedding of each image, float32 (n_images, embedding_dim).
-
-    `images` is a sequence of 2-D uint8 arrays (a Dataset's images, or a lazy
-    list); they are read batch by batch.
-    """
+def iter_embeddings(tower, images, grid=3, batch_size=64, progress=False):
+    """Yield (image indices, their mean tile embeddings), batch by batch."""
     tile = int(tower.input_shape[1])
     per_image = grid * grid
     batches = iter_tile_batches(images, tile, grid, batch_size)
@@ -46,10 +42,18 @@ def embed_images(tower, images, grid=3, batch_size=64, progress=False):
 
         total = -(-len(images) // max(batch_size // per_image, 1))
         batches = tqdm(batches, total=total, desc="embedding", unit="batch")
-    outputs = []
     for indices, tiles in batches:
         vectors = np.asarray(tower.predict_on_batch(tiles), dtype=np.float32)
-        outputs.append(vectors.reshape(len(indices), per_image, -1).mean(axis=1))
+        yield indices, vectors.reshape(len(indices), per_image, -1).mean(axis=1)
+
+
+def embed_images(tower, images, grid=3, batch_size=64, progress=False):
+    """Mean tile embedding of each image, float32 (n_images, embedding_dim).
+
+    `images` is a sequence of 2-D uint8 arrays (a Dataset's images, or a lazy
+    list); they are read batch by batch.
+    """
+    outputs = [vectors for _, vectors in iter_embeddings(tower, images, grid, batch_size, progress)]
     return np.concatenate(outputs) if outputs else np.zeros((0, tower.output_shape[-1]), np.float32)
 
 
@@ -96,21 +100,12 @@ def embed_to_disk(tower, dataset, out_dir, grid=3, batch_size=64, shard_index=0,
     out_dir = Path(out_dir)
     rows = shard_rows(len(dataset), shard_index, num_shards)
     images = LazyImages(dataset, rows)
-    tile = int(tower.input_shape[1])
-    per_image = grid * grid
     target = out_dir / shard_name("embeddings", ".npy", shard_index, num_shards)
-    batches = iter_tile_batches(images, tile, grid, batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        total = -(-len(images) // max(batch_size // per_image, 1))
-        batches = tqdm(batches, total=total, desc="embedding", unit="batch")
     with atomic_path(target) as tmp:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
                                           shape=(len(images), int(tower.output_shape[-1])))
-        for indices, tiles in batches:
-            vectors = np.asarray(tower.predict_on_batch(tiles), dtype=np.float32)
-            array[indices[0]:indices[-1] + 1] = vectors.reshape(len(indices), per_image, -1).mean(axis=1)
+        for indices, vectors in iter_embeddings(tower, images, grid, batch_size, progress):
+            array[indices[0]:indices[-1] + 1] = vectors
         array.flush()
         del array
     table = dataset.table.iloc[list(rows)]
