@@ -31,7 +31,7 @@ from microrep.analysis.evaluate import cv_splits, groups_repeat_within_classes, 
 from microrep.config import QUICK_SETTINGS, ModelConfig, PairConfig, TrainConfig, to_dict
 from microrep.data import load_dataset
 from microrep.data.dataset import Dataset
-from microrep.data.tasks import apply_task
+from microrep.data.tasks import task_rows
 from microrep.data.uhcsdb import rescale
 from microrep.embed import embed_images
 from microrep.errors import ConfigError, DataError
@@ -89,11 +89,10 @@ def load_images(config):
     return dataset, images
 
 
-def task_rows(table, task, folds):
-    """(row indices, labels, groups) of the images the task uses."""
-    indexed = table.assign(_row=np.arange(len(table))).drop(columns=["label"])
-    labelled, dropped = apply_task(indexed, task, min_per_class=folds)
-    return (labelled["_row"].to_numpy(), labelled["label"].astype(str).to_numpy(),
+def task_labels(table, task, folds):
+    """(row indices, labels, groups, dropped classes) of the images the task uses."""
+    rows, labelled, dropped = task_rows(table, task, min_per_class=folds)
+    return (rows, labelled["label"].astype(str).to_numpy(),
             labelled["group"].astype(str).to_numpy(), dropped)
 
 
@@ -141,7 +140,7 @@ def run_units(config, dataset, images, baseline_features, out, log):
         if task not in PAPER:
             raise ConfigError(f"unknown task {task!r}; choose from {', '.join(PAPER)}")
         try:
-            rows, labels, groups, dropped = task_rows(dataset.table, task, config.folds)
+            rows, labels, groups, dropped = task_labels(dataset.table, task, config.folds)
         except DataError as error:
             notes.append(f"{task}: skipped ({error})")
             continue
@@ -193,6 +192,9 @@ def summarise(records):
 def results_table(summary):
     """results.csv: per task and flavour, the paper's numbers, the baseline's, ours."""
     rows = []
+    if summary.empty:  # every task was skipped (the notes say why)
+        return pd.DataFrame(columns=["task", "cv", "paper_siamese", "paper_decost", "baseline_mean",
+                                     "baseline_std", "ours_mean", "ours_std", "folds"])
     for (task, flavour), part in summary.groupby(["task", "flavour"], sort=False):
         by_method = part.set_index("method")
         rows.append({"task": task, "cv": flavour, **PAPER[task],

@@ -45,16 +45,15 @@ def evaluate_features(features, labels, groups, config, pca_components=None):
 
 def relabel(embeddings, table, task, folds):
     """Label embeddings for `task` from their metadata; drop classes below `folds` images."""
-    from microrep.data.tasks import apply_task
+    from microrep.data.tasks import task_rows
 
-    table = table.assign(_row=np.arange(len(table))).drop(columns=["label"])
     try:
-        table, dropped = apply_task(table, task, min_per_class=folds)
+        rows, table, dropped = task_rows(table, task, min_per_class=folds)
     except DataError as error:
         raise DataError(f"cannot relabel these embeddings for task {task!r}: {error}") from None
     notes = [f"dropped {len(dropped)} class(es) with fewer than {folds} images: "
              f"{', '.join(dropped)}"] if dropped else []
-    return embeddings[table["_row"].to_numpy()], table.drop(columns=["_row"]), notes
+    return embeddings[rows], table, notes
 
 
 def evaluate_embeddings(config):

@@ -6,6 +6,7 @@
 - `processing`: the processing condition, anneal temperature + time + cooling.
 """
 
+import numpy as np
 import pandas as pd
 
 from microrep.errors import DataError
@@ -55,3 +56,15 @@ def apply_task(table, task, min_per_class=1):
     rare = sorted(counts[counts < min_per_class].index)
     table = table[~table["label"].isin(rare)]
     return table.reset_index(drop=True), rare
+
+
+def task_rows(table, task, min_per_class=1):
+    """(row positions kept, the labelled table of those rows, dropped classes).
+
+    For tables that already carry a `label` (embeddings, a loaded dataset): the
+    old label is replaced by the task's, and the positions say which rows of
+    the original table (and of arrays aligned with it) remain.
+    """
+    indexed = table.assign(_row=np.arange(len(table))).drop(columns=["label"], errors="ignore")
+    labelled, dropped = apply_task(indexed, task, min_per_class)
+    return labelled["_row"].to_numpy(), labelled.drop(columns=["_row"]), dropped
