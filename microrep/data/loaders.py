@@ -12,7 +12,7 @@ from microrep.data.dataset import Dataset
 from microrep.data.folders import class_folder_table, csv_table
 from microrep.data.images import read_image
 from microrep.data.synthetic import SyntheticConfig, write_synthetic_dataset
-from microrep.data.tasks import apply_task
+from microrep.data.tasks import apply_task, drop_rare_classes
 from microrep.errors import DataError
 
 DEFAULT_SYNTHETIC_DIR = "microrep-data/synthetic"
@@ -91,10 +91,7 @@ def label_table(table, task, min_class_size, has_metadata):
         if task != "constituent":
             raise DataError(f"task {task!r} needs UHCSDB-style metadata; a folder or CSV "
                             "dataset is classified by its own labels (task 'constituent')")
-        table = table.assign(label=table["label"].astype(str))
-        counts = table["label"].value_counts()
-        rare = sorted(counts[counts < min_class_size].index)
-        return table[~table["label"].isin(rare)].reset_index(drop=True), rare
+        return drop_rare_classes(table.assign(label=table["label"].astype(str)), min_class_size)
     return apply_task(table, task, min_class_size)
 
 
@@ -139,8 +136,7 @@ def validate_images(dataset, skip_bad, min_per_class):
                         "Fix or remove them, or pass --skip-bad to leave them out")
     kept = dataset.subset([i for i in range(len(dataset)) if i not in bad])
     kept.notes.append(f"left out {len(bad)} unusable image(s) (--skip-bad); first: {first}")
-    counts = kept.class_counts()
-    rare = sorted(counts[counts < min_per_class].index)
+    _, rare = drop_rare_classes(kept.table, min_per_class)
     if rare:
         kept = kept.subset(np.flatnonzero(~kept.table["label"].astype(str).isin(rare)))
         kept.notes.append(f"then dropped class(es) left with fewer than {min_per_class} images: "

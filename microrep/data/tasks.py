@@ -51,11 +51,15 @@ def apply_task(table, task, min_per_class=1):
     Returns (table, dropped classes) so callers can tell the user what went.
     """
     labels, keep = task_labels(table, task)
-    table = table.loc[keep].assign(label=labels[keep])
-    counts = table["label"].value_counts()
+    return drop_rare_classes(table.loc[keep].assign(label=labels[keep]), min_per_class)
+
+
+def drop_rare_classes(table, min_per_class):
+    """(table without the classes of fewer than `min_per_class` rows, those classes)."""
+    counts = table["label"].astype(str).value_counts()
     rare = sorted(counts[counts < min_per_class].index)
-    table = table[~table["label"].isin(rare)]
-    return table.reset_index(drop=True), rare
+    kept = table[~table["label"].astype(str).isin(rare)]
+    return kept.reset_index(drop=True), rare
 
 
 def task_rows(table, task, min_per_class=1):
