@@ -7,8 +7,14 @@ same run: the best dense matrix product rate this backend achieves on this
 device (bfloat16 for mixed precision, float32 otherwise), so the ratio is ours
 vs the hardware, not vs a datasheet. FLOPs come from the model's layers.
 
+It also times the product's own pair pipeline (NumPy sampler and crops on the
+host, fed through `keras.utils.PyDataset`) on UHCSDB-sized synthetic images, and
+the candidate step variants of `variants.py`, each checked against the
+product's model before it is timed.
+
     KERAS_BACKEND=jax python benchmarks/throughput.py --input-size 224 --batch-size 128
     python benchmarks/throughput.py --input-size 64 --steps 5          # a CPU check
+    python benchmarks/throughput.py --precision mixed --variants max/twice,reshape/merged
 """
 
 import argparse
@@ -28,6 +34,13 @@ from keras import ops  # noqa: E402
 from microrep.config import ModelConfig  # noqa: E402
 from microrep.losses import ContrastiveLoss  # noqa: E402
 from microrep.model import build_siamese, build_tower  # noqa: E402
+from microrep.pairs import PairSampler, crops_from_plan, make_pydataset  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from variants import build_variant, check_variant  # noqa: E402
+
+#: The UHCSDB frame once the data bar is cut off (rows, columns).
+UHCSDB_FRAME = (484, 645)
 
 
 def conv_flops_per_image(tower):
@@ -96,34 +109,77 @@ def time_embedding(tower, batch, size, steps):
     return batch * steps / (time.perf_counter() - start)
 
 
+def synthetic_micrographs(count, seed=3):
+    """Random uint8 frames of UHCSDB's size, 7 labels: stand-ins for the pipeline timing."""
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 256, UHCSDB_FRAME, dtype=np.uint8) for _ in range(count)]
+    return images, np.arange(count) % 7
+
+
+def host_pair_rate(size, batch, pairs=2048):
+    """Images/s the host's NumPy pair pipeline (plan + crops, one core) produces."""
+    images, labels = synthetic_micrographs(64)
+    sampler = PairSampler(labels, [im.shape for im in images], size, pairs_per_epoch=pairs)
+    start = time.perf_counter()
+    plan_a, plan_b, _ = sampler.epoch_plan(0)
+    for begin in range(0, pairs, batch):
+        crops_from_plan(images, plan_a[begin:begin + batch], size)
+        crops_from_plan(images, plan_b[begin:begin + batch], size)
+    return 2 * pairs / (time.perf_counter() - start)
+
+
+def time_pipeline_training(siamese, batch, size, steps, workers):
+    """Training images/s fed by the product's PyDataset of sampled, cropped pairs."""
+    images, labels = synthetic_micrographs(64)
+    sampler = PairSampler(labels, [im.shape for im in images], size, pairs_per_epoch=batch * steps)
+    kwargs = {"workers": workers, "use_multiprocessing": False} if workers else {}
+    dataset = make_pydataset(sampler, images, batch, **kwargs)
+    siamese.fit(dataset, epochs=1, steps_per_epoch=2, verbose=0)
+    start = time.perf_counter()
+    siamese.fit(dataset, epochs=1, verbose=0)
+    return 2 * batch * steps / (time.perf_counter() - start)
+
+
 def run(args):
     results = []
+    host_rate = host_pair_rate(args.input_size, args.batch_size)
+    print(json.dumps({"host_pair_pipeline_images_per_s_one_core": host_rate}), flush=True)
     for precision in args.precision.split(","):
         mixed = precision == "mixed"
-        keras.utils.set_random_seed(0)
-        tower = build_tower(ModelConfig(input_size=args.input_size, embedding_dim=64, weights="none",
-                                        vgg_blocks=args.vgg_blocks, mixed_precision=mixed))
-        siamese = build_siamese(tower)
-        siamese.compile(optimizer=keras.optimizers.Adam(1e-5), loss=ContrastiveLoss(1.0),
-                        jit_compile=args.jit, steps_per_execution=args.steps_per_execution)
-        flops = conv_flops_per_image(tower)
         ceiling = matmul_ceiling("bfloat16" if mixed else "float32", args.matmul_size)
-        train_rate = time_training(siamese, args.batch_size, args.input_size, args.steps, args.warmup)
-        embed_rate = time_embedding(tower, args.embed_batch_size, args.input_size, args.steps)
-        row = {
-            "backend": keras.backend.backend(), "precision": precision,
-            "device": device_name(), "input_size": args.input_size, "vgg_blocks": args.vgg_blocks,
-            "batch_pairs": args.batch_size, "steps_per_execution": args.steps_per_execution,
-            "gflop_forward_per_image": flops / 1e9,
-            "matmul_ceiling_tflops": ceiling / 1e12,
-            "train_images_per_s": train_rate, "embed_images_per_s": embed_rate,
-            "train_fraction_of_ceiling": train_rate * 3 * flops / ceiling,
-            "embed_fraction_of_ceiling": embed_rate * flops / ceiling,
-            "train_ceiling_images_per_s": ceiling / (3 * flops),
-            "embed_ceiling_images_per_s": ceiling / flops,
-        }
-        results.append(row)
-        print(json.dumps(row), flush=True)
+        keras.utils.set_random_seed(0)
+        reference = build_tower(ModelConfig(input_size=args.input_size, embedding_dim=64,
+                                            weights="none", vgg_blocks=args.vgg_blocks,
+                                            mixed_precision=mixed))
+        flops = conv_flops_per_image(reference)
+        reference_siamese = build_siamese(reference)
+        for variant in args.variants.split(","):
+            pool, tower_call = variant.split("/")
+            tower, siamese = build_variant(reference, pool, tower_call)
+            difference = check_variant(reference_siamese, siamese, args.input_size)
+            siamese.compile(optimizer=keras.optimizers.Adam(1e-5), loss=ContrastiveLoss(1.0),
+                            jit_compile=args.jit, steps_per_execution=args.steps_per_execution)
+            train_rate = time_training(siamese, args.batch_size, args.input_size, args.steps, args.warmup)
+            embed_rate = time_embedding(tower, args.embed_batch_size, args.input_size, args.steps)
+            row = {
+                "backend": keras.backend.backend(), "precision": precision, "variant": variant,
+                "device": device_name(), "input_size": args.input_size, "vgg_blocks": args.vgg_blocks,
+                "batch_pairs": args.batch_size, "steps_per_execution": args.steps_per_execution,
+                "max_relative_difference_vs_product": difference,
+                "gflop_forward_per_image": flops / 1e9,
+                "matmul_ceiling_tflops": ceiling / 1e12,
+                "train_images_per_s": train_rate, "embed_images_per_s": embed_rate,
+                "train_fraction_of_ceiling": train_rate * 3 * flops / ceiling,
+                "embed_fraction_of_ceiling": embed_rate * flops / ceiling,
+                "train_ceiling_images_per_s": ceiling / (3 * flops),
+                "embed_ceiling_images_per_s": ceiling / flops,
+                "host_pair_pipeline_images_per_s_one_core": host_rate,
+            }
+            if args.pipeline_steps and variant == args.variants.split(",")[0]:
+                row["pipeline_train_images_per_s"] = time_pipeline_training(
+                    siamese, args.batch_size, args.input_size, args.pipeline_steps, args.workers)
+            results.append(row)
+            print(json.dumps(row), flush=True)
     print_table(results)
     return results
 
@@ -138,12 +194,19 @@ def device_name():
 
 
 def print_table(results):
-    print("\nbackend    precision  device                        train img/s (of ceiling)   "
-          "embed img/s (of ceiling)")
+    if not results:
+        return
+    print(f"\ndevice: {results[0]['device']}; host pair pipeline "
+          f"{results[0]['host_pair_pipeline_images_per_s_one_core']:.0f} images/s on one core")
+    print("backend    precision  variant          train img/s (of ceiling)   "
+          "embed img/s (of ceiling)   via PyDataset   vs product")
     for r in results:
-        print(f"{r['backend']:10s} {r['precision']:10s} {r['device'][:29]:29s} "
+        pipeline = r.get("pipeline_train_images_per_s")
+        pipeline = f"{pipeline:9.1f}" if pipeline else " " * 9
+        print(f"{r['backend']:10s} {r['precision']:10s} {r['variant']:16s} "
               f"{r['train_images_per_s']:9.1f} ({r['train_fraction_of_ceiling']:6.1%})      "
-              f"{r['embed_images_per_s']:9.1f} ({r['embed_fraction_of_ceiling']:6.1%})")
+              f"{r['embed_images_per_s']:9.1f} ({r['embed_fraction_of_ceiling']:6.1%})      "
+              f"{pipeline}       {r['max_relative_difference_vs_product']:.1e}")
 
 
 def main():
@@ -159,6 +222,12 @@ def main():
     parser.add_argument("--jit", default="auto", help="jit_compile setting for compile()")
     parser.add_argument("--steps-per-execution", type=int, default=1,
                         help="training steps fused into one device call")
+    parser.add_argument("--variants", default="max/twice",
+                        help="comma-separated POOL/TOWER step variants (see variants.py): "
+                             "pool max|reshape, tower twice|merged; max/twice is the product")
+    parser.add_argument("--pipeline-steps", type=int, default=0,
+                        help="also time training fed by the product's PyDataset for this many steps")
+    parser.add_argument("--workers", type=int, default=0, help="PyDataset worker threads")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     if args.jit in ("true", "false"):
