@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The device check for a lent GPU machine without TensorFlow: Keras on JAX.
 # Carry .whl/ (keras, namex, optree wheels; see benchmarks/README.md).
-# Writes its logs and JSON results under $OUT (or ./gpu-results); about 8 minutes on an H100.
-#   DEMO=0            skip the end-to-end demo
+# Writes its logs and JSON results under $OUT (or ./gpu-results); at most 8 minutes (the timeouts below).
+#   DEMO=1            also run the end-to-end demo (up to 3 more minutes)
 #   FLOAT32=1         also time float32 (the product's default precision)
 #   VARIANTS=...      step variants to time (benchmarks/variants.py)
 #   PROFILE=...       variants to profile by kind of work (benchmarks/profile_step.py)
-#   SIZE, TRAIN_BATCH, EMBED_BATCH, STEPS, MATMUL: sizes (a CPU smoke test:
-#   INSTALL=0 DEMO=0 SIZE=64 TRAIN_BATCH=4 EMBED_BATCH=8 STEPS=2 MATMUL=512 bash benchmarks/gpu_check.sh)
+#   SIZE, TRAIN_BATCH, EMBED_BATCH, STEPS, MATMUL, ARCHIVE_IMAGES: sizes (a CPU smoke test:
+#   INSTALL=0 SIZE=64 TRAIN_BATCH=4 EMBED_BATCH=8 STEPS=2 MATMUL=512 ARCHIVE_IMAGES=24 bash benchmarks/gpu_check.sh)
 set -uo pipefail
 OUT=${OUT:-gpu-results}; mkdir -p "$OUT"
 if [ "${INSTALL:-1}" = 1 ]; then
@@ -19,22 +19,26 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
     || echo "no nvidia-smi: not an NVIDIA machine" | tee "$OUT/device.txt"
 python3 -c "import keras, jax; print('keras', keras.__version__, 'jax', jax.__version__, jax.devices())" | tee -a "$OUT/device.txt"
 # 1. the whole pipeline on the JAX backend, no TensorFlow installed
-if [ "${DEMO:-1}" = 1 ]; then
+if [ "${DEMO:-0}" = 1 ]; then
   timeout 180 python3 -m microrep demo --out /tmp/demo --epochs 3 --overwrite > "$OUT/demo.txt" 2>&1
   tail -6 "$OUT/demo.txt"
 fi
 # 2. throughput at the paper's input size: the product and the candidate step variants,
 #    plus training fed by the product's own pair pipeline (PyDataset, 4 threads)
 PRECISION=mixed; [ "${FLOAT32:-0}" = 1 ] && PRECISION=float32,mixed
-timeout 330 python3 benchmarks/throughput.py --input-size ${SIZE:-224} --batch-size ${TRAIN_BATCH:-128} \
+timeout 300 python3 benchmarks/throughput.py --input-size ${SIZE:-224} --batch-size ${TRAIN_BATCH:-128} \
     --embed-batch-size ${EMBED_BATCH:-1024} --steps ${STEPS:-30} --matmul-size ${MATMUL:-8192} \
     --precision $PRECISION --variants ${VARIANTS:-max/twice,reshape/twice,max/merged,reshape/merged} \
     --pipeline-steps ${STEPS:-30} --workers 4 --json "$OUT/throughput.json" > "$OUT/throughput.txt" 2>&1
 grep -v -E '^\s*$|^\{' "$OUT/throughput.txt" | tail -12
-# 3. where a bfloat16 training step spends its time, by kind of work
-for variant in ${PROFILE:-max/twice reshape/twice}; do
+# 3. embedding a PNG archive from disk: does reading keep the GPU waiting?
+timeout 90 python3 benchmarks/embed_archive.py --input-size ${SIZE:-224} --mixed \
+    --images ${ARCHIVE_IMAGES:-1024} --json "$OUT/embed_archive.json" > "$OUT/embed_archive.txt" 2>&1
+tail -3 "$OUT/embed_archive.txt"
+# 4. where a bfloat16 training step spends its time, by kind of work
+for variant in ${PROFILE:-max/twice}; do
   name=profile_${variant//\//_}
-  timeout 120 python3 benchmarks/profile_step.py --input-size ${SIZE:-224} --batch-size ${TRAIN_BATCH:-128} \
+  timeout 90 python3 benchmarks/profile_step.py --input-size ${SIZE:-224} --batch-size ${TRAIN_BATCH:-128} \
       --mixed --variant "$variant" --json "$OUT/$name.json" > "$OUT/$name.txt" 2>&1
   grep -v -E '^\s*$' "$OUT/$name.txt" | tail -14
 done

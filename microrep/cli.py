@@ -141,8 +141,9 @@ def run_embed(config):
     dataset = load_dataset(config.data, validate=config.data.skip_bad)
     for note in dataset.notes:
         print(f"note: {note}")
+    workers = None if config.read_workers < 0 else config.read_workers
     path = embed_to_disk(tower, dataset, config.out, config.grid, config.batch_size,
-                         config.shard_index, config.num_shards)
+                         config.shard_index, config.num_shards, workers=workers)
     write_json(f"{config.out}/embed.json", {"model_path": config.model_path, "grid": config.grid,
                                             "task": config.data.task, "num_shards": config.num_shards})
     print(f"wrote embeddings of {dataset.name} to {path}")

@@ -103,6 +103,8 @@ class EmbedConfig:
     out: str = option("runs/embeddings", "folder for embeddings.npy and embeddings.csv")
     grid: int = option(3, "each image's embedding is the mean over a grid x grid tiling")
     batch_size: int = option(64, "tiles per batch")
+    read_workers: int = option(-1, "threads that decode images ahead of the model "
+                               "(-1: one per CPU core, at most 8; 0: read in the main thread)")
     num_shards: int = option(1, "split the images into this many shards (one process each)")
     shard_index: int = option(0, "which shard this process embeds (0 .. num_shards-1)")
 

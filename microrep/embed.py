@@ -10,6 +10,9 @@ Embeddings are written with the dataset's metadata beside them:
     embed.json       the settings and model used
 """
 
+import collections
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,21 +25,56 @@ EMBEDDINGS = "embeddings.npy"
 TABLE = "embeddings.csv"
 
 
-def iter_tile_batches(images, tile, grid, batch_size):
-    """Yield (image indices, uint8 tile batch) with whole images per batch."""
+def default_read_workers():
+    """Threads that decode images ahead of the model: one per core, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def iter_tile_batches(images, tile, grid, batch_size, workers=0, lookahead=2):
+    """Yield (image indices, uint8 tile batch) with whole images per batch, in order.
+
+    With `workers` > 1, images are decoded and tiled by a thread pool up to
+    `lookahead` batches ahead, while the model embeds the current batch: PNG
+    and TIFF decoding releases the GIL, and decoding a 645x484 micrograph costs
+    about as much host time as the GPU needs to embed all its tiles. Memory stays
+    bounded by the batches in flight.
+    """
     per_image = grid * grid
     images_per_batch = max(batch_size // per_image, 1)
-    for start in range(0, len(images), images_per_batch):
-        chunk = range(start, min(start + images_per_batch, len(images)))
-        tiles = np.concatenate([grid_tiles(images[i], tile, grid) for i in chunk])
-        yield list(chunk), tiles[..., None]
+    chunks = [range(start, min(start + images_per_batch, len(images)))
+              for start in range(0, len(images), images_per_batch)]
+
+    def tiles_of(index):
+        return grid_tiles(images[index], tile, grid)
+
+    if workers <= 1:
+        for chunk in chunks:
+            yield list(chunk), np.concatenate([tiles_of(i) for i in chunk])[..., None]
+        return
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="microrep-read")
+    try:
+        in_flight = collections.deque()
+        for chunk in chunks:
+            in_flight.append((chunk, [pool.submit(tiles_of, i) for i in chunk]))
+            if len(in_flight) > lookahead:
+                done, futures = in_flight.popleft()
+                yield list(done), np.concatenate([f.result() for f in futures])[..., None]
+        while in_flight:
+            done, futures = in_flight.popleft()
+            yield list(done), np.concatenate([f.result() for f in futures])[..., None]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def iter_embeddings(tower, images, grid=3, batch_size=64, progress=False):
-    """Yield (image indices, their mean tile embeddings), batch by batch."""
+def iter_embeddings(tower, images, grid=3, batch_size=64, progress=False, workers=None):
+    """Yield (image indices, their mean tile embeddings), batch by batch.
+
+    `workers` threads read images ahead (None: `default_read_workers()`; 0: none).
+    """
     tile = int(tower.input_shape[1])
     per_image = grid * grid
-    batches = iter_tile_batches(images, tile, grid, batch_size)
+    workers = default_read_workers() if workers is None else workers
+    batches = iter_tile_batches(images, tile, grid, batch_size, workers)
     if progress:
         from tqdm.auto import tqdm
 
@@ -47,13 +85,14 @@ def iter_embeddings(tower, images, grid=3, batch_size=64, progress=False):
         yield indices, vectors.reshape(len(indices), per_image, -1).mean(axis=1)
 
 
-def embed_images(tower, images, grid=3, batch_size=64, progress=False):
+def embed_images(tower, images, grid=3, batch_size=64, progress=False, workers=None):
     """Mean tile embedding of each image, float32 (n_images, embedding_dim).
 
     `images` is a sequence of 2-D uint8 arrays (a Dataset's images, or a lazy
     list); they are read batch by batch.
     """
-    outputs = [vectors for _, vectors in iter_embeddings(tower, images, grid, batch_size, progress)]
+    outputs = [vectors for _, vectors in
+               iter_embeddings(tower, images, grid, batch_size, progress, workers)]
     return np.concatenate(outputs) if outputs else np.zeros((0, tower.output_shape[-1]), np.float32)
 
 
@@ -90,7 +129,7 @@ def shard_name(stem, suffix, shard_index, num_shards):
 
 
 def embed_to_disk(tower, dataset, out_dir, grid=3, batch_size=64, shard_index=0, num_shards=1,
-                  progress=True):
+                  progress=True, workers=None):
     """Embed one shard of `dataset` straight into a .npy on disk, batch by batch.
 
     Neither all images nor all embeddings are held in memory: the array is a
@@ -104,7 +143,7 @@ def embed_to_disk(tower, dataset, out_dir, grid=3, batch_size=64, shard_index=0,
     with atomic_path(target) as tmp:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
                                           shape=(len(images), int(tower.output_shape[-1])))
-        for indices, vectors in iter_embeddings(tower, images, grid, batch_size, progress):
+        for indices, vectors in iter_embeddings(tower, images, grid, batch_size, progress, workers):
             array[indices[0]:indices[-1] + 1] = vectors
         array.flush()
         del array

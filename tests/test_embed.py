@@ -45,3 +45,34 @@ def test_a_missing_shard_is_named(tower, tiny_data_config, tmp_path):
     embed_to_disk(tower, dataset, tmp_path, grid=1, shard_index=1, num_shards=2, progress=False)
     with pytest.raises(DataError, match="shard\\(s\\) 0 of 2"):
         read_embeddings(tmp_path)
+
+
+def test_threaded_reading_matches_reading_in_order(tower, tiny_data_config):
+    dataset = load_dataset(tiny_data_config, validate=False)
+    from microrep.embed import LazyImages, iter_tile_batches
+
+    images = LazyImages(dataset, range(len(dataset)))
+    serial = list(iter_tile_batches(images, TINY_INPUT, 2, batch_size=8, workers=0))
+    threaded = list(iter_tile_batches(images, TINY_INPUT, 2, batch_size=8, workers=3, lookahead=1))
+    assert [indices for indices, _ in threaded] == [indices for indices, _ in serial]
+    for (_, expected), (_, got) in zip(serial, threaded):
+        np.testing.assert_array_equal(got, expected)
+    np.testing.assert_allclose(embed_images(tower, images, grid=2, batch_size=8, workers=3),
+                               embed_images(tower, images, grid=2, batch_size=8, workers=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_a_corrupt_image_read_by_a_thread_stops_embedding_with_its_name(tower, tiny_data_config, tmp_path):
+    import threading
+
+    dataset = load_dataset(tiny_data_config, validate=False)
+    broken = dataset.image_path(len(dataset) - 2)
+    original = broken.read_bytes()
+    broken.write_bytes(original[:40])
+    try:
+        with pytest.raises(DataError, match=broken.name):
+            embed_to_disk(tower, dataset, tmp_path, grid=2, batch_size=8, progress=False, workers=3)
+    finally:
+        broken.write_bytes(original)
+    assert list(tmp_path.iterdir()) == [], "no embeddings file, whole or partial, may be left"
+    assert not [t for t in threading.enumerate() if t.name.startswith("microrep-read")]
