@@ -28,6 +28,9 @@ def main():
     parser.add_argument("--out", default="runs/reproduce-uhcsdb-dev")
     parser.add_argument("--full", action="store_true", help="paper-sized settings instead of --quick")
     parser.add_argument("--tasks", default="3phase,constituent,processing")
+    parser.add_argument("--processing-images", type=int, default=10,
+                        help="DeCost et al.'s images per processing condition (0: every condition)")
+    parser.add_argument("--processing-pca", type=int, default=64, help="0: no PCA before the SVM")
     args = parser.parse_args()
     if not Path(args.data_dir, "microstructures.sqlite").is_file():
         sys.exit(f"no UHCSDB copy at {args.data_dir}; pass --data-dir")
@@ -35,7 +38,9 @@ def main():
     from microrep.reproduce import reproduce
 
     config = ReproduceConfig(data=DataConfig(data="uhcsdb", data_dir=args.data_dir), out=args.out,
-                             tasks=args.tasks, quick=not args.full, weights=weights)
+                             tasks=args.tasks, quick=not args.full, weights=weights,
+                             processing_images=args.processing_images,
+                             processing_pca=args.processing_pca)
     started = time.time()
     table = reproduce(config)
     print(f"\nUHCSDB development copy, {time.time() - started:.0f} s, weights {weights}")

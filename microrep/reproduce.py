@@ -31,11 +31,12 @@ from microrep.analysis.evaluate import cv_splits, groups_repeat_within_classes, 
 from microrep.config import QUICK_SETTINGS, ModelConfig, PairConfig, TrainConfig, to_dict
 from microrep.data import load_dataset
 from microrep.data.dataset import Dataset
-from microrep.data.tasks import task_rows
+from microrep.data.tasks import balanced_rows, task_rows
 from microrep.data.uhcsdb import rescale
 from microrep.embed import embed_images
 from microrep.errors import ConfigError, DataError
 from microrep.fileio import write_json, write_text
+from microrep.frozen import FrozenFeatures, embed_from_tiles, train_head
 from microrep.model import build_feature_tower
 from microrep.train import train
 
@@ -64,7 +65,12 @@ def settings_key(config):
 
 
 def expected_cost(config, n_images, units):
-    """Images pushed through VGG16 in training and embedding, for the cost line."""
+    """Images pushed through VGG16 in training and embedding, for the cost line.
+
+    A frozen base runs once: over the crop bank (counted as embedding) and the tiles.
+    """
+    if not config.train_base:
+        return 0, n_images * (config.feature_bank + config.grid ** 2)
     train_images = units * config.epochs * config.pairs_per_epoch * 2
     embed_images_count = (units + 1) * n_images * config.grid ** 2
     return train_images, embed_images_count
@@ -89,11 +95,32 @@ def load_images(config):
     return dataset, images
 
 
-def task_labels(table, task, folds):
-    """(row indices, labels, groups, dropped classes) of the images the task uses."""
-    rows, labelled, dropped = task_rows(table, task, min_per_class=folds)
-    return (rows, labelled["label"].astype(str).to_numpy(),
-            labelled["group"].astype(str).to_numpy(), dropped)
+def task_labels(table, task, config):
+    """(row indices, labels, groups, notes) of the images the task uses.
+
+    Classes with fewer images than folds are dropped. The processing-condition
+    task follows DeCost et al.: `processing_images` micrographs drawn from each
+    condition that has that many, the others left out.
+    """
+    rows, labelled, dropped = task_rows(table, task, min_per_class=config.folds)
+    labels = labelled["label"].astype(str).to_numpy()
+    groups = labelled["group"].astype(str).to_numpy()
+    notes = []
+    if dropped:
+        notes.append(f"{task}: dropped {len(dropped)} class(es) with fewer than "
+                     f"{config.folds} images ({', '.join(dropped)})")
+    if task == "processing" and config.processing_images:
+        if config.folds > config.processing_images:
+            raise ConfigError(f"--folds ({config.folds}) cannot exceed --processing-images "
+                              f"({config.processing_images})")
+        positions, fewer = balanced_rows(labels, config.processing_images, config.seed)
+        rows, labels, groups = rows[positions], labels[positions], groups[positions]
+        notes.append(f"processing: DeCost et al.'s protocol: {len(set(labels))} conditions with at "
+                     f"least {config.processing_images} micrographs, {config.processing_images} "
+                     f"drawn from each (seed {config.seed}); {len(fewer)} condition(s) with fewer "
+                     "left out" + (f"; PCA to {config.processing_pca} dimensions inside each fold"
+                                   if config.processing_pca else ""))
+    return rows, labels, groups, notes
 
 
 def train_fold_tower(config, images, labels, run_dir):
@@ -112,27 +139,48 @@ def train_fold_tower(config, images, labels, run_dir):
     return train(train_config, fold_data, verbose=0).tower
 
 
-def fit_predict(features, labels, train_index, test_index):
-    classifier = svm_pipeline("linear", 1.0).fit(features[train_index], labels[train_index])
+def fit_predict(features, labels, train_index, test_index, pca=0):
+    """Linear SVM (after PCA to `pca` dimensions, fitted on the training part, if asked)."""
+    components = min(pca, len(train_index) - 1, features.shape[1]) if pca else 0
+    if components >= features.shape[1]:
+        components = 0  # nothing to reduce
+    classifier = svm_pipeline("linear", 1.0, components or None)
+    classifier.fit(features[train_index], labels[train_index])
     return classifier.predict(features[test_index])
 
 
-def run_fold(config, unit, images, rows, labels, baseline_features, train_index, test_index, out):
-    """Both methods on one fold; returns the unit's JSON record."""
+def run_fold(config, unit, images, rows, labels, baseline_features, train_index, test_index, out,
+             pca=0, frozen=None):
+    """Both methods on one fold; returns the unit's JSON record.
+
+    With `frozen` (FrozenFeatures of a frozen base) only the projection head is
+    trained, on cached crop features of the training images.
+    """
     record = {"unit": unit, "train_rows": rows[train_index].tolist(),
               "test_rows": rows[test_index].tolist(),
               "true": labels[test_index].tolist()}
-    record["baseline"] = fit_predict(baseline_features[rows], labels, train_index, test_index).tolist()
-    fold_images = [images[r] for r in rows[train_index]]
-    tower = train_fold_tower(config, fold_images, labels[train_index], out / "runs" / unit)
-    task_images = [images[r] for r in rows]
-    embeddings = embed_images(tower, task_images, config.grid)
-    record["siamese"] = fit_predict(embeddings, labels, train_index, test_index).tolist()
+    record["baseline"] = fit_predict(baseline_features[rows], labels, train_index, test_index,
+                                     pca).tolist()
+    if frozen is not None:
+        head = train_frozen_head(config, frozen, rows[train_index], labels[train_index])
+        embeddings = embed_from_tiles(head, frozen, rows)
+    else:
+        fold_images = [images[r] for r in rows[train_index]]
+        tower = train_fold_tower(config, fold_images, labels[train_index], out / "runs" / unit)
+        embeddings = embed_images(tower, [images[r] for r in rows], config.grid)
+    record["siamese"] = fit_predict(embeddings, labels, train_index, test_index, pca).tolist()
     keras.backend.clear_session()
     return record
 
 
-def run_units(config, dataset, images, baseline_features, out, log):
+def train_frozen_head(config, frozen, image_rows, labels):
+    """A fold's projection head, trained on the cached features of its images' crops."""
+    return train_head(frozen, image_rows, labels, config.embedding_dim, config.epochs,
+                      config.pairs_per_epoch, config.batch_size, config.learning_rate,
+                      config.margin, config.seed)
+
+
+def run_units(config, dataset, images, baseline_features, out, log, frozen=None):
     """Every (task, flavour, fold); skips units already on disk with the same settings."""
     key = settings_key(config)
     records, notes = [], []
@@ -140,13 +188,12 @@ def run_units(config, dataset, images, baseline_features, out, log):
         if task not in PAPER:
             raise ConfigError(f"unknown task {task!r}; choose from {', '.join(PAPER)}")
         try:
-            rows, labels, groups, dropped = task_labels(dataset.table, task, config.folds)
+            rows, labels, groups, task_notes = task_labels(dataset.table, task, config)
         except DataError as error:
             notes.append(f"{task}: skipped ({error})")
             continue
-        if dropped:
-            notes.append(f"{task}: dropped {len(dropped)} class(es) with fewer than "
-                         f"{config.folds} images ({', '.join(dropped)})")
+        notes.extend(task_notes)
+        pca = config.processing_pca if task == "processing" else 0
         for flavour in FLAVOURS:
             if flavour == "grouped" and not groups_repeat_within_classes(labels, groups):
                 notes.append(f"{task} / grouped: not run: most classes come from a single sample, "
@@ -166,7 +213,7 @@ def run_units(config, dataset, images, baseline_features, out, log):
                     continue
                 log(f"  {unit}: training on {len(train_index)} images, testing on {len(test_index)}")
                 record = run_fold(config, unit, images, rows, labels, baseline_features,
-                                  train_index, test_index, out)
+                                  train_index, test_index, out, pca, frozen)
                 record.update(task=task, flavour=flavour, fold=fold, settings=key)
                 write_json(path, record)
                 shutil.rmtree(out / "runs" / unit, ignore_errors=True)  # the JSON is the result
@@ -215,23 +262,36 @@ def reproduce(config, log=print):
     dataset, images = load_images(config)
     units = 2 * config.folds * len([t for t in config.tasks.split(",") if t.strip()])
     train_count, embed_count = expected_cost(config, len(images), units)
-    log(f"expected cost: up to {units} Siamese trainings, {train_count:,} training images and "
-        f"{embed_count:,} embedded tiles at {config.input_size}x{config.input_size} "
-        f"(about {(train_count * 3 + embed_count) * 31e9 * (config.input_size / 224) ** 2 / 1e15:.1f} "
-        "PFLOP for the full VGG16)")
-    log("baseline features: pretrained VGG16, mean-pooled")
+    petaflop = (train_count * 3 + embed_count) * 31e9 * (config.input_size / 224) ** 2 / 1e15
+    if config.train_base:
+        log(f"expected cost: up to {units} Siamese trainings, {train_count:,} training images and "
+            f"{embed_count:,} embedded tiles at {config.input_size}x{config.input_size} "
+            f"(about {petaflop:.1f} PFLOP for the full VGG16)")
+    else:
+        log(f"expected cost: one VGG16 pass over {embed_count:,} crops and tiles at "
+            f"{config.input_size}x{config.input_size} (about {petaflop:.2f} PFLOP for the full "
+            f"VGG16), then up to {units} projection-head trainings on their features")
     keras.utils.set_random_seed(config.seed)
     feature_tower = build_feature_tower(config.input_size, config.weights, config.vgg_blocks)
-    baseline_features = embed_images(feature_tower, images, config.grid, progress=True)
+    frozen = None
+    if config.train_base:
+        log("baseline features: pretrained VGG16, mean-pooled")
+        baseline_features = embed_images(feature_tower, images, config.grid, progress=True)
+    else:
+        log(f"frozen VGG16 base: features of every tile (the baseline) and of {config.feature_bank} "
+            "augmented crops per image, computed once for every fold")
+        frozen = FrozenFeatures(feature_tower, images, config.grid, config.feature_bank,
+                                config.seed, progress=True)
+        baseline_features = frozen.pooled
     log("cross-validation (each fold's Siamese model sees its training images only)")
-    records, notes = run_units(config, dataset, images, baseline_features, out, log)
+    records, notes = run_units(config, dataset, images, baseline_features, out, log, frozen)
     table = results_table(summarise(records))
     write_text(out / "results.csv", table.to_csv(index=False))
     from microrep.analysis.interpret import interpret
     from microrep.report import reproduce_report
 
     confusions = confusion_figures(records, out)
-    interpretation = interpret(config, dataset, images, out, log)
+    interpretation = interpret(config, dataset, images, out, log, frozen)
     meta = {"microrep_version": __version__, "backend": keras.backend.backend(),
             "settings": to_dict(config), "images": len(images), "notes": notes,
             "seconds": round(time.time() - started, 1), "dataset_notes": dataset.notes}

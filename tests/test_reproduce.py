@@ -14,7 +14,8 @@ def tiny_config(tmp_path):
                       synthetic_image_size=64, synthetic_seed=2)
     return ReproduceConfig(data=data, out=str(tmp_path / "out"), tasks="3phase,processing",
                            weights="none", input_size=32, vgg_blocks=2, embedding_dim=8,
-                           epochs=1, pairs_per_epoch=16, batch_size=8, grid=1, folds=2)
+                           epochs=1, pairs_per_epoch=16, batch_size=8, grid=1, folds=2,
+                           processing_images=3, processing_pca=4)
 
 
 def test_reproduce_writes_the_side_by_side_table_and_resumes(tmp_path):
@@ -31,6 +32,7 @@ def test_reproduce_writes_the_side_by_side_table_and_resumes(tmp_path):
     assert "| 3 phases | stratified | 98.2% | 96.6% |" in report
     assert "random-feature baseline" in report  # weights none is said plainly
     assert "processing / grouped: not run" in report  # one sample per condition
+    assert "DeCost et al.'s protocol" in report and "3 drawn from each" in report
     for name in ("pc_descriptors.png", "pc_extremes.png", "pca_classes.png",
                  "confusion_3phase.png", "pc_correlations.csv"):
         assert (out / name).is_file(), name
@@ -43,6 +45,10 @@ def test_reproduce_writes_the_side_by_side_table_and_resumes(tmp_path):
     for path in fold_files:
         record = json.loads(path.read_text())
         assert not set(record["train_rows"]) & set(record["test_rows"])
+        if record["task"] == "processing":  # 3 images of every condition, split 2 ways
+            test_counts = pd.Series(record["true"]).value_counts()
+            assert set(test_counts) <= {1, 2}
+            assert len(record["train_rows"]) + len(record["test_rows"]) == 3 * len(test_counts)
 
     # a second run finds every fold done and trains no fold again
     before = {p.name: p.stat().st_mtime_ns for p in fold_files}
@@ -50,3 +56,34 @@ def test_reproduce_writes_the_side_by_side_table_and_resumes(tmp_path):
     reproduce(tiny_config(tmp_path), log=messages.append)
     assert not [m for m in messages if "training on" in m]
     assert before == {p.name: p.stat().st_mtime_ns for p in fold_files}
+
+
+def test_balanced_rows_draws_per_class_and_drops_rare_classes():
+    import numpy as np
+
+    from microrep.data.tasks import balanced_rows
+
+    labels = np.array(["a"] * 12 + ["b"] * 10 + ["c"] * 4)
+    positions, dropped = balanced_rows(labels, 10, seed=0)
+    assert dropped == ["c"]
+    assert list(pd.Series(labels[positions]).value_counts().sort_index()) == [10, 10]
+    assert len(set(positions)) == 20
+    again, _ = balanced_rows(labels, 10, seed=0)
+    other, _ = balanced_rows(labels, 10, seed=1)
+    assert list(again) == list(positions) and list(other) != list(positions)
+
+
+def test_reproduce_with_a_frozen_base_computes_vgg16_features_once(tmp_path):
+    import dataclasses
+
+    config = dataclasses.replace(tiny_config(tmp_path), tasks="3phase", train_base=False,
+                                 feature_bank=4, epochs=3, learning_rate=1e-3)
+    messages = []
+    table = reproduce(config, log=messages.append)
+    assert any("computed once for every fold" in m for m in messages)
+    assert list(table["cv"]) == ["stratified", "grouped"]
+    assert table[["baseline_mean", "ours_mean"]].notna().all().all()
+    for path in (tmp_path / "out" / "folds").glob("*.json"):
+        record = json.loads(path.read_text())
+        assert not set(record["train_rows"]) & set(record["test_rows"])
+    assert "frozen; only the projection trained" in (tmp_path / "out" / "results.md").read_text()

@@ -9,6 +9,7 @@ figures. On synthetic data the generator's ground-truth factors give a second,
 exact check.
 """
 
+import numpy as np
 import pandas as pd
 
 from microrep.analysis.descriptors import measure_descriptors, pc_correlations
@@ -20,14 +21,24 @@ from microrep.fileio import write_text
 GROUND_TRUTH = ("aspect_ratio", "particle_size", "volume_fraction", "isotropy")
 
 
-def interpret(config, dataset, images, out, log=print):
-    """Write the PCA interpretation figures and tables; return its summary dict."""
-    from microrep.reproduce import train_fold_tower
+def interpret(config, dataset, images, out, log=print, frozen=None):
+    """Write the PCA interpretation figures and tables; return its summary dict.
+
+    With `frozen` (FrozenFeatures of a frozen base) only the projection head is
+    trained, on the cached crop features.
+    """
+    from microrep.reproduce import train_fold_tower, train_frozen_head
 
     log("PCA interpretation: Siamese model on all images, descriptors measured from the images")
     labels = dataset.labels
-    tower = train_fold_tower(config, images, labels, out / "runs" / "interpretation")
-    embeddings = embed_images(tower, images, config.grid)
+    if frozen is not None:
+        from microrep.frozen import embed_from_tiles
+
+        head = train_frozen_head(config, frozen, np.arange(len(images)), labels)
+        embeddings = embed_from_tiles(head, frozen)
+    else:
+        tower = train_fold_tower(config, images, labels, out / "runs" / "interpretation")
+        embeddings = embed_images(tower, images, config.grid)
     scores, explained, _ = pca_projection(embeddings, 2)
     descriptors = measure_descriptors(images)
     correlations = pc_correlations(scores, descriptors).assign(source="measured")

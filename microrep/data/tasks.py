@@ -72,3 +72,21 @@ def task_rows(table, task, min_per_class=1):
     indexed = table.assign(_row=np.arange(len(table))).drop(columns=["label"], errors="ignore")
     labelled, dropped = apply_task(indexed, task, min_per_class)
     return labelled["_row"].to_numpy(), labelled.drop(columns=["_row"]), dropped
+
+
+def balanced_rows(labels, per_class, seed=0):
+    """(positions, dropped classes): `per_class` rows drawn from every class that has them.
+
+    DeCost et al.'s processing-condition protocol: only conditions with at
+    least `per_class` micrographs take part, each with exactly that many (drawn
+    with `seed`), so every class weighs the same and a stratified k-fold with
+    k = `per_class` leaves one image per class out.
+    """
+    labels = np.asarray(labels).astype(str)
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    dropped = sorted(classes[counts < per_class])
+    kept = [np.sort(rng.choice(np.flatnonzero(labels == c), per_class, replace=False))
+            for c in classes[counts >= per_class]]
+    positions = np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
+    return positions, dropped

@@ -1,0 +1,58 @@
+"""Training on a frozen base from cached features gives the tower it claims to."""
+
+import keras
+import numpy as np
+import pytest
+
+from microrep.config import ModelConfig
+from microrep.embed import embed_images
+from microrep.frozen import (FrozenFeatures, crop_bank_plan, embed_from_tiles, tower_from_head,
+                             train_head)
+from microrep.model import build_feature_tower
+from microrep.pairs import crops_from_plan
+
+from conftest import TINY_INPUT
+
+
+@pytest.fixture(scope="module")
+def setting(tiny_dataset):
+    keras.utils.set_random_seed(0)
+    feature_tower = build_feature_tower(TINY_INPUT, "none", blocks=2)
+    images = tiny_dataset.images()
+    frozen = FrozenFeatures(feature_tower, images, grid=2, per_image=4, seed=0, batch_size=16)
+    return feature_tower, images, frozen, tiny_dataset.labels
+
+
+def test_bank_rows_are_the_features_of_their_crops(setting):
+    feature_tower, images, frozen, _ = setting
+    plan = crop_bank_plan([im.shape for im in images], TINY_INPUT, 4, seed=0)
+    assert frozen.bank.shape[0] == 4 * len(images)
+    assert list(plan[frozen.bank_rows([3])[0], 0]) == [3, 3, 3, 3]
+    rows = frozen.bank_rows([3, 5]).ravel()
+    expected = feature_tower.predict(crops_from_plan(images, plan[rows], TINY_INPUT), verbose=0)
+    np.testing.assert_allclose(frozen.bank[rows], expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(frozen.pooled, embed_images(feature_tower, images, grid=2),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_the_assembled_tower_embeds_as_the_cached_features_do(setting):
+    feature_tower, images, frozen, labels = setting
+    head = train_head(frozen, np.arange(len(images)), labels, embedding_dim=8, epochs=2,
+                      pairs_per_epoch=32, batch_size=8, learning_rate=1e-3, margin=1.0)
+    tower = tower_from_head(head, feature_tower, ModelConfig(input_size=TINY_INPUT,
+                                                             embedding_dim=8, vgg_blocks=2))
+    np.testing.assert_allclose(embed_images(tower, images, grid=2), embed_from_tiles(head, frozen),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_the_head_never_sees_images_outside_its_rows(setting):
+    _, images, frozen, labels = setting
+    held_out = np.arange(0, len(images), 3)
+    training = np.setdiff1d(np.arange(len(images)), held_out)
+    poisoned = FrozenFeatures.__new__(FrozenFeatures)
+    poisoned.per_image, poisoned.tiles = frozen.per_image, frozen.tiles
+    poisoned.bank = frozen.bank.copy()
+    poisoned.bank[frozen.bank_rows(held_out).ravel()] = np.nan
+    head = train_head(poisoned, training, labels[training], embedding_dim=8, epochs=2,
+                      pairs_per_epoch=64, batch_size=8, learning_rate=1e-3, margin=1.0)
+    assert all(np.isfinite(w).all() for w in head.get_weights())
