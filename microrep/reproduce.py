@@ -151,33 +151,33 @@ def fit_predict(features, labels, train_index, test_index, pca=0):
 
 def run_fold(config, unit, images, rows, labels, baseline_features, train_index, test_index, out,
              pca=0, frozen=None):
-    """Both methods on one fold; returns the unit's JSON record.
-
-    With `frozen` (FrozenFeatures of a frozen base) only the projection head is
-    trained, on cached crop features of the training images.
-    """
+    """Both methods on one fold; returns the unit's JSON record."""
     record = {"unit": unit, "train_rows": rows[train_index].tolist(),
               "test_rows": rows[test_index].tolist(),
               "true": labels[test_index].tolist()}
     record["baseline"] = fit_predict(baseline_features[rows], labels, train_index, test_index,
                                      pca).tolist()
-    if frozen is not None:
-        head = train_frozen_head(config, frozen, rows[train_index], labels[train_index])
-        embeddings = embed_from_tiles(head, frozen, rows)
-    else:
-        fold_images = [images[r] for r in rows[train_index]]
-        tower = train_fold_tower(config, fold_images, labels[train_index], out / "runs" / unit)
-        embeddings = embed_images(tower, [images[r] for r in rows], config.grid)
+    embeddings = train_and_embed(config, images, rows[train_index], labels[train_index], rows,
+                                 out / "runs" / unit, frozen)
     record["siamese"] = fit_predict(embeddings, labels, train_index, test_index, pca).tolist()
     keras.backend.clear_session()
     return record
 
 
-def train_frozen_head(config, frozen, image_rows, labels):
-    """A fold's projection head, trained on the cached features of its images' crops."""
-    return train_head(frozen, image_rows, labels, config.embedding_dim, config.epochs,
-                      config.pairs_per_epoch, config.batch_size, config.learning_rate,
-                      config.margin, config.seed)
+def train_and_embed(config, images, train_rows, train_labels, embed_rows, run_dir, frozen=None):
+    """Train a Siamese model on the images of `train_rows` only; embed those of `embed_rows`.
+
+    With `frozen` (FrozenFeatures of a frozen base) only the projection head is
+    trained, on the cached features of the training images' crops; otherwise
+    the whole tower trains on crops of the images themselves.
+    """
+    if frozen is not None:
+        head = train_head(frozen, train_rows, train_labels, config.embedding_dim, config.epochs,
+                          config.pairs_per_epoch, config.batch_size, config.learning_rate,
+                          config.margin, config.seed)
+        return embed_from_tiles(head, frozen, embed_rows)
+    tower = train_fold_tower(config, [images[r] for r in train_rows], train_labels, run_dir)
+    return embed_images(tower, [images[r] for r in embed_rows], config.grid)
 
 
 def run_units(config, dataset, images, baseline_features, out, log, frozen=None):

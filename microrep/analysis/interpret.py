@@ -15,7 +15,6 @@ import pandas as pd
 from microrep.analysis.descriptors import measure_descriptors, pc_correlations
 from microrep.analysis.evaluate import pca_projection
 from microrep.analysis.plots import plot_pc_descriptors, plot_pc_extremes, plot_pca_scatter
-from microrep.embed import embed_images
 from microrep.fileio import write_text
 
 GROUND_TRUTH = ("aspect_ratio", "particle_size", "volume_fraction", "isotropy")
@@ -27,18 +26,13 @@ def interpret(config, dataset, images, out, log=print, frozen=None):
     With `frozen` (FrozenFeatures of a frozen base) only the projection head is
     trained, on the cached crop features.
     """
-    from microrep.reproduce import train_fold_tower, train_frozen_head
+    from microrep.reproduce import train_and_embed
 
     log("PCA interpretation: Siamese model on all images, descriptors measured from the images")
     labels = dataset.labels
-    if frozen is not None:
-        from microrep.frozen import embed_from_tiles
-
-        head = train_frozen_head(config, frozen, np.arange(len(images)), labels)
-        embeddings = embed_from_tiles(head, frozen)
-    else:
-        tower = train_fold_tower(config, images, labels, out / "runs" / "interpretation")
-        embeddings = embed_images(tower, images, config.grid)
+    every = np.arange(len(images))
+    embeddings = train_and_embed(config, images, every, labels, every,
+                                 out / "runs" / "interpretation", frozen)
     scores, explained, _ = pca_projection(embeddings, 2)
     descriptors = measure_descriptors(images)
     correlations = pc_correlations(scores, descriptors).assign(source="measured")
