@@ -20,20 +20,14 @@ import numpy as np
 from microrep.embed import iter_tile_batches
 from microrep.losses import ContrastiveLoss
 from microrep.model import EuclideanDistance, L2Normalize, build_tower
-from microrep.pairs import PairSampler, crops_from_plan
+from microrep.pairs import PairSampler, crops_from_plan, random_crop_plan
 
 
 def crop_bank_plan(shapes, size, per_image, seed=0):
-    """A pair-sampler plan (index, top, left, flip, rot90) of `per_image` crops per image."""
+    """A pair-sampler plan (PLAN_FIELDS) of `per_image` random, augmented crops per image."""
     shapes = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
-    rng = np.random.default_rng([seed, 7])
     index = np.repeat(np.arange(len(shapes)), per_image)
-    room = np.maximum(shapes[index] - size, 0) + 1
-    top = (rng.random(len(index)) * room[:, 0]).astype(np.int64)
-    left = (rng.random(len(index)) * room[:, 1]).astype(np.int64)
-    flip = rng.integers(0, 2, len(index))
-    rot = rng.integers(0, 4, len(index))
-    return np.stack([index, top, left, flip, rot], axis=1)
+    return random_crop_plan(np.random.default_rng([seed, 7]), shapes, index, size)
 
 
 class FrozenFeatures:

@@ -77,14 +77,23 @@ class PairSampler:
         rng = np.random.default_rng([self.seed, epoch, 1])
         plans = []
         for side in range(2):
-            index = pairs[:, side]
-            room = np.maximum(self.shapes[index] - self.crop_size, 0) + 1
-            top = (rng.random(len(index)) * room[:, 0]).astype(np.int64)
-            left = (rng.random(len(index)) * room[:, 1]).astype(np.int64)
-            flip = rng.integers(0, 2, len(index)) * self.augment
-            rot = rng.integers(0, 4, len(index)) * self.augment
-            plans.append(np.stack([index, top, left, flip, rot], axis=1))
+            plans.append(random_crop_plan(rng, self.shapes, pairs[:, side], self.crop_size,
+                                          self.augment))
         return plans[0], plans[1], same
+
+
+def random_crop_plan(rng, shapes, index, size, augment=True):
+    """Plan rows (PLAN_FIELDS) of one random crop of each image in `index`.
+
+    The crop sits anywhere inside the image (shapes are (rows, columns) per
+    image) and, with `augment`, is flipped and turned by a random quarter.
+    """
+    room = np.maximum(shapes[index] - size, 0) + 1
+    top = (rng.random(len(index)) * room[:, 0]).astype(np.int64)
+    left = (rng.random(len(index)) * room[:, 1]).astype(np.int64)
+    flip = rng.integers(0, 2, len(index)) * augment
+    rot = rng.integers(0, 4, len(index)) * augment
+    return np.stack([index, top, left, flip, rot], axis=1)
 
 
 def crop(image, top, left, flip, rot90, size):
