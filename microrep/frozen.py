@@ -19,7 +19,7 @@ import numpy as np
 
 from microrep.embed import iter_tile_batches
 from microrep.losses import ContrastiveLoss
-from microrep.model import EuclideanDistance, L2Normalize, build_tower
+from microrep.model import L2Normalize, build_siamese, build_tower
 from microrep.pairs import PairSampler, crops_from_plan, random_crop_plan
 
 
@@ -82,10 +82,7 @@ def train_head(features, image_rows, labels, embedding_dim, epochs, pairs_per_ep
     """
     keras.utils.set_random_seed(seed)
     head = build_head(features.bank.shape[1], embedding_dim)
-    first = keras.Input((features.bank.shape[1],), name="features_a")
-    second = keras.Input((features.bank.shape[1],), name="features_b")
-    distance = EuclideanDistance(name="distance", dtype="float32")([head(first), head(second)])
-    siamese = keras.Model([first, second], distance, name="head_siamese")
+    siamese = build_siamese(head)
     siamese.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=ContrastiveLoss(margin))
     sampler = PairSampler(labels, [(1, 1)] * len(labels), 1, pairs_per_epoch, seed=seed)
     bank_rows = features.bank_rows(image_rows)

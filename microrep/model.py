@@ -137,10 +137,14 @@ def build_tower(config):
 
 
 def build_siamese(tower):
-    """Two uint8 inputs, one shared tower, their Euclidean distance."""
-    size = tower.input_shape[1]
-    first = keras.Input((size, size, 1), dtype="uint8", name="image_a")
-    second = keras.Input((size, size, 1), dtype="uint8", name="image_b")
+    """Two inputs shaped like the tower's, one shared tower, their Euclidean distance.
+
+    The tower is the image tower (uint8 crops in, inputs `image_a`/`image_b`)
+    or, for a frozen base, the projection head on cached features.
+    """
+    shape, dtype, name = tower.input_shape[1:], tower.inputs[0].dtype, tower.inputs[0].name
+    first = keras.Input(shape, dtype=dtype, name=f"{name}_a")
+    second = keras.Input(shape, dtype=dtype, name=f"{name}_b")
     distance = EuclideanDistance(name="distance", dtype="float32")([tower(first), tower(second)])
     return keras.Model([first, second], distance, name="siamese")
 
