@@ -96,6 +96,10 @@ def run_command(args):
         for note in dataset.notes:
             print(f"note: {note}")
         result = train(config, dataset)
+        if result.already_complete:
+            print(f"{result.run_dir} already completed {result.epochs_completed} epochs: the "
+                  "run is already complete, nothing changed (raise --epochs to train further)")
+            return
         print(f"trained {result.epochs_completed} epochs on {result.devices} device(s); "
               f"tower: {result.run_dir / 'tower.keras'}")
     elif args.command == "embed":

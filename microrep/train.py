@@ -53,6 +53,7 @@ class TrainResult:
     history: dict
     epochs_completed: int
     devices: int = 1
+    already_complete: bool = False
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
@@ -188,9 +189,8 @@ def train(config, dataset=None, verbose="auto"):
     sampler = PairSampler(dataset.labels, [im.shape for im in images], config.model.input_size,
                           pairs_per_epoch, config.pairs.positive_fraction,
                           config.pairs.augment, config.seed)
-    if initial_epoch >= config.epochs:
-        raise OutputExistsError(f"{run_dir} already completed {initial_epoch} epochs; "
-                                "raise --epochs to train further")
+    if initial_epoch >= config.epochs:  # resuming a finished run changes nothing
+        return TrainResult(run_dir, load_tower(run_dir), {}, initial_epoch, already_complete=True)
     scope, devices = distribution_scope(config)
     if devices > 1 and config.batch_size % devices:
         raise ConfigError(f"--batch-size {config.batch_size} must be a multiple of the "

@@ -2,7 +2,6 @@
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -31,39 +30,63 @@ def train_command(tmp_path, *extra):
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
-def test_sigkill_at_random_moments_then_resume(tmp_path):
-    rng = random.Random(7)
+def epochs_checkpointed(run):
+    state = run / "state.json"
+    return json.loads(state.read_text())["epochs_completed"] if state.is_file() else 0
+
+
+def wait_for(condition, process, limit=600):
+    """Poll until `condition()` holds or the process ends; True if the condition held.
+
+    The kill points are events on disk (the run folder prepared, a checkpoint
+    written), never moments on the clock, so a faster or slower machine kills
+    at the same places in the run.
+    """
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        if process.poll() is not None:
+            return False
+        time.sleep(0.05)
+    raise AssertionError("training made no progress within the limit")
+
+
+def test_sigkill_at_checkpoint_events_then_resume(tmp_path):
+    run = tmp_path / "run"
+    # kill before the first checkpoint (the folder just prepared), then right after
+    # each of three checkpoints: each time in the middle of whatever came next
+    kill_points = [lambda: (run / "config.json").is_file()]
+    kill_points += [lambda k=k: epochs_checkpointed(run) >= k for k in (1, 3, 4)]
     kills = 0
-    first = True
-    while True:
-        command = train_command(tmp_path, *([] if first else ["--resume"]))
+    for attempt, kill_point in enumerate(kill_points + [None]):
+        command = train_command(tmp_path, *([] if attempt == 0 else ["--resume"]))
         process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, text=True)
-        first = False
-        try:
-            process.wait(timeout=rng.uniform(4.0, 9.0) if kills < 4 else 600)
-        except subprocess.TimeoutExpired:
+        if kill_point is not None and wait_for(kill_point, process):
             process.send_signal(signal.SIGKILL)
             process.wait()
             kills += 1
             continue
-        assert process.returncode == 0, process.stderr.read()[-2000:]
-        break
-    run = tmp_path / "run"
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-2000:]
     assert kills == 4
-    assert json.loads((run / "state.json").read_text())["epochs_completed"] == EPOCHS
+    assert epochs_checkpointed(run) == EPOCHS
     log = pd.read_csv(run / "training_log.csv")
     assert list(log["epoch"]) == list(range(EPOCHS)), "each epoch logged exactly once"
     assert not list(run.glob(".*tmp*")), "no half-written files left behind"
     assert load_tower(run).output_shape == (None, 8)
+    finished = subprocess.run(train_command(tmp_path, "--resume"), env=ENV, capture_output=True,
+                              text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "already complete" in finished.stdout
+    assert epochs_checkpointed(run) == EPOCHS
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     process = subprocess.Popen(train_command(tmp_path), env=ENV, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (tmp_path / "run" / "state.json").exists() and time.time() < deadline:
-        time.sleep(0.2)
+    assert wait_for((tmp_path / "run" / "state.json").is_file, process)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130
