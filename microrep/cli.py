@@ -95,6 +95,10 @@ def run_command(args):
         dataset = load_dataset(config.data)
         for note in dataset.notes:
             print(f"note: {note}")
+        counts = dataset.table["label"].astype(str).value_counts()
+        print(f"training on {len(dataset)} images of {len(counts)} classes ({config.data.task}): "
+              + ", ".join(f"{label} {count}" for label, count in counts.items()), flush=True)
+        print(describe_training(config), flush=True)
         result = train(config, dataset)
         if result.already_complete:
             print(f"{result.run_dir} already completed {result.epochs_completed} epochs: the "
@@ -108,6 +112,11 @@ def run_command(args):
         from microrep.analysis.stage import evaluate_embeddings
 
         metrics = evaluate_embeddings(config)
+        for note in metrics["notes"]:
+            print(f"note: {note}")
+        if config.test_embeddings:
+            print_heldout(metrics, config)
+            return
         summary = metrics["stratified"]
         print(f"SVM accuracy: {summary['accuracy_mean']:.1%} ± {summary['accuracy_std']:.1%} "
               f"({config.folds}-fold stratified CV); figures and metrics.json in {config.out}")
@@ -134,23 +143,41 @@ def run_command(args):
         print(f"SavedModel: {savedmodel}\nKeras file: {keras_file}")
 
 
-def run_embed(config):
-    from microrep.data import load_dataset
-    from microrep.embed import embed_to_disk
-    from microrep.fileio import write_json
-    from microrep.train import load_tower
+def describe_training(config):
+    """One line: what is trained, how, and in which precision."""
+    model = config.model
+    precision = "bfloat16" if model.mixed_precision else "float32"
+    if not config.model.train_base:
+        from microrep.device import cpu_has_native_bfloat16
 
-    tower = load_tower(config.model_path)
-    # streamed (each image read once, while embedding) unless bad files are to be skipped
-    dataset = load_dataset(config.data, validate=config.data.skip_bad)
-    for note in dataset.notes:
-        print(f"note: {note}")
-    workers = None if config.read_workers < 0 else config.read_workers
-    path = embed_to_disk(tower, dataset, config.out, config.grid, config.batch_size,
-                         config.shard_index, config.num_shards, workers=workers)
-    write_json(f"{config.out}/embed.json", {"model_path": config.model_path, "grid": config.grid,
-                                            "task": config.data.task, "num_shards": config.num_shards})
-    print(f"wrote embeddings of {dataset.name} to {path}")
+        why = (" (this CPU multiplies bfloat16 natively)" if model.mixed_precision and
+               cpu_has_native_bfloat16() else "")
+        return (f"frozen VGG16 ({model.feature_layers or f'{model.vgg_blocks} blocks'}, "
+                f"{model.input_size} px, {precision}{why}); {model.head} head under "
+                f"{config.similarity} contrastive loss, {config.epochs} epochs x "
+                f"{config.pairs.pairs_per_epoch} pairs")
+    return (f"fine-tuning VGG16 ({model.vgg_blocks} blocks, {model.input_size} px, {precision}), "
+            f"{model.head} head under {config.similarity} contrastive loss, {config.epochs} epochs "
+            f"x {config.pairs.pairs_per_epoch} pairs; on a CPU at 224 px this takes hours")
+
+
+def print_heldout(metrics, config):
+    """The held-out result: accuracy per SVM kernel, retrieval, where the files are."""
+    accuracy = metrics["accuracy"]
+    retrieval = metrics["retrieval"]["all"]
+    print(f"held-out accuracy (fit on {metrics['n_fit']}, tested on {metrics['n_test']} images): "
+          f"linear SVM {accuracy['linear']:.1%}, RBF SVM {accuracy['rbf']:.1%}")
+    print(f"retrieval of test images among the fit set: P@1 {retrieval['precision_at_1']:.1%}, "
+          f"R-Precision {retrieval['r_precision']:.1%}, MAP@R {retrieval['map_at_r']:.1%}")
+    print(f"metrics.json and confusion.png in {config.out}")
+
+
+def run_embed(config):
+    from microrep.embed import run_embed_stage
+
+    dataset, path = run_embed_stage(config, log=lambda note: print(f"note: {note}"))
+    what = "pretrained VGG16 features" if config.pretrained else "embeddings"
+    print(f"wrote {what} of {len(dataset)} images ({dataset.name}) to {path}")
 
 
 def main(argv=None):

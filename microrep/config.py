@@ -48,19 +48,42 @@ class DataConfig:
     synthetic_seed: int = option(0, "synthetic data: random seed")
 
 
+# Settings of the VGG16 base, declared once and used by every stage that builds one.
+
+def input_size_option(default=224):
+    return option(default, "side of the square crops the model sees (>= 32)")
+
+
+def vgg_blocks_option(default=5):
+    return option(default, "VGG16 blocks to keep (1-5); fewer suit small inputs and train "
+                  "faster from random weights; block 4 alone gives the best pretrained "
+                  "features of micrographs", (1, 2, 3, 4, 5))
+
+
+def weights_option(default="imagenet"):
+    return option(default, "VGG16 weights: 'imagenet' (downloaded by Keras), 'none' (random), "
+                  "or a path to a .weights.h5 file")
+
+
 @dataclasses.dataclass
 class ModelConfig:
     """The embedding tower and the Siamese model around it."""
 
-    input_size: int = option(224, "side of the square crops the model sees (>= 32)")
-    embedding_dim: int = option(64, "size of the embedding vector")
-    vgg_blocks: int = option(5, "VGG16 blocks to keep (1-5); fewer suit small inputs and "
-                             "train faster from random weights", (1, 2, 3, 4, 5))
-    weights: str = option("imagenet", "VGG16 weights: 'imagenet' (downloaded by Keras), "
-                          "'none' (random), or a path to a .weights.h5 file")
+    input_size: int = input_size_option()
+    embedding_dim: int = option(64, "size of the embedding vector (--head projection)")
+    vgg_blocks: int = vgg_blocks_option()
+    weights: str = weights_option()
+    feature_layers: str = option("block4_conv3,block5_conv3", "VGG16 layers whose maps are mean-pooled, comma-separated "
+                                 "(e.g. block4_conv3,block5_conv3); empty: the last block kept")
+    head: str = option("residual", "'projection': a dense layer to --embedding-dim; "
+                       "'residual': standardised pooled features plus a learned correction that "
+                       "starts at zero, so training starts from the pretrained representation "
+                       "(--embedding-dim is then the pooled feature size)",
+                       ("projection", "residual"))
     l2_normalize: bool = option(True, "L2-normalise embeddings (distances then lie in [0, 2])")
-    train_base: bool = option(True, "fine-tune the VGG16 base (--no-train-base trains only the "
-                              "projection on frozen features: faster, keeps pretrained features)")
+    train_base: bool = option(False, "fine-tune the VGG16 base (a GPU's job); frozen (the "
+                              "default), only the head trains, on VGG16 features computed once per "
+                              "crop, which keeps what the pretrained features know")
     mixed_precision: bool = option(False, "compute in bfloat16/float16 where the device supports it")
 
 
@@ -68,7 +91,7 @@ class ModelConfig:
 class PairConfig:
     """How training pairs are drawn."""
 
-    pairs_per_epoch: int = option(1024, "pairs drawn afresh each epoch")
+    pairs_per_epoch: int = option(2048, "pairs drawn afresh each epoch")
     positive_fraction: float = option(0.5, "share of same-class pairs")
     augment: bool = option(True, "random flips and 90-degree rotations of each crop")
 
@@ -81,11 +104,31 @@ class TrainConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     pairs: PairConfig = dataclasses.field(default_factory=PairConfig)
     out: str = option("runs/train", "run folder: checkpoints, log, final model")
-    epochs: int = option(20, "training epochs")
-    batch_size: int = option(32, "pairs per batch")
+    preset: str = option("", "a measured recipe: 'cpu' (frozen VGG16 at 224 px, features "
+                         "cached on disk, residual head under graded similarity, bfloat16 where "
+                         "the CPU computes it natively: the defaults plus the precision choice), "
+                         "'gpu' (the same head while fine-tuning VGG16 block 5 at a low "
+                         "learning rate; not yet measured); flags given still override it",
+                         ("", "cpu", "gpu"))
+    epochs: int = option(10, "training epochs")
+    batch_size: int = option(64, "pairs per batch")
     learning_rate: float = option(1e-4, "Adam learning rate")
-    margin: float = option(1.0, "contrastive margin: different-class pairs are pushed this far apart")
-    patience: int = option(0, "stop after this many epochs without improvement (0: never)")
+    similarity: str = option("graded", "'graded': pairs from one sample (or processing condition) "
+                             "are pulled closest, other pairs of one class less, different "
+                             "classes pushed past --margin; 'label': the paper's contrastive loss "
+                             "on same/different class", ("graded", "label"))
+    margin: float = option(1.8, "contrastive margin: different-class pairs are pushed this far apart")
+    same_class_within: float = option(1.25, "graded: same-class pairs are pulled within this distance")
+    same_sample_within: float = option(0.8, "graded: pairs of one sample are pulled within this distance")
+    feature_bank: int = option(16, "frozen base: augmented crops per image whose VGG16 features "
+                               "are computed once (and cached) to train the head on")
+    feature_cache: str = option("~/.cache/microrep/features", "frozen base: folder caching "
+                                "each image's VGG16 features (keyed by weights, image bytes and "
+                                "crops); empty: no cache")
+    val_fraction: float = option(0.0, "share of samples held out of training to validate each "
+                                 "epoch (validation loss and MAP@R); the best epoch is kept")
+    patience: int = option(0, "stop after this many epochs without improvement (0: never); "
+                           "with --val-fraction on validation MAP@R, else on the training loss")
     seed: int = option(0, "seed for weights, pairs and crops")
     distribute: str = option("none", "'data': data-parallel training over every local "
                              "accelerator (or every CPU device) with keras.distribution (JAX) or "
@@ -100,6 +143,12 @@ class EmbedConfig:
 
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model_path: str = option("runs/train", "a run folder or a tower .keras file")
+    pretrained: bool = option(False, "embed with the untrained VGG16 instead of --model-path: "
+                              "its feature maps mean-pooled over the same tiles, the baseline a "
+                              "learned embedding must beat (--weights, --input-size, --vgg-blocks)")
+    weights: str = weights_option()
+    input_size: int = input_size_option()
+    vgg_blocks: int = vgg_blocks_option(4)
     out: str = option("runs/embeddings", "folder for embeddings.npy and embeddings.csv")
     grid: int = option(3, "each image's embedding is the mean over a grid x grid tiling")
     batch_size: int = option(64, "tiles per batch")
@@ -114,6 +163,9 @@ class EvalConfig:
     """Analyse embeddings: PCA and SVM cross-validation."""
 
     embeddings: str = option("runs/embeddings", "folder written by `microrep embed`")
+    test_embeddings: str = option("", "a second embeddings folder: fit the SVMs on --embeddings "
+                                  "and score them on this one (held-out evaluation, linear and "
+                                  "RBF, with retrieval metrics), instead of cross-validating")
     out: str = option("runs/evaluation", "folder for metrics.json and figures")
     task: str = option("", "relabel the embeddings for this task from their metadata "
                        "(default: the labels they were embedded with); classes with fewer "
@@ -217,6 +269,41 @@ class ReproduceConfig:
 QUICK_SETTINGS = dict(input_size=96, vgg_blocks=4, image_scale=0.0, train_base=False,
                       feature_bank=16, epochs=30, pairs_per_epoch=1024, grid=3, folds=3,
                       embedding_dim=128, learning_rate=1e-3)
+
+
+#: `microrep train --preset NAME`: settings applied under those given in a file or as flags.
+#: 'cpu' is the recipe measured on the UHCSDB development copy (README, results); its
+#: precision is chosen from the processor at start. 'gpu' fine-tunes the base and has
+#: not been measured on a GPU yet.
+PRESETS = {
+    "cpu": {"model": dict(input_size=224, vgg_blocks=5, feature_layers="block4_conv3,block5_conv3",
+                          head="residual", train_base=False, mixed_precision="auto"),
+            "pairs": dict(pairs_per_epoch=2048),
+            "": dict(similarity="graded", learning_rate=1e-4, epochs=10, batch_size=64, margin=1.8,
+                     feature_bank=16)},
+    "gpu": {"model": dict(input_size=224, vgg_blocks=5, feature_layers="block4_conv3,block5_conv3",
+                          head="residual", train_base=True, mixed_precision=True),
+            "pairs": dict(pairs_per_epoch=2048),
+            "": dict(similarity="graded", learning_rate=1e-5, epochs=10, batch_size=64, margin=1.8)},
+}
+
+
+def apply_preset(values):
+    """Fill a settings dict with its preset's values wherever it does not set them itself."""
+    name = values.get("preset") or ""
+    if not name:
+        return values
+    if name not in PRESETS:
+        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
+    for section, settings in PRESETS[name].items():
+        node = values if not section else values.setdefault(section, {})
+        for key, value in settings.items():
+            if key == "mixed_precision" and value == "auto":
+                from microrep.device import cpu_has_native_bfloat16
+
+                value = cpu_has_native_bfloat16()
+            node.setdefault(key, value)
+    return values
 
 
 # ----------------------------------------------------------------- reading
@@ -343,4 +430,6 @@ def config_from_args(cls, args):
         for name in path[:-1]:
             node = node.setdefault(name, {})
         node[path[-1]] = given
+    if cls is TrainConfig:
+        values = apply_preset(values)
     return from_dict(cls, values, getattr(args, "config", None) or "settings")

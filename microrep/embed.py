@@ -199,3 +199,46 @@ def read_shards(folder, shards):
         raise DataError(f"{folder}: shard(s) {', '.join(missing)} of {num_shards} are missing; "
                         "run `microrep embed --shard-index K` for each")
     return np.concatenate(arrays), pd.concat(tables, ignore_index=True)
+
+
+def embedding_tower(config):
+    """The tower an EmbedConfig asks for: a trained one, or the untrained VGG16's features."""
+    if config.pretrained:
+        from microrep.model import build_feature_tower
+
+        return build_feature_tower(config.input_size, config.weights, config.vgg_blocks)
+    from microrep.train import load_tower
+
+    return load_tower(config.model_path)
+
+
+def embed_provenance(config, dataset):
+    """What embed.json records: the model, the images and how they were tiled."""
+    from microrep.data.loaders import source_kind
+
+    kind, location = source_kind(config.data)
+    model = ({"pretrained": True, "weights": config.weights, "input_size": config.input_size,
+              "vgg_blocks": config.vgg_blocks} if config.pretrained
+             else {"pretrained": False, "model_path": str(config.model_path)})
+    return {**model, "data": kind, "data_dir": str(location), "task": config.data.task,
+            "images": len(dataset), "grid": config.grid, "num_shards": config.num_shards}
+
+
+def run_embed_stage(config, log=print):
+    """The embed stage of an EmbedConfig: every image given, labelled or not.
+
+    Returns (dataset, path of the embeddings file). Images are streamed (each
+    read once, while embedding) unless bad files are to be skipped, which needs
+    every image decoded first.
+    """
+    from microrep.data.loaders import load_unlabelled_dataset
+
+    tower = embedding_tower(config)
+    dataset = load_unlabelled_dataset(config.data, validate=config.data.skip_bad)
+    for note in dataset.notes:
+        log(note)
+    workers = None if config.read_workers < 0 else config.read_workers
+    path = embed_to_disk(tower, dataset, config.out, config.grid, config.batch_size,
+                         config.shard_index, config.num_shards, workers=workers)
+    write_json(Path(config.out) / "embed.json", embed_provenance(config, dataset))
+    return dataset, path

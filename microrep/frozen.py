@@ -13,23 +13,51 @@ and the embeddings computed from cached tile features equal the tower's
 """
 
 import dataclasses
+import hashlib
+from pathlib import Path
 
 import keras
 import numpy as np
 
 from microrep.embed import iter_tile_batches
 from microrep.losses import ContrastiveLoss
-from microrep.model import L2Normalize, build_siamese, build_tower
+from microrep.config import ModelConfig
+from microrep.model import build_siamese, build_tower, head_layers
 from microrep.pairs import PairSampler, crops_from_plan, random_crop_plan
 
 
-def crop_bank_plan(shapes, size, per_image, seed=0):
-    """A pair-sampler plan (PLAN_FIELDS) of `per_image` random, augmented crops per image."""
+def image_keys(images):
+    """A content hash of each image: what a cached feature belongs to, wherever it sits."""
+    return [hashlib.sha256(np.ascontiguousarray(im).tobytes() + str(im.shape).encode()).hexdigest()
+            for im in images]
+
+
+def crop_bank_plan(shapes, size, per_image, seed=0, keys=None):
+    """A pair-sampler plan (PLAN_FIELDS) of `per_image` random, augmented crops per image.
+
+    Each image's crops depend on the seed and its key (its content hash, or its
+    position when no keys are given) only, so cached crops stay valid whatever
+    set or order the image is used in.
+    """
     shapes = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
-    index = np.repeat(np.arange(len(shapes)), per_image)
-    return random_crop_plan(np.random.default_rng([seed, 7]), shapes, index, size)
+    keys = range(len(shapes)) if keys is None else [int(k[:15], 16) for k in keys]
+    plans = []
+    for index, key in enumerate(keys):
+        rng = np.random.default_rng([seed, 7, key])
+        plans.append(random_crop_plan(rng, shapes, np.full(per_image, index), size))
+    return np.concatenate(plans) if plans else np.zeros((0, 5), dtype=np.int64)
 
 
+def model_key(feature_tower):
+    """A hash of a feature tower's layers, weights and precision (keys the feature cache)."""
+    digest = hashlib.sha256(keras.saving.serialize_keras_object(feature_tower).__repr__().encode())
+    digest.update(keras.config.dtype_policy().name.encode())
+    for weight in feature_tower.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass
 class FrozenFeatures:
     """Pooled features of a frozen feature tower: a crop bank and the tiles of every image.
 
@@ -37,22 +65,9 @@ class FrozenFeatures:
     i * per_image ... (i + 1) * per_image - 1; `tiles` is (n_images, grid**2, d).
     """
 
-    def __init__(self, feature_tower, images, grid, per_image, seed=0, batch_size=64,
-                 progress=False):
-        size = int(feature_tower.input_shape[1])
-        self.per_image = int(per_image)
-        plan = crop_bank_plan([im.shape for im in images], size, self.per_image, seed)
-        chunks = range(0, len(plan), batch_size)
-        if progress:
-            from tqdm.auto import tqdm
-
-            chunks = tqdm(chunks, desc="crop features", unit="batch")
-        self.bank = np.concatenate([
-            np.asarray(feature_tower.predict_on_batch(crops_from_plan(images, plan[s:s + batch_size], size)),
-                       dtype=np.float32) for s in chunks])
-        tiles = [np.asarray(feature_tower.predict_on_batch(batch), dtype=np.float32)
-                 for _, batch in iter_tile_batches(images, size, grid, batch_size)]
-        self.tiles = np.concatenate(tiles).reshape(len(images), grid * grid, -1)
+    bank: np.ndarray
+    tiles: np.ndarray
+    per_image: int
 
     @property
     def pooled(self):
@@ -63,13 +78,77 @@ class FrozenFeatures:
         """(len(images), per_image) bank rows of the given images."""
         return np.asarray(images)[:, None] * self.per_image + np.arange(self.per_image)[None, :]
 
+    def subset(self, images):
+        """The features of some images only, in the given order."""
+        images = np.asarray(images, dtype=np.int64)
+        return FrozenFeatures(self.bank[self.bank_rows(images).ravel()], self.tiles[images],
+                              self.per_image)
 
-def build_head(feature_dim, embedding_dim):
-    """The tower's trainable part: projection and L2 normalisation, on pooled features."""
+
+def _run(feature_tower, batches):
+    return [np.asarray(feature_tower.predict_on_batch(batch), dtype=np.float32) for batch in batches]
+
+
+def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, batch_size=64,
+                            progress=False, cache_dir=None):
+    """FrozenFeatures of `images`: the base runs once per crop, or not at all for cached images.
+
+    With `cache_dir`, each image's features are stored there under a key made of
+    the tower's weights and precision, the image's bytes and the crop plan, so a
+    second run (another split, a resumed run, another head) reads them back.
+    """
+    size = int(feature_tower.input_shape[1])
+    keys = image_keys(images)
+    setting = f"{model_key(feature_tower)}-{size}-{grid}-{per_image}-{seed}"
+    entries = [hashlib.sha256(f"{setting}-{k}".encode()).hexdigest()[:32] for k in keys]
+    cache = Path(cache_dir) if cache_dir else None
+    found = {i: np.load(cache / f"{e}.npz") for i, e in enumerate(entries)
+             if cache is not None and (cache / f"{e}.npz").is_file()}
+    todo = [i for i in range(len(images)) if i not in found]
+    fresh = _compute(feature_tower, [images[i] for i in todo], [keys[i] for i in todo], grid,
+                     per_image, seed, batch_size, progress) if todo else None
+    bank, tiles = [], []
+    for position, index in enumerate(todo):
+        found[index] = {"bank": fresh.bank[position * per_image:(position + 1) * per_image],
+                        "tiles": fresh.tiles[position]}
+        if cache is not None:
+            _store(cache / f"{entries[index]}.npz", found[index])
+    for index in range(len(images)):
+        bank.append(found[index]["bank"])
+        tiles.append(found[index]["tiles"])
+    return FrozenFeatures(np.concatenate(bank), np.stack(tiles), int(per_image))
+
+
+def _store(path, arrays):
+    from microrep.fileio import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, bank=arrays["bank"], tiles=arrays["tiles"])
+
+
+def _compute(feature_tower, images, keys, grid, per_image, seed, batch_size, progress):
+    size = int(feature_tower.input_shape[1])
+    plan = crop_bank_plan([im.shape for im in images], size, per_image, seed, keys)
+    chunks = range(0, len(plan), batch_size)
+    tile_batches = iter_tile_batches(images, size, grid, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        chunks = tqdm(chunks, desc="VGG16 features of training crops", unit="batch")
+        tile_batches = tqdm(tile_batches, desc="VGG16 features of tiles", unit="batch",
+                            total=-(-len(images) // max(batch_size // grid ** 2, 1)))
+    bank = _run(feature_tower, (crops_from_plan(images, plan[s:s + batch_size], size) for s in chunks))
+    tiles = _run(feature_tower, (batch for _, batch in tile_batches))
+    return FrozenFeatures(np.concatenate(bank), np.concatenate(tiles).reshape(len(images), grid * grid, -1),
+                          per_image)
+
+
+def build_head(feature_dim, model_config):
+    """The tower's trainable part on pooled features: `microrep.model.head_layers`."""
     features = keras.Input((feature_dim,), name="features")
-    embedding = keras.layers.Dense(embedding_dim, name="projection")(features)
-    embedding = L2Normalize(name="l2_normalize", dtype="float32")(embedding)
-    return keras.Model(features, embedding, name="head")
+    return keras.Model(features, head_layers(features, model_config), name="head")
 
 
 def train_head(features, image_rows, labels, embedding_dim, epochs, pairs_per_epoch,
@@ -81,19 +160,29 @@ def train_head(features, image_rows, labels, embedding_dim, epochs, pairs_per_ep
     crops at random. Returns the trained head.
     """
     keras.utils.set_random_seed(seed)
-    head = build_head(features.bank.shape[1], embedding_dim)
+    head = build_head(features.bank.shape[1], ModelConfig(embedding_dim=embedding_dim,
+                                                          head="projection"))
     siamese = build_siamese(head)
     siamese.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=ContrastiveLoss(margin))
     sampler = PairSampler(labels, [(1, 1)] * len(labels), 1, pairs_per_epoch, seed=seed)
-    bank_rows = features.bank_rows(image_rows)
     for epoch in range(epochs):
-        pairs, same = sampler.epoch_pairs(epoch)
-        rng = np.random.default_rng([seed, epoch, 2])
-        picks = rng.integers(0, features.per_image, pairs.shape)
-        side_a = features.bank[bank_rows[pairs[:, 0], picks[:, 0]]]
-        side_b = features.bank[bank_rows[pairs[:, 1], picks[:, 1]]]
-        siamese.fit([side_a, side_b], same, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+        sides, target = bank_pairs(features, image_rows, sampler, epoch, seed)
+        siamese.fit(sides, target, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
     return head
+
+
+def bank_pairs(features, image_rows, sampler, epoch, seed=0):
+    """([side_a, side_b], targets) of one epoch: the sampler's image pairs, a bank crop each.
+
+    The sampler indexes `image_rows` (positions in `features`); each side takes one
+    of its image's cached crops at random.
+    """
+    pairs, target = sampler.epoch_pairs(epoch)
+    rng = np.random.default_rng([seed, epoch, 2])
+    picks = rng.integers(0, features.per_image, pairs.shape)
+    bank_rows = features.bank_rows(np.asarray(image_rows))
+    return ([features.bank[bank_rows[pairs[:, 0], picks[:, 0]]],
+             features.bank[bank_rows[pairs[:, 1], picks[:, 1]]]], target)
 
 
 def embed_from_tiles(head, features, image_rows=None):
@@ -109,13 +198,15 @@ def embed_from_tiles(head, features, image_rows=None):
 
 
 def tower_from_head(head, feature_tower, model_config):
-    """The full embedding tower (uint8 crops in): `feature_tower`'s base, the head's projection.
+    """The full embedding tower (uint8 crops in): `feature_tower`'s base, the head's layers.
 
-    `model_config` gives the input size, VGG16 blocks and embedding size; the
+    `model_config` gives the input size, VGG16 blocks, tapped layers and head; the
     weights come from the two models, so the tower embeds exactly as
     `embed_from_tiles` does.
     """
     tower = build_tower(dataclasses.replace(model_config, weights="none", train_base=False))
     tower.get_layer("vgg16").set_weights(feature_tower.get_layer("vgg16").get_weights())
-    tower.get_layer("projection").set_weights(head.get_layer("projection").get_weights())
+    for layer in head.layers:
+        if layer.weights:
+            tower.get_layer(layer.name).set_weights(layer.get_weights())
     return tower

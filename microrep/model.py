@@ -57,6 +57,53 @@ class EuclideanDistance(keras.layers.Layer):
         return input_shapes[0][:-1]
 
 
+@keras.saving.register_keras_serializable(package="microrep")
+class Standardize(keras.layers.Layer):
+    """(x - mean) / std per feature, with the statistics of the training crops (not trained).
+
+    Pooled VGG16 activations differ in scale by orders of magnitude between
+    channels; standardised, every channel counts, which alone helps a linear SVM.
+    """
+
+    def build(self, input_shape):
+        dim = int(input_shape[-1])
+        self.mean = self.add_weight(shape=(dim,), initializer="zeros", trainable=False, name="mean")
+        self.inverse_std = self.add_weight(shape=(dim,), initializer="ones", trainable=False,
+                                           name="inverse_std")
+
+    def call(self, inputs):
+        inputs = ops.cast(inputs, "float32")
+        return (inputs - self.mean) * self.inverse_std
+
+    def set_statistics(self, features):
+        """Take mean and standard deviation from a (n, dim) array of pooled features."""
+        import numpy as np
+
+        features = np.asarray(features, dtype=np.float64)
+        self.set_weights([features.mean(axis=0).astype("float32"),
+                          (1.0 / (features.std(axis=0) + 1e-6)).astype("float32")])
+
+
+@keras.saving.register_keras_serializable(package="microrep")
+class ResidualProjection(keras.layers.Layer):
+    """x + W x + b with W and b starting at zero: the embedding starts as the input features.
+
+    Why: training then moves the pretrained representation only as far as the
+    pairs ask, instead of replacing it with a random projection that must first
+    relearn what the pretrained features knew.
+    """
+
+    def build(self, input_shape):
+        dim = int(input_shape[-1])
+        self.kernel = self.add_weight(shape=(dim, dim), initializer="zeros", name="kernel")
+        self.bias = self.add_weight(shape=(dim,), initializer="zeros", name="bias")
+
+    def call(self, inputs):
+        inputs = ops.cast(inputs, self.compute_dtype)
+        return inputs + ops.matmul(inputs, ops.cast(self.kernel, self.compute_dtype)) + \
+            ops.cast(self.bias, self.compute_dtype)
+
+
 @contextlib.contextmanager
 def dtype_policy(name):
     """Build layers under a dtype policy, restoring the previous one afterwards.
@@ -115,6 +162,47 @@ def load_vgg16(input_size, weights):
     return base
 
 
+def feature_layer_names(config):
+    """The VGG16 layers whose maps are pooled: `feature_layers`, or the base's last block."""
+    names = [n.strip() for n in getattr(config, "feature_layers", "").split(",") if n.strip()]
+    return names
+
+
+def pooled_features(images, config):
+    """uint8 crops -> VGG16 maps, mean-pooled (and concatenated when several layers are tapped)."""
+    size = int(config.input_size)
+    features = GrayToVGGInput(name="to_vgg_input")(images)
+    taps = feature_layer_names(config)
+    base = build_vgg16_base(size, config.weights, config.vgg_blocks)
+    if taps:
+        known = [layer.name for layer in base.layers]
+        unknown = [name for name in taps if name not in known]
+        if unknown:
+            raise ConfigError(f"feature layer(s) {', '.join(unknown)} are not among the "
+                              f"{config.vgg_blocks} VGG16 blocks kept; choose from "
+                              f"{', '.join(n for n in known if 'conv' in n or 'pool' in n)}")
+        base = keras.Model(base.input, [base.get_layer(n).output for n in taps], name="vgg16")
+    base.trainable = config.train_base
+    maps = base(features)
+    if not taps:
+        return keras.layers.GlobalAveragePooling2D(name="pool")(maps)
+    maps = maps if isinstance(maps, (list, tuple)) else [maps]
+    pooled = [keras.layers.GlobalAveragePooling2D(name=f"pool_{name}")(m) for name, m in zip(taps, maps)]
+    return pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="pool")(pooled)
+
+
+def head_layers(features, config):
+    """Projection (and L2 normalisation) of pooled features: the part a frozen base trains."""
+    if config.head == "residual":
+        features = Standardize(name="standardize", dtype="float32")(features)
+        embedding = ResidualProjection(name="projection")(features)
+    else:
+        embedding = keras.layers.Dense(config.embedding_dim, name="projection")(features)
+    if config.l2_normalize:
+        return L2Normalize(name="l2_normalize", dtype="float32")(embedding)
+    return keras.layers.Activation("linear", dtype="float32", name="embedding")(embedding)
+
+
 def build_tower(config):
     """The embedding tower of a ModelConfig: uint8 (S, S, 1) -> embedding."""
     size = int(config.input_size)
@@ -123,16 +211,7 @@ def build_tower(config):
     policy = mixed_policy_name() if config.mixed_precision else keras.config.dtype_policy().name
     with dtype_policy(policy):
         images = keras.Input((size, size, 1), dtype="uint8", name="image")
-        features = GrayToVGGInput(name="to_vgg_input")(images)
-        base = build_vgg16_base(size, config.weights, config.vgg_blocks)
-        base.trainable = config.train_base
-        features = base(features)
-        pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
-        embedding = keras.layers.Dense(config.embedding_dim, name="projection")(pooled)
-        if config.l2_normalize:
-            embedding = L2Normalize(name="l2_normalize", dtype="float32")(embedding)
-        else:
-            embedding = keras.layers.Activation("linear", dtype="float32", name="embedding")(embedding)
+        embedding = head_layers(pooled_features(images, config), config)
     return keras.Model(images, embedding, name="embedding_tower")
 
 
@@ -149,14 +228,16 @@ def build_siamese(tower):
     return keras.Model([first, second], distance, name="siamese")
 
 
-def build_feature_tower(input_size, weights, blocks=5):
+def build_feature_tower(input_size, weights, blocks=5, feature_layers=""):
     """uint8 gray crops -> mean-pooled VGG16 feature maps: the pretrained baseline.
 
     As in DeCost et al. 2017, the features are ImageNet VGG16 activations
-    without any training on micrographs (mean pooling rather than VLAD).
+    without any training on micrographs (mean pooling rather than VLAD); with
+    `feature_layers`, the maps of those layers, pooled and concatenated.
     """
+    from microrep.config import ModelConfig
+
+    config = ModelConfig(input_size=input_size, weights=weights, vgg_blocks=blocks,
+                         feature_layers=feature_layers, train_base=False)
     images = keras.Input((input_size, input_size, 1), dtype="uint8", name="image")
-    features = GrayToVGGInput(name="to_vgg_input")(images)
-    features = build_vgg16_base(input_size, weights, blocks)(features)
-    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
-    return keras.Model(images, pooled, name="vgg16_features")
+    return keras.Model(images, pooled_features(images, config), name="vgg16_features")

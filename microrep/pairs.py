@@ -82,6 +82,48 @@ class PairSampler:
         return plans[0], plans[1], same
 
 
+class GradedPairSampler(PairSampler):
+    """Pairs labelled with a level of similarity: 2 same sample, 1 same class, 0 different.
+
+    `relations` names what makes two images "the same sample": the sample itself,
+    or the processing condition where the metadata gives one. Each pair's first
+    image is drawn uniformly; its partner comes from the same relation with
+    probability `same_sample_fraction`, from the same class with
+    `same_class_fraction`, else from anywhere. The label is the level the two
+    images actually share (see `microrep.losses.graded_contrastive_loss`).
+    """
+
+    def __init__(self, labels, relations, image_shapes, crop_size, pairs_per_epoch=1024,
+                 same_sample_fraction=0.4, same_class_fraction=0.3, augment=True, seed=0):
+        super().__init__(labels, image_shapes, crop_size, pairs_per_epoch,
+                         same_sample_fraction + same_class_fraction, augment, seed)
+        self.labels = np.asarray(labels).astype(str)
+        self.relations = np.asarray(relations).astype(str)
+        self.same_sample_fraction = same_sample_fraction
+        self.by_relation = {r: np.flatnonzero(self.relations == r) for r in set(self.relations)}
+        self.by_label = {c: members for c, members in zip(self.classes, self.members)}
+
+    def epoch_pairs(self, epoch):
+        """Image indices (n, 2) and levels (n,) of one epoch's pairs."""
+        rng = self._rng(epoch)
+        count = len(self.labels)
+        first = rng.integers(0, count, self.pairs_per_epoch)
+        second = rng.integers(0, count, self.pairs_per_epoch)
+        draw = rng.random(self.pairs_per_epoch)
+        for row, anchor in enumerate(first):
+            if draw[row] < self.same_sample_fraction:
+                pool = self.by_relation[self.relations[anchor]]
+            elif draw[row] < self.positive_fraction:
+                pool = self.by_label[self.labels[anchor]]
+            else:
+                continue
+            second[row] = pool[rng.integers(len(pool))]
+        same_relation = self.relations[first] == self.relations[second]
+        same_label = self.labels[first] == self.labels[second]
+        levels = np.where(same_relation & same_label, 2, np.where(same_label, 1, 0))
+        return np.stack([first, second], axis=1), levels.astype(np.float32)
+
+
 def random_crop_plan(rng, shapes, index, size, augment=True):
     """Plan rows (PLAN_FIELDS) of one random crop of each image in `index`.
 

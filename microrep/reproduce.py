@@ -36,7 +36,7 @@ from microrep.data.uhcsdb import rescale
 from microrep.embed import embed_images
 from microrep.errors import ConfigError, DataError
 from microrep.fileio import write_json, write_text
-from microrep.frozen import FrozenFeatures, embed_from_tiles, train_head
+from microrep.frozen import compute_frozen_features, embed_from_tiles, train_head
 from microrep.model import build_feature_tower
 from microrep.train import train
 
@@ -280,7 +280,7 @@ def reproduce(config, log=print):
     else:
         log(f"frozen VGG16 base: features of every tile (the baseline) and of {config.feature_bank} "
             "augmented crops per image, computed once for every fold")
-        frozen = FrozenFeatures(feature_tower, images, config.grid, config.feature_bank,
+        frozen = compute_frozen_features(feature_tower, images, config.grid, config.feature_bank,
                                 config.seed, progress=True)
         baseline_features = frozen.pooled
     log("cross-validation (each fold's Siamese model sees its training images only)")

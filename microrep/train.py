@@ -29,9 +29,10 @@ from microrep.data import load_dataset
 from microrep.errors import (ConfigError, MicrorepError, ModelFileError,
                              OutputExistsError)
 from microrep.fileio import atomic_path, write_json, write_text
-from microrep.losses import ContrastiveLoss, PairAccuracy
+from microrep.losses import PairAccuracy
 from microrep.model import build_siamese, build_tower
-from microrep.pairs import PairSampler, check_images_fit, make_pydataset, make_tf_dataset
+from microrep.pairs import (GradedPairSampler, PairSampler, check_images_fit, make_pydataset,
+                            make_tf_dataset)
 
 CHECKPOINT = "checkpoint.keras"
 STATE = "state.json"
@@ -160,9 +161,11 @@ def build_or_resume_model(config, run_dir, initial_epoch):
         return siamese
     keras.utils.set_random_seed(config.seed)
     siamese = build_siamese(build_tower(config.model))
+    from microrep.train_frozen import pair_loss
+
+    metrics = [PairAccuracy(config.margin)] if config.similarity == "label" else []
     siamese.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                    loss=ContrastiveLoss(config.margin),
-                    metrics=[PairAccuracy(config.margin)])
+                    loss=pair_loss(config), metrics=metrics)
     return siamese
 
 
@@ -175,6 +178,19 @@ def training_callbacks(config, run_dir, initial_epoch):
     return callbacks
 
 
+def image_pair_sampler(config, dataset, images, pairs_per_epoch):
+    """Pairs of augmented crops of the images: graded or by label, as configured."""
+    shapes = [im.shape for im in images]
+    if config.similarity == "graded":
+        from microrep.train_frozen import pair_relations
+
+        return GradedPairSampler(dataset.labels, pair_relations(dataset.table), shapes,
+                                 config.model.input_size, pairs_per_epoch,
+                                 augment=config.pairs.augment, seed=config.seed)
+    return PairSampler(dataset.labels, shapes, config.model.input_size, pairs_per_epoch,
+                       config.pairs.positive_fraction, config.pairs.augment, config.seed)
+
+
 def train(config, dataset=None, verbose="auto"):
     """Train under `config` (a TrainConfig); return a TrainResult.
 
@@ -185,12 +201,14 @@ def train(config, dataset=None, verbose="auto"):
     images = dataset.images()
     check_images_fit(images, config.model.input_size)
     initial_epoch = prepare_run_dir(config)  # only once the data is known to be usable
-    pairs_per_epoch = math.ceil(config.pairs.pairs_per_epoch / config.batch_size) * config.batch_size
-    sampler = PairSampler(dataset.labels, [im.shape for im in images], config.model.input_size,
-                          pairs_per_epoch, config.pairs.positive_fraction,
-                          config.pairs.augment, config.seed)
     if initial_epoch >= config.epochs:  # resuming a finished run changes nothing
         return TrainResult(run_dir, load_tower(run_dir), {}, initial_epoch, already_complete=True)
+    if not config.model.train_base:
+        from microrep.train_frozen import train_on_frozen_base
+
+        return train_on_frozen_base(config, dataset, log=print if verbose else (lambda *_: None))
+    pairs_per_epoch = math.ceil(config.pairs.pairs_per_epoch / config.batch_size) * config.batch_size
+    sampler = image_pair_sampler(config, dataset, images, pairs_per_epoch)
     scope, devices = distribution_scope(config)
     if devices > 1 and config.batch_size % devices:
         raise ConfigError(f"--batch-size {config.batch_size} must be a multiple of the "

@@ -6,8 +6,8 @@ import pytest
 
 from microrep.config import ModelConfig
 from microrep.embed import embed_images
-from microrep.frozen import (FrozenFeatures, crop_bank_plan, embed_from_tiles, tower_from_head,
-                             train_head)
+from microrep.frozen import (FrozenFeatures, compute_frozen_features, crop_bank_plan,
+                             embed_from_tiles, image_keys, tower_from_head, train_head)
 from microrep.model import build_feature_tower
 from microrep.pairs import crops_from_plan
 
@@ -19,13 +19,15 @@ def setting(tiny_dataset):
     keras.utils.set_random_seed(0)
     feature_tower = build_feature_tower(TINY_INPUT, "none", blocks=2)
     images = tiny_dataset.images()
-    frozen = FrozenFeatures(feature_tower, images, grid=2, per_image=4, seed=0, batch_size=16)
+    frozen = compute_frozen_features(feature_tower, images, grid=2, per_image=4, seed=0,
+                                     batch_size=16)
     return feature_tower, images, frozen, tiny_dataset.labels
 
 
 def test_bank_rows_are_the_features_of_their_crops(setting):
     feature_tower, images, frozen, _ = setting
-    plan = crop_bank_plan([im.shape for im in images], TINY_INPUT, 4, seed=0)
+    plan = crop_bank_plan([im.shape for im in images], TINY_INPUT, 4, seed=0,
+                          keys=image_keys(images))
     assert frozen.bank.shape[0] == 4 * len(images)
     assert list(plan[frozen.bank_rows([3])[0], 0]) == [3, 3, 3, 3]
     rows = frozen.bank_rows([3, 5]).ravel()
@@ -49,9 +51,7 @@ def test_the_head_never_sees_images_outside_its_rows(setting):
     _, images, frozen, labels = setting
     held_out = np.arange(0, len(images), 3)
     training = np.setdiff1d(np.arange(len(images)), held_out)
-    poisoned = FrozenFeatures.__new__(FrozenFeatures)
-    poisoned.per_image, poisoned.tiles = frozen.per_image, frozen.tiles
-    poisoned.bank = frozen.bank.copy()
+    poisoned = FrozenFeatures(frozen.bank.copy(), frozen.tiles, frozen.per_image)
     poisoned.bank[frozen.bank_rows(held_out).ravel()] = np.nan
     head = train_head(poisoned, training, labels[training], embedding_dim=8, epochs=2,
                       pairs_per_epoch=64, batch_size=8, learning_rate=1e-3, margin=1.0)

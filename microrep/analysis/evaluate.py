@@ -111,6 +111,20 @@ def cross_validate(features, labels, splits, make_classifier=svm_pipeline):
     return CVResult(accuracies, classes, confusion)
 
 
+def fit_and_score(fit_features, fit_labels, test_features, test_labels,
+                  make_classifier=svm_pipeline):
+    """Fit on one set of embeddings, score another: the held-out case.
+
+    This is what users do when a new batch of micrographs arrives. It runs the
+    same engine as cross-validation, with one split whose training part is
+    the fit set and whose test part is the test set.
+    """
+    features = np.concatenate([np.asarray(fit_features), np.asarray(test_features)])
+    labels = np.concatenate([np.asarray(fit_labels).astype(str), np.asarray(test_labels).astype(str)])
+    split = (np.arange(len(fit_labels)), np.arange(len(fit_labels), len(labels)))
+    return cross_validate(features, labels, [split], make_classifier)
+
+
 def raw_pixel_features(images, size=32):
     """The raw-pixel baseline: each image shrunk to size x size, flattened."""
     return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR),

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import numpy as np
 
-from microrep.analysis.evaluate import (cross_validate, cv_splits, groups_repeat_within_classes,
-                                        pca_projection, svm_pipeline)
+from microrep.analysis.evaluate import (cross_validate, cv_splits, fit_and_score,
+                                        groups_repeat_within_classes, pca_projection, svm_pipeline)
+from microrep.analysis.retrieval import retrieval_metrics
 from microrep.errors import DataError
 from microrep.analysis.plots import plot_confusion, plot_pca_scatter
 from microrep.embed import read_embeddings
@@ -56,14 +57,78 @@ def relabel(embeddings, table, task, folds):
     return embeddings[rows], table, notes
 
 
+def labels_and_groups(table):
+    labels = table["label"].astype(str).to_numpy()
+    groups = table["group"].astype(str).to_numpy() if "group" in table else None
+    return labels, groups
+
+
+def heldout_results(fit, test, config):
+    """SVMs (linear and RBF) fitted on `fit`, scored on `test`; retrieval of test in fit.
+
+    `fit` and `test` are (embeddings, labels, groups). Test images of classes the
+    fit set lacks cannot be classified and are left out (the caller says so).
+    """
+    (fit_x, fit_labels, fit_groups), (test_x, test_labels, test_groups) = fit, test
+    svms = {kernel: fit_and_score(fit_x, fit_labels, test_x, test_labels,
+                                  lambda kernel=kernel: svm_pipeline(kernel, config.C))
+            for kernel in ("linear", "rbf")}
+    with_groups = fit_groups is not None and test_groups is not None
+    retrieval = retrieval_metrics(test_x, test_labels, fit_x, fit_labels,
+                                  test_groups if with_groups else None,
+                                  fit_groups if with_groups else None)
+    return svms, retrieval
+
+
+def evaluate_heldout(config):
+    """Fit on `config.embeddings`, score `config.test_embeddings`; write metrics and figures."""
+    sets, notes = [], []
+    for role, folder in (("fit", config.embeddings), ("test", config.test_embeddings)):
+        embeddings, table = read_embeddings(folder)
+        if config.task:
+            embeddings, table, dropped = relabel(embeddings, table, config.task, 1)
+            notes += [f"{role} set: {note}" for note in dropped]
+        elif "label" not in table or table["label"].isna().all():
+            raise DataError(f"the {role} embeddings in {folder} carry no labels; pass --task "
+                            "to label them from their metadata")
+        sets.append((embeddings, *labels_and_groups(table)))
+    fit, test = sets
+    unknown = sorted(set(test[1]) - set(fit[1]))
+    if unknown:
+        keep = ~np.isin(test[1], unknown)
+        test = tuple(None if part is None else part[keep] for part in test)
+        notes.append(f"left out {int((~keep).sum())} test image(s) of class(es) the fit set "
+                     f"lacks: {', '.join(unknown)}")
+    if len(set(fit[1])) < 2 or not len(test[1]):
+        raise DataError("held-out evaluation needs at least two classes in the fit set and "
+                        "test images of those classes")
+    svms, retrieval = heldout_results(fit, test, config)
+    out = Path(config.out)
+    chosen = svms[config.kernel]
+    figures = {"confusion": plot_confusion(chosen.confusion, chosen.classes, out / "confusion.png",
+                                           f"held-out test set, {config.kernel} SVM").name}
+    metrics = {
+        "mode": "held-out", "fit_embeddings": str(config.embeddings),
+        "test_embeddings": str(config.test_embeddings), "task": config.task or "as embedded",
+        "n_fit": int(len(fit[1])), "n_test": int(len(test[1])), "classes": sorted(set(fit[1])),
+        "notes": notes, "accuracy": {kernel: result.mean for kernel, result in svms.items()},
+        "heldout": {kernel: result.summary() for kernel, result in svms.items()},
+        "retrieval": retrieval, "settings": {"kernel": config.kernel, "C": config.C},
+        "figures": figures,
+    }
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
 def evaluate_embeddings(config):
     """Run the evaluate stage of an EvalConfig; return the metrics it wrote."""
+    if config.test_embeddings:
+        return evaluate_heldout(config)
     embeddings, table = read_embeddings(config.embeddings)
     notes = []
     if config.task:
         embeddings, table, notes = relabel(embeddings, table, config.task, config.folds)
-    labels = table["label"].astype(str).to_numpy()
-    groups = table["group"].astype(str).to_numpy() if "group" in table else None
+    labels, groups = labels_and_groups(table)
     out = Path(config.out)
     results = evaluate_features(embeddings, labels, groups, config)
     scores, explained, _ = pca_projection(embeddings, 2)

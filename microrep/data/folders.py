@@ -38,8 +38,11 @@ def class_folder_table(root):
     return pd.DataFrame(rows)
 
 
-def csv_table(csv_path):
-    """Rows of a CSV with columns path,label[,group]; paths relative to the CSV."""
+def csv_table(csv_path, require_labels=True):
+    """Rows of a CSV with columns path,label[,group]; paths relative to the CSV.
+
+    Without `require_labels` (embedding), the label column may be absent or blank.
+    """
     csv_path = Path(csv_path)
     try:
         table = pd.read_csv(csv_path, dtype={"label": str, "group": str})
@@ -47,11 +50,13 @@ def csv_table(csv_path):
         raise DataError(f"CSV file not found: {csv_path}") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise DataError(f"cannot read CSV {csv_path}: {str(error).splitlines()[0]}") from None
+    if not require_labels and "label" not in table.columns:
+        table["label"] = ""
     missing = [c for c in ("path", "label") if c not in table.columns]
     if missing:
         raise DataError(f"{csv_path} lacks column(s) {', '.join(missing)}; found "
                         f"{', '.join(map(str, table.columns))}; expected path,label[,group]")
-    blank = table["path"].isna() | table["label"].isna()
+    blank = table["path"].isna() | (table["label"].isna() if require_labels else False)
     if blank.any():
         raise DataError(f"{csv_path}: rows {', '.join(str(i + 2) for i in table.index[blank][:5])} "
                         "have an empty path or label")
@@ -63,4 +68,5 @@ def csv_table(csv_path):
     if "group" not in table.columns:
         table["group"] = table["path"]
     table["group"] = table["group"].fillna(table["path"]).astype(str)
+    table["label"] = table["label"].fillna("")
     return table

@@ -12,7 +12,7 @@ from microrep.data.dataset import Dataset
 from microrep.data.folders import class_folder_table, csv_table
 from microrep.data.images import read_image
 from microrep.data.synthetic import SyntheticConfig, write_synthetic_dataset
-from microrep.data.tasks import apply_task, drop_rare_classes
+from microrep.data.tasks import apply_task, drop_rare_classes, task_labels
 from microrep.errors import DataError
 
 DEFAULT_SYNTHETIC_DIR = "microrep-data/synthetic"
@@ -53,19 +53,24 @@ def read_metadata_table(data_dir):
     return table
 
 
-def source_table(data_config):
-    """(metadata table, root, reader, note) of the configured source."""
-    kind, location = data_config.data, data_config.data_dir
+def source_kind(data_config):
+    """(kind, location) of the configured source, with the --images/--csv shortcuts applied."""
     if data_config.images:
-        kind, location = "images", data_config.images
-    elif data_config.csv:
-        kind, location = "csv", data_config.csv
+        return "images", data_config.images
+    if data_config.csv:
+        return "csv", data_config.csv
+    return data_config.data, data_config.data_dir
+
+
+def source_table(data_config, require_labels=True):
+    """(metadata table, root, reader, note) of the configured source."""
+    kind, location = source_kind(data_config)
     if kind in ("images", "csv") and not location:
         raise DataError(f"--data {kind} needs a location: pass --{kind} PATH")
     if kind == "images":
         return class_folder_table(location), Path(location), read_image, ""
     if kind == "csv":
-        return csv_table(location), Path(location).parent, read_image, ""
+        return csv_table(location, require_labels), Path(location).parent, read_image, ""
     if kind == "uhcsdb":
         if not location:
             raise DataError("--data uhcsdb needs --data-dir: the folder with microstructures.sqlite")
@@ -95,6 +100,31 @@ def label_table(table, task, min_class_size, has_metadata):
     return apply_task(table, task, min_class_size)
 
 
+def labels_where_known(table, task, has_metadata):
+    """Every row kept, labelled for `task` where its metadata says, else with ''."""
+    if not has_metadata:
+        return table.assign(label=table["label"].fillna("").astype(str))
+    try:
+        labels, keep = task_labels(table, task)
+    except DataError:  # metadata lacks what the task needs: embed unlabelled
+        return table.assign(label="")
+    return table.assign(label=labels.where(keep, "").astype(str))
+
+
+def load_unlabelled_dataset(data_config, validate=False):
+    """Every image of the configured source, labelled where it can be: for embedding.
+
+    Labels belong to training and evaluation; embedding takes every image it is
+    given, whatever its class and however rare.
+    """
+    table, root, reader, note = source_table(data_config, require_labels=False)
+    has_metadata = "primary_microconstituent" in table.columns or data_config.task == "processing"
+    table = labels_where_known(table, data_config.task, has_metadata)
+    kind, _ = source_kind(data_config)
+    dataset = Dataset(table, root=root, name=kind, reader=reader, notes=[note] if note else [])
+    return validate_images(dataset, data_config.skip_bad, 1, require_classes=False) if validate else dataset
+
+
 def load_dataset(data_config, min_per_class=None, validate=True):
     """The Dataset that `data_config` describes, labelled for its task.
 
@@ -110,7 +140,7 @@ def load_dataset(data_config, min_per_class=None, validate=True):
         dropped_text = f" (dropped: {', '.join(dropped)})" if dropped else ""
         raise DataError(f"only {table['label'].nunique()} class(es) with at least {minimum} "
                         f"images for task {data_config.task!r}{dropped_text}; at least two are needed")
-    dataset = Dataset(table, root=root, name=f"{data_config.data}:{data_config.task}",
+    dataset = Dataset(table, root=root, name=f"{source_kind(data_config)[0]}:{data_config.task}",
                       reader=reader, notes=[note] if note else [])
     if dropped:
         dataset.notes.append(f"dropped {len(dropped)} class(es) with fewer than {minimum} "
@@ -120,7 +150,7 @@ def load_dataset(data_config, min_per_class=None, validate=True):
     return dataset
 
 
-def validate_images(dataset, skip_bad, min_per_class):
+def validate_images(dataset, skip_bad, min_per_class, require_classes=True):
     """Decode every image; refuse, or leave out (skip_bad), the ones that fail."""
     bad = {}
     for index in range(len(dataset)):
@@ -136,6 +166,8 @@ def validate_images(dataset, skip_bad, min_per_class):
                         "Fix or remove them, or pass --skip-bad to leave them out")
     kept = dataset.subset([i for i in range(len(dataset)) if i not in bad])
     kept.notes.append(f"left out {len(bad)} unusable image(s) (--skip-bad); first: {first}")
+    if not require_classes:
+        return kept
     _, rare = drop_rare_classes(kept.table, min_per_class)
     if rare:
         kept = kept.subset(np.flatnonzero(~kept.table["label"].astype(str).isin(rare)))
