@@ -117,9 +117,11 @@ def run_command(args):
         if config.test_embeddings:
             print_heldout(metrics, config)
             return
-        summary = metrics["stratified"]
+        summary, retrieval = metrics["stratified"], metrics["retrieval"]["all"]
         print(f"SVM accuracy: {summary['accuracy_mean']:.1%} ± {summary['accuracy_std']:.1%} "
-              f"({config.folds}-fold stratified CV); figures and metrics.json in {config.out}")
+              f"({config.folds}-fold stratified CV); retrieval among themselves: P@1 "
+              f"{retrieval['precision_at_1']:.1%}, MAP@R {retrieval['map_at_r']:.1%}; figures and "
+              f"metrics.json in {config.out}")
     elif args.command == "reproduce":
         from microrep.reproduce import reproduce
 

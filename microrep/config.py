@@ -73,17 +73,17 @@ class ModelConfig:
     embedding_dim: int = option(64, "size of the embedding vector (--head projection)")
     vgg_blocks: int = vgg_blocks_option()
     weights: str = weights_option()
-    feature_layers: str = option("block4_conv3,block5_conv3", "VGG16 layers whose maps are mean-pooled, comma-separated "
+    feature_layers: str = option("", "VGG16 layers whose maps are mean-pooled, comma-separated "
                                  "(e.g. block4_conv3,block5_conv3); empty: the last block kept")
-    head: str = option("residual", "'projection': a dense layer to --embedding-dim; "
+    head: str = option("projection", "'projection': a dense layer to --embedding-dim; "
                        "'residual': standardised pooled features plus a learned correction that "
                        "starts at zero, so training starts from the pretrained representation "
                        "(--embedding-dim is then the pooled feature size)",
                        ("projection", "residual"))
     l2_normalize: bool = option(True, "L2-normalise embeddings (distances then lie in [0, 2])")
-    train_base: bool = option(False, "fine-tune the VGG16 base (a GPU's job); frozen (the "
-                              "default), only the head trains, on VGG16 features computed once per "
-                              "crop, which keeps what the pretrained features know")
+    train_base: bool = option(True, "fine-tune the VGG16 base (a GPU's job); frozen, only the "
+                              "head trains, on VGG16 features computed once per crop, which keeps "
+                              "what the pretrained features know")
     mixed_precision: bool = option(False, "compute in bfloat16/float16 where the device supports it")
 
 
@@ -96,12 +96,22 @@ class PairConfig:
     augment: bool = option(True, "random flips and 90-degree rotations of each crop")
 
 
+def recipe_model_config():
+    """`microrep train`'s default tower: the measured CPU recipe's (PRESETS['cpu']).
+
+    Frozen ImageNet VGG16 at 224 px, block4_conv3 and block5_conv3 mean-pooled,
+    a residual head: training cannot damage the pretrained features, only add to them.
+    """
+    return ModelConfig(feature_layers="block4_conv3,block5_conv3", head="residual",
+                       train_base=False)
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Train the Siamese model under contrastive loss."""
 
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    model: ModelConfig = dataclasses.field(default_factory=recipe_model_config)
     pairs: PairConfig = dataclasses.field(default_factory=PairConfig)
     out: str = option("runs/train", "run folder: checkpoints, log, final model")
     preset: str = option("", "a measured recipe: 'cpu' (frozen VGG16 at 224 px, features "
@@ -149,6 +159,11 @@ class EmbedConfig:
     weights: str = weights_option()
     input_size: int = input_size_option()
     vgg_blocks: int = vgg_blocks_option(4)
+    feature_layers: str = option("block4_conv3", "--pretrained: VGG16 layers whose maps are "
+                                 "mean-pooled (comma-separated); block4_conv3 is DeCost et al.'s "
+                                 "best single layer")
+    mixed_precision: bool = option(False, "--pretrained: compute in bfloat16 (about 4x faster "
+                                   "on CPUs with AMX or AVX-512 BF16)")
     out: str = option("runs/embeddings", "folder for embeddings.npy and embeddings.csv")
     grid: int = option(3, "each image's embedding is the mean over a grid x grid tiling")
     batch_size: int = option(64, "tiles per batch")
@@ -330,8 +345,13 @@ def _coerce(value, field_type, name):
     return value
 
 
-def from_dict(cls, values, where="config"):
-    """Build `cls` from a (possibly nested) dict; unknown keys are an error."""
+def from_dict(cls, values, where="config", base=None):
+    """Build `cls` from a (possibly nested) dict; unknown keys are an error.
+
+    Settings not given keep the stage's own defaults (`base`, by default `cls()`),
+    nested groups included: `microrep train` and the demo default differently.
+    """
+    base = cls() if base is None else base
     if not isinstance(values, dict):
         raise ConfigError(f"{where} must be a mapping of settings")
     hints = typing.get_type_hints(cls)
@@ -342,10 +362,10 @@ def from_dict(cls, values, where="config"):
     kwargs = {}
     for name, value in values.items():
         if _is_dataclass_type(hints[name]):
-            kwargs[name] = from_dict(hints[name], value, f"{where}.{name}")
+            kwargs[name] = from_dict(hints[name], value, f"{where}.{name}", getattr(base, name))
         else:
             kwargs[name] = _coerce(value, hints[name], name)
-    return validate(cls(**kwargs))
+    return validate(dataclasses.replace(base, **kwargs))
 
 
 def validate(config):
@@ -402,13 +422,23 @@ def _flag_fields(cls, prefix=()):
             yield prefix + (field.name,), field, hints[field.name]
 
 
+def _stage_default(instance, path):
+    for name in path:
+        instance = getattr(instance, name)
+    return instance
+
+
 def add_config_flags(parser, cls):
-    """Add one flag per leaf field of `cls` (defaults None: only given flags override)."""
+    """Add one flag per leaf field of `cls` (defaults None: only given flags override).
+
+    The help shows the stage's own default (from `cls()`, nested groups included).
+    """
     parser.add_argument("--config", metavar="FILE", help="YAML or JSON file of settings; "
                         "flags given on the command line override it")
+    defaults = cls()
     for path, field, field_type in _flag_fields(cls):
         flag = "--" + path[-1].replace("_", "-")
-        default = field.default if field.default is not dataclasses.MISSING else None
+        default = _stage_default(defaults, path)
         help_text = f"{field.metadata.get('help', '')} (default: {default})"
         if field_type is bool:
             parser.add_argument(flag, dest="_".join(path), default=None, help=help_text,

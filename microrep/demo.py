@@ -41,8 +41,8 @@ def stage_configs(config):
     train_config = TrainConfig(
         data=data, model=model, pairs=PairConfig(pairs_per_epoch=config.pairs_per_epoch),
         out=str(out / "run"), epochs=config.epochs, batch_size=config.batch_size,
-        learning_rate=config.learning_rate, margin=config.margin, seed=config.seed,
-        overwrite=True)
+        learning_rate=config.learning_rate, margin=config.margin, similarity="label",
+        seed=config.seed, overwrite=True)
     eval_config = EvalConfig(embeddings=str(out / "embeddings"), out=str(out), folds=config.folds,
                              seed=config.seed)
     return train_config, eval_config

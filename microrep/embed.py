@@ -204,9 +204,11 @@ def read_shards(folder, shards):
 def embedding_tower(config):
     """The tower an EmbedConfig asks for: a trained one, or the untrained VGG16's features."""
     if config.pretrained:
-        from microrep.model import build_feature_tower
+        from microrep.model import build_feature_tower, dtype_policy, mixed_policy_name
 
-        return build_feature_tower(config.input_size, config.weights, config.vgg_blocks)
+        with dtype_policy(mixed_policy_name() if config.mixed_precision else "float32"):
+            return build_feature_tower(config.input_size, config.weights, config.vgg_blocks,
+                                       config.feature_layers)
     from microrep.train import load_tower
 
     return load_tower(config.model_path)
@@ -218,7 +220,8 @@ def embed_provenance(config, dataset):
 
     kind, location = source_kind(config.data)
     model = ({"pretrained": True, "weights": config.weights, "input_size": config.input_size,
-              "vgg_blocks": config.vgg_blocks} if config.pretrained
+              "vgg_blocks": config.vgg_blocks, "feature_layers": config.feature_layers,
+              "mixed_precision": config.mixed_precision} if config.pretrained
              else {"pretrained": False, "model_path": str(config.model_path)})
     return {**model, "data": kind, "data_dir": str(location), "task": config.data.task,
             "images": len(dataset), "grid": config.grid, "num_shards": config.num_shards}

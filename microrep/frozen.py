@@ -49,8 +49,16 @@ def crop_bank_plan(shapes, size, per_image, seed=0, keys=None):
 
 
 def model_key(feature_tower):
-    """A hash of a feature tower's layers, weights and precision (keys the feature cache)."""
-    digest = hashlib.sha256(keras.saving.serialize_keras_object(feature_tower).__repr__().encode())
+    """A hash of a feature tower's weights, pooled layers and precision (keys the feature cache).
+
+    Layer names that Keras numbers per process (inputs) are left out, so the same
+    tower built twice gets the same key.
+    """
+    from microrep import __version__
+
+    pooled = sorted(layer.name for layer in feature_tower.layers if layer.name.startswith("pool"))
+    digest = hashlib.sha256(repr((__version__, pooled, feature_tower.input_shape,
+                                  feature_tower.output_shape)).encode())
     digest.update(keras.config.dtype_policy().name.encode())
     for weight in feature_tower.get_weights():
         digest.update(np.ascontiguousarray(weight).tobytes())
@@ -210,3 +218,12 @@ def tower_from_head(head, feature_tower, model_config):
         if layer.weights:
             tower.get_layer(layer.name).set_weights(layer.get_weights())
     return tower
+
+
+def head_from_tower(tower, feature_dim, model_config):
+    """The head of an assembled tower, to embed cached features as the tower embeds images."""
+    head = build_head(feature_dim, model_config)
+    for layer in head.layers:
+        if layer.weights:
+            layer.set_weights(tower.get_layer(layer.name).get_weights())
+    return head

@@ -135,7 +135,7 @@ def train_fold_tower(config, images, labels, run_dir):
                           train_base=config.train_base),
         pairs=PairConfig(pairs_per_epoch=config.pairs_per_epoch), out=str(run_dir),
         epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-        margin=config.margin, seed=config.seed, overwrite=True)
+        margin=config.margin, similarity="label", seed=config.seed, overwrite=True)
     return train(train_config, fold_data, verbose=0).tower
 
 

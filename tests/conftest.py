@@ -10,6 +10,12 @@ from microrep.config import DataConfig, ModelConfig, PairConfig, TrainConfig  # 
 
 TINY_INPUT = 32  # VGG16's smallest input: keeps every test on 2 CPU cores fast
 
+#: `microrep train` flags of the paper's end-to-end training (fine-tuned base, projection head,
+#: contrastive loss on class labels), for tests of checkpoints, resume and data parallelism;
+#: the default trains a head on a frozen base instead.
+FINE_TUNE_FLAGS = ["--train-base", "--head", "projection", "--feature-layers", "",
+                   "--similarity", "label", "--margin", "1.0"]
+
 
 @pytest.fixture(scope="session")
 def tiny_data_config(tmp_path_factory):
@@ -33,7 +39,7 @@ def tiny_train_config(out, data_config, **overrides):
     values = dict(data=data_config,
                   model=ModelConfig(input_size=TINY_INPUT, embedding_dim=8, weights="none"),
                   pairs=PairConfig(pairs_per_epoch=16), out=str(out), epochs=2, batch_size=8,
-                  learning_rate=1e-4, seed=3)
+                  learning_rate=1e-4, similarity="label", margin=1.0, seed=3)
     values.update(overrides)
     return TrainConfig(**values)
 

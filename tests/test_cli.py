@@ -44,7 +44,9 @@ def test_generate_train_embed_evaluate_export_chain(tmp_path):
     assert main(["generate", "--out", str(data), "--classes", "spheroidite,pearlite,network",
                  "--samples-per-class", "2", "--images-per-sample", "3",
                  "--image-size", "48"]) == 0
-    model = ["--input-size", "32", "--embedding-dim", "8", "--weights", "none"]
+    # the default recipe: a residual head on pooled features of a frozen base
+    model = ["--input-size", "32", "--vgg-blocks", "2", "--feature-layers", "block2_conv2",
+             "--weights", "none", "--feature-cache", str(tmp_path / "cache")]
     dataset = ["--data", "folder", "--data-dir", str(data)]
     assert main(["train", *dataset, *model, "--epochs", "1", "--pairs-per-epoch", "8",
                  "--batch-size", "8", "--out", str(tmp_path / "run")]) == 0
@@ -54,6 +56,8 @@ def test_generate_train_embed_evaluate_export_chain(tmp_path):
                  "--out", str(tmp_path / "eval")]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["n_images"] == 18 and 0.0 <= metrics["stratified"]["accuracy_mean"] <= 1.0
+    assert metrics["retrieval"]["all"]["queries"] == 18
+    assert 0.0 <= metrics["retrieval"]["other_samples"]["map_at_r"] <= 1.0
     assert (tmp_path / "eval" / "pca.png").is_file()
     assert main(["evaluate", "--embeddings", str(tmp_path / "emb"), "--folds", "2",
                  "--task", "processing", "--out", str(tmp_path / "eval-processing")]) == 0
@@ -86,4 +90,4 @@ def test_unknown_flag_and_help():
     done = run_cli("train", "--no-such-flag")
     assert done.returncode == 2 and "unrecognized arguments" in done.stderr
     helped = run_cli("train", "--help")
-    assert helped.returncode == 0 and "--margin" in helped.stdout and "default: 1.0" in helped.stdout
+    assert helped.returncode == 0 and "--margin" in helped.stdout and "default: 1.8" in helped.stdout

@@ -14,7 +14,7 @@ import pytest
 from microrep.errors import ModelFileError
 from microrep.train import TrainingDivergedError, load_tower, train
 
-from conftest import tiny_train_config
+from conftest import FINE_TUNE_FLAGS, tiny_train_config
 
 EPOCHS = 6
 
@@ -24,7 +24,8 @@ def train_command(tmp_path, *extra):
             "--synthetic-samples-per-class", "1", "--synthetic-images-per-sample", "3",
             "--synthetic-image-size", "48", "--input-size", "32", "--vgg-blocks", "2",
             "--embedding-dim", "8", "--weights", "none", "--epochs", str(EPOCHS),
-            "--pairs-per-epoch", "64", "--batch-size", "8", "--out", str(tmp_path / "run"), *extra]
+            "--pairs-per-epoch", "64", "--batch-size", "8", "--out", str(tmp_path / "run"),
+            *FINE_TUNE_FLAGS, *extra]
 
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -7,11 +7,13 @@ import sys
 
 import pytest
 
+from conftest import FINE_TUNE_FLAGS
+
 TRAIN = ["train", "--data-dir", "{tmp}/data", "--synthetic-samples-per-class", "1",
          "--synthetic-images-per-sample", "3", "--synthetic-image-size", "40",
          "--input-size", "32", "--vgg-blocks", "2", "--embedding-dim", "8", "--weights", "none",
          "--epochs", "1", "--pairs-per-epoch", "16", "--batch-size", "8",
-         "--distribute", "data", "--out", "{tmp}/run"]
+         "--distribute", "data", "--out", "{tmp}/run", *FINE_TUNE_FLAGS]
 
 TF_TWO_CPUS = (
     "import sys, tensorflow as tf; cpu = tf.config.list_physical_devices('CPU')[0]; "

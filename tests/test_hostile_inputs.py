@@ -19,6 +19,8 @@ from microrep.data import load_dataset
 from microrep.data.images import read_image
 from microrep.errors import DataError
 
+from conftest import FINE_TUNE_FLAGS
+
 
 def good(path, value=120, size=(48, 40)):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +94,8 @@ def test_bad_files_stop_training_before_it_starts_unless_skipped(tmp_path, capsy
     make_valid_variants(data)
     train = ["train", "--images", str(data), "--input-size", "32", "--vgg-blocks", "2",
              "--embedding-dim", "8", "--weights", "none", "--epochs", "1",
-             "--pairs-per-epoch", "8", "--batch-size", "8", "--out", str(tmp_path / "run")]
+             "--pairs-per-epoch", "8", "--batch-size", "8", "--out", str(tmp_path / "run"),
+             *FINE_TUNE_FLAGS]
     assert main(train) == 2
     err = capsys.readouterr().err
     assert "--skip-bad" in err and "cannot be used" in err and len(err.strip().splitlines()) == 1

@@ -143,6 +143,7 @@ def evaluate_embeddings(config):
         "stratified": results["stratified"].summary(),
         "grouped": results["grouped"].summary() if results["grouped"] else None,
         "grouped_note": results["grouped_note"],
+        "retrieval": retrieval_metrics(embeddings, labels, query_groups=groups),
         "pca_explained_variance": [float(v) for v in explained],
         "settings": {"folds": config.folds, "repeats": config.repeats, "kernel": config.kernel,
                      "C": config.C, "seed": config.seed},

@@ -1,0 +1,81 @@
+"""The held-out workflow a user runs on a new batch: embed --pretrained, evaluate --test-embeddings."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from microrep.cli import main
+from microrep.embed import read_embeddings
+
+PRETRAINED = ["--pretrained", "--weights", "none", "--input-size", "32", "--vgg-blocks", "2",
+              "--feature-layers", "block2_conv2", "--grid", "1"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    data = tmp_path_factory.mktemp("heldout") / "data"
+    assert main(["generate", "--out", str(data), "--classes", "spheroidite,pearlite,network",
+                 "--samples-per-class", "2", "--images-per-sample", "4", "--image-size", "48"]) == 0
+    return data
+
+
+def write_csv(path, table, with_labels=True):
+    columns = ["path", "label", "group"] if with_labels else ["path"]
+    table[columns].to_csv(path, index=False)
+    return path
+
+
+def test_embed_takes_every_image_labelled_or_not(folder, tmp_path, capsys):
+    table = pd.read_csv(folder / "metadata.csv")
+    table["path"] = [str(folder / p) for p in table["path"]]
+    listing = write_csv(tmp_path / "unlabelled.csv", table.head(5), with_labels=False)
+    assert main(["embed", *PRETRAINED, "--csv", str(listing), "--out", str(tmp_path / "emb")]) == 0
+    assert "of 5 images (csv)" in capsys.readouterr().out
+    embeddings, embedded = read_embeddings(tmp_path / "emb")
+    assert embeddings.shape == (5, 128) and list(embedded["path"]) == list(table["path"].head(5))
+    info = json.loads((tmp_path / "emb" / "embed.json").read_text())
+    assert info["pretrained"] and info["data"] == "csv" and info["images"] == 5
+
+    # a class with a single image is embedded too: rarity is for training to judge
+    table.loc[0, "label"] = "lonely"
+    lonely = write_csv(tmp_path / "lonely.csv", table)
+    assert main(["embed", *PRETRAINED, "--csv", str(lonely), "--out", str(tmp_path / "all")]) == 0
+    embeddings, embedded = read_embeddings(tmp_path / "all")
+    assert len(embeddings) == len(table) and "lonely" in set(embedded["label"])
+
+
+def test_fit_on_one_folder_score_another(folder, tmp_path, capsys):
+    table = pd.read_csv(folder / "metadata.csv")
+    table["path"] = [str(folder / p) for p in table["path"]]
+    fit = table.groupby("group").head(2)
+    test = table.drop(fit.index)
+    for name, part in (("fit", fit), ("test", test)):
+        listing = write_csv(tmp_path / f"{name}.csv", part)
+        assert main(["embed", *PRETRAINED, "--csv", str(listing), "--out", str(tmp_path / name)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--embeddings", str(tmp_path / "fit"), "--test-embeddings",
+                 str(tmp_path / "test"), "--out", str(tmp_path / "eval")]) == 0
+    out = capsys.readouterr().out
+    assert "held-out accuracy" in out and "MAP@R" in out
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["n_fit"] == len(fit) and metrics["n_test"] == len(test)
+    assert set(metrics["accuracy"]) == {"linear", "rbf"}
+    for summary in metrics["retrieval"].values():
+        assert 0.0 <= summary["map_at_r"] <= 1.0 and summary["queries"] == len(test)
+    assert (tmp_path / "eval" / "confusion.png").is_file()
+    confusion = np.array(metrics["heldout"]["linear"]["confusion"])
+    assert confusion.sum() == len(test)
+
+
+def test_unlabelled_embeddings_cannot_be_scored(folder, tmp_path, capsys):
+    table = pd.read_csv(folder / "metadata.csv")
+    table["path"] = [str(folder / p) for p in table["path"]]
+    listing = write_csv(tmp_path / "unlabelled.csv", table, with_labels=False)
+    assert main(["embed", *PRETRAINED, "--csv", str(listing), "--out", str(tmp_path / "u")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--embeddings", str(tmp_path / "u"), "--test-embeddings",
+                 str(tmp_path / "u"), "--out", str(tmp_path / "eval")]) == 2
+    err = capsys.readouterr().err
+    assert "carry no labels" in err and len(err.strip().splitlines()) == 1
