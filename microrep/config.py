@@ -74,7 +74,9 @@ class ModelConfig:
     vgg_blocks: int = vgg_blocks_option()
     weights: str = weights_option()
     feature_layers: str = option("", "VGG16 layers whose maps are mean-pooled, comma-separated "
-                                 "(e.g. block4_conv3,block5_conv3); empty: the last block kept")
+                                 "(e.g. block4_conv3,block5_conv3); 'auto': blocks 4 and 5 with "
+                                 "all 5 kept, else the last block's last convolution; empty: the "
+                                 "last block's output")
     head: str = option("projection", "'projection': a dense layer to --embedding-dim; "
                        "'residual': standardised pooled features plus a learned correction that "
                        "starts at zero, so training starts from the pretrained representation "
@@ -102,8 +104,7 @@ def recipe_model_config():
     Frozen ImageNet VGG16 at 224 px, block4_conv3 and block5_conv3 mean-pooled,
     a residual head: training cannot damage the pretrained features, only add to them.
     """
-    return ModelConfig(feature_layers="block4_conv3,block5_conv3", head="residual",
-                       train_base=False)
+    return ModelConfig(feature_layers="auto", head="residual", train_base=False)
 
 
 @dataclasses.dataclass
@@ -291,12 +292,12 @@ QUICK_SETTINGS = dict(input_size=96, vgg_blocks=4, image_scale=0.0, train_base=F
 #: precision is chosen from the processor at start. 'gpu' fine-tunes the base and has
 #: not been measured on a GPU yet.
 PRESETS = {
-    "cpu": {"model": dict(input_size=224, vgg_blocks=5, feature_layers="block4_conv3,block5_conv3",
+    "cpu": {"model": dict(input_size=224, vgg_blocks=5, feature_layers="auto",
                           head="residual", train_base=False, mixed_precision="auto"),
             "pairs": dict(pairs_per_epoch=2048),
             "": dict(similarity="graded", learning_rate=1e-4, epochs=10, batch_size=64, margin=1.8,
                      feature_bank=16)},
-    "gpu": {"model": dict(input_size=224, vgg_blocks=5, feature_layers="block4_conv3,block5_conv3",
+    "gpu": {"model": dict(input_size=224, vgg_blocks=5, feature_layers="auto",
                           head="residual", train_base=True, mixed_precision=True),
             "pairs": dict(pairs_per_epoch=2048),
             "": dict(similarity="graded", learning_rate=1e-5, epochs=10, batch_size=64, margin=1.8)},

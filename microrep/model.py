@@ -21,6 +21,12 @@ from microrep.errors import ConfigError, WeightsError
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
 MIN_INPUT_SIZE = 32  # VGG16 halves the side five times
 
+#: feature_layers "auto": blocks 4 and 5 together (on the UHCSDB development copy their
+#: pooled maps trained best; block 4 alone beats block 5 as pretrained features), else
+#: the last convolution of the last block kept.
+AUTO_FEATURE_LAYERS = {1: ("block1_conv2",), 2: ("block2_conv2",), 3: ("block3_conv3",),
+                       4: ("block4_conv3",), 5: ("block4_conv3", "block5_conv3")}
+
 
 @keras.saving.register_keras_serializable(package="microrep")
 class GrayToVGGInput(keras.layers.Layer):
@@ -164,8 +170,10 @@ def load_vgg16(input_size, weights):
 
 def feature_layer_names(config):
     """The VGG16 layers whose maps are pooled: `feature_layers`, or the base's last block."""
-    names = [n.strip() for n in getattr(config, "feature_layers", "").split(",") if n.strip()]
-    return names
+    layers = getattr(config, "feature_layers", "")
+    if layers == "auto":
+        return list(AUTO_FEATURE_LAYERS[config.vgg_blocks])
+    return [name.strip() for name in layers.split(",") if name.strip()]
 
 
 def pooled_features(images, config):

@@ -29,6 +29,8 @@ from microrep.losses import ContrastiveLoss, GradedContrastiveLoss
 from microrep.model import build_feature_tower, build_siamese, dtype_policy, mixed_policy_name
 from microrep.pairs import GradedPairSampler, PairSampler
 
+BANK_SEED = 0
+
 
 def pair_relations(table):
     """What makes two images 'the same sample': their processing condition where known, else sample."""
@@ -91,8 +93,10 @@ def frozen_features(config, images, log):
     cache = str(Path(config.feature_cache).expanduser()) if config.feature_cache else None
     started = time.time()
     with dtype_policy(policy):
+        # the bank's crops depend on each image alone (not on --seed), so the cache
+        # serves every run on the same images: other seeds, splits, heads
         features = compute_frozen_features(feature_tower, images, 3, config.feature_bank,
-                                           config.seed, progress=True, cache_dir=cache)
+                                           BANK_SEED, progress=True, cache_dir=cache)
     log(f"VGG16 features of {len(images)} images ({config.feature_bank} crops and 9 tiles each, "
         f"{policy}) ready in {time.time() - started:.0f} s" + (f"; cached in {cache}" if cache else ""))
     return features, feature_tower

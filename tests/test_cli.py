@@ -45,8 +45,8 @@ def test_generate_train_embed_evaluate_export_chain(tmp_path):
                  "--samples-per-class", "2", "--images-per-sample", "3",
                  "--image-size", "48"]) == 0
     # the default recipe: a residual head on pooled features of a frozen base
-    model = ["--input-size", "32", "--vgg-blocks", "2", "--feature-layers", "block2_conv2",
-             "--weights", "none", "--feature-cache", str(tmp_path / "cache")]
+    model = ["--input-size", "32", "--vgg-blocks", "2", "--weights", "none",
+             "--feature-cache", str(tmp_path / "cache")]
     dataset = ["--data", "folder", "--data-dir", str(data)]
     assert main(["train", *dataset, *model, "--epochs", "1", "--pairs-per-epoch", "8",
                  "--batch-size", "8", "--out", str(tmp_path / "run")]) == 0

@@ -107,7 +107,7 @@ def test_presets_fill_only_what_flags_and_files_leave_open(monkeypatch):
     add_config_flags(parser, TrainConfig)
     config = config_from_args(TrainConfig, parser.parse_args(["--preset", "cpu", "--epochs", "3"]))
     assert config.epochs == 3 and config.similarity == "graded"
-    assert config.model.feature_layers == PRESETS["cpu"]["model"]["feature_layers"]
+    assert config.model.feature_layers == PRESETS["cpu"]["model"]["feature_layers"] == "auto"
     monkeypatch.setattr("microrep.device.cpu_has_native_bfloat16", lambda: False)
     plain = config_from_args(TrainConfig, parser.parse_args(["--preset", "cpu"]))
     assert plain.model.mixed_precision is False
