@@ -91,10 +91,16 @@ def score(table, embeddings, fit):
 
 
 def train_config(args, out):
-    values = apply_preset({"preset": "cpu", "model": {"weights": args.weights},
-                           "feature_cache": args.feature_cache, "out": str(out),
-                           "val_fraction": 0.0, "overwrite": True})
-    return from_dict(TrainConfig, values)
+    """The cpu preset with this machine's weights and cache, and any --set overrides."""
+    values = {"preset": "cpu", "model": {"weights": args.weights},
+              "feature_cache": args.feature_cache, "out": str(out), "overwrite": True}
+    for setting in args.set:
+        key, value = setting.split("=", 1)
+        node = values
+        for part in key.split(".")[:-1]:
+            node = node.setdefault(part, {})
+        node[key.split(".")[-1]] = value
+    return from_dict(TrainConfig, apply_preset(values))
 
 
 def main():
@@ -104,6 +110,9 @@ def main():
     parser.add_argument("--feature-cache", default=str(Path("~/.cache/microrep/features").expanduser()))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--json", help="also write the per-split results here")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a training setting, e.g. --set epochs=20 or "
+                             "--set model.head=projection (repeatable)")
     args = parser.parse_args()
 
     dataset = load_dataset(DataConfig(data="uhcsdb", data_dir=args.data_dir, min_class_size=1))
@@ -136,7 +145,8 @@ def main():
     table_out = (frame.groupby(["split", "task", "metric", "method"], sort=False)["value"].mean()
                  .unstack("method"))
     table_out["learned - pretrained"] = table_out["learned"] - table_out["pretrained"]
-    print(f"\nheld-out, mean over seeds {args.seeds}; features of {len(dataset)} images computed "
+    print(f"\nsettings: {' '.join(args.set) or 'the cpu preset'}")
+    print(f"held-out, mean over seeds {args.seeds}; features of {len(dataset)} images computed "
           f"in {feature_seconds:.0f} s (0 when cached); head training {np.mean(timings):.0f} s per split")
     print((table_out * 100).round(1).to_string())
 

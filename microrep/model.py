@@ -168,6 +168,12 @@ def load_vgg16(input_size, weights):
     return base
 
 
+def check_input_size(size):
+    """ConfigError for crops VGG16 cannot take (it halves the side five times)."""
+    if int(size) < MIN_INPUT_SIZE:
+        raise ConfigError(f"input size {size} is below VGG16's minimum of {MIN_INPUT_SIZE} pixels")
+
+
 def feature_layer_names(config):
     """The VGG16 layers whose maps are pooled: `feature_layers`, or the base's last block."""
     layers = getattr(config, "feature_layers", "")
@@ -179,6 +185,7 @@ def feature_layer_names(config):
 def pooled_features(images, config):
     """uint8 crops -> VGG16 maps, mean-pooled (and concatenated when several layers are tapped)."""
     size = int(config.input_size)
+    check_input_size(size)
     features = GrayToVGGInput(name="to_vgg_input")(images)
     taps = feature_layer_names(config)
     base = build_vgg16_base(size, config.weights, config.vgg_blocks)
@@ -214,8 +221,7 @@ def head_layers(features, config):
 def build_tower(config):
     """The embedding tower of a ModelConfig: uint8 (S, S, 1) -> embedding."""
     size = int(config.input_size)
-    if size < MIN_INPUT_SIZE:
-        raise ConfigError(f"input size {size} is below VGG16's minimum of {MIN_INPUT_SIZE} pixels")
+    check_input_size(size)
     policy = mixed_policy_name() if config.mixed_precision else keras.config.dtype_policy().name
     with dtype_policy(policy):
         images = keras.Input((size, size, 1), dtype="uint8", name="image")

@@ -30,7 +30,7 @@ from microrep.errors import (ConfigError, MicrorepError, ModelFileError,
                              OutputExistsError)
 from microrep.fileio import atomic_path, write_json, write_text
 from microrep.losses import PairAccuracy
-from microrep.model import build_siamese, build_tower
+from microrep.model import build_siamese, build_tower, check_input_size
 from microrep.pairs import (GradedPairSampler, PairSampler, check_images_fit, make_pydataset,
                             make_tf_dataset)
 
@@ -200,6 +200,7 @@ def train(config, dataset=None, verbose="auto"):
     dataset = dataset if dataset is not None else load_dataset(config.data)
     images = dataset.images()
     check_images_fit(images, config.model.input_size)
+    check_input_size(config.model.input_size)
     initial_epoch = prepare_run_dir(config)  # only once the data is known to be usable
     if initial_epoch >= config.epochs:  # resuming a finished run changes nothing
         return TrainResult(run_dir, load_tower(run_dir), {}, initial_epoch, already_complete=True)

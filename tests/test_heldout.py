@@ -21,6 +21,13 @@ def folder(tmp_path_factory):
     return data
 
 
+def metadata(folder):
+    """The generated folder's table as a user's CSV would hold it: path, label, group."""
+    table = pd.read_csv(folder / "metadata.csv")
+    return table.assign(path=[str(folder / p) for p in table["path"]],
+                        label=table["primary_microconstituent"], group=table["sample_key"])
+
+
 def write_csv(path, table, with_labels=True):
     columns = ["path", "label", "group"] if with_labels else ["path"]
     table[columns].to_csv(path, index=False)
@@ -28,8 +35,7 @@ def write_csv(path, table, with_labels=True):
 
 
 def test_embed_takes_every_image_labelled_or_not(folder, tmp_path, capsys):
-    table = pd.read_csv(folder / "metadata.csv")
-    table["path"] = [str(folder / p) for p in table["path"]]
+    table = metadata(folder)
     listing = write_csv(tmp_path / "unlabelled.csv", table.head(5), with_labels=False)
     assert main(["embed", *PRETRAINED, "--csv", str(listing), "--out", str(tmp_path / "emb")]) == 0
     assert "of 5 images (csv)" in capsys.readouterr().out
@@ -47,8 +53,7 @@ def test_embed_takes_every_image_labelled_or_not(folder, tmp_path, capsys):
 
 
 def test_fit_on_one_folder_score_another(folder, tmp_path, capsys):
-    table = pd.read_csv(folder / "metadata.csv")
-    table["path"] = [str(folder / p) for p in table["path"]]
+    table = metadata(folder)
     fit = table.groupby("group").head(2)
     test = table.drop(fit.index)
     for name, part in (("fit", fit), ("test", test)):
@@ -70,8 +75,7 @@ def test_fit_on_one_folder_score_another(folder, tmp_path, capsys):
 
 
 def test_unlabelled_embeddings_cannot_be_scored(folder, tmp_path, capsys):
-    table = pd.read_csv(folder / "metadata.csv")
-    table["path"] = [str(folder / p) for p in table["path"]]
+    table = metadata(folder)
     listing = write_csv(tmp_path / "unlabelled.csv", table, with_labels=False)
     assert main(["embed", *PRETRAINED, "--csv", str(listing), "--out", str(tmp_path / "u")]) == 0
     capsys.readouterr()
