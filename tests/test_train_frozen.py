@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -69,6 +70,7 @@ def test_the_recipe_trains_validates_and_its_tower_embeds_as_the_cached_features
         tmp_path, tiny_data_config, tiny_dataset):
     cache = tmp_path / "cache"
     config = recipe_config(tmp_path / "run", tiny_data_config, cache, val_fraction=0.3)
+    keras.utils.set_random_seed(5)  # random VGG16 weights, the same in both builds below
     result = train(config, tiny_dataset, verbose=0)
     log = pd.read_csv(tmp_path / "run" / "training_log.csv")
     assert list(log.columns) == ["epoch", "loss", "val_loss", "val_map_at_r"]
@@ -78,6 +80,7 @@ def test_the_recipe_trains_validates_and_its_tower_embeds_as_the_cached_features
 
     from microrep.train_frozen import frozen_features
 
+    keras.utils.set_random_seed(5)
     features, _ = frozen_features(config, tiny_dataset.images(), lambda *_: None)
     assert sorted(cache.glob("*.npz")) == cached, "a second run reads the cache"
     head = head_from_tower(result.tower, features.tiles.shape[-1], config.model)
@@ -88,17 +91,17 @@ def test_the_recipe_trains_validates_and_its_tower_embeds_as_the_cached_features
 
 def test_an_untrained_residual_head_embeds_the_standardised_pretrained_features(
         tmp_path, tiny_data_config, tiny_dataset):
-    config = recipe_config(tmp_path / "run", tiny_data_config, tmp_path / "cache", epochs=0)
-    result = train(config, tiny_dataset, verbose=0)
-    from microrep.train_frozen import frozen_features
+    from microrep.train_frozen import fit_head, frozen_features
 
+    config = recipe_config(tmp_path / "run", tiny_data_config, tmp_path / "cache", epochs=0)
     features, _ = frozen_features(config, tiny_dataset.images(), lambda *_: None)
+    head, log = fit_head(config, features, tiny_dataset.labels, tiny_dataset.groups, print)
+    assert log == []
     tiles = features.tiles.reshape(-1, features.tiles.shape[-1]).astype(np.float64)
     bank = features.bank.astype(np.float64)
     standardised = (tiles - bank.mean(axis=0)) / (bank.std(axis=0) + 1e-6)
     unit = standardised / np.linalg.norm(standardised, axis=1, keepdims=True)
     expected = unit.reshape(features.tiles.shape).mean(axis=1)
-    head = head_from_tower(result.tower, features.tiles.shape[-1], config.model)
     np.testing.assert_allclose(embed_from_tiles(head, features), expected, rtol=1e-3, atol=1e-4)
 
 
