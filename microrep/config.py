@@ -115,12 +115,12 @@ class TrainConfig:
     model: ModelConfig = dataclasses.field(default_factory=recipe_model_config)
     pairs: PairConfig = dataclasses.field(default_factory=PairConfig)
     out: str = option("runs/train", "run folder: checkpoints, log, final model")
-    preset: str = option("", "a measured recipe: 'cpu' (frozen VGG16 at 224 px, features "
+    preset: str = option("none", "a recipe: 'cpu' (measured: frozen VGG16 at 224 px, features "
                          "cached on disk, residual head under graded similarity, bfloat16 where "
                          "the CPU computes it natively: the defaults plus the precision choice), "
-                         "'gpu' (the same head while fine-tuning VGG16 block 5 at a low "
-                         "learning rate; not yet measured); flags given still override it",
-                         ("", "cpu", "gpu"))
+                         "'gpu' (the same head and loss while fine-tuning all of VGG16 at a "
+                         "learning rate of 1e-5; not yet measured); flags given still override it",
+                         ("none", "cpu", "gpu"))
     epochs: int = option(10, "training epochs")
     batch_size: int = option(64, "pairs per batch")
     learning_rate: float = option(1e-4, "Adam learning rate")
@@ -306,8 +306,8 @@ PRESETS = {
 
 def apply_preset(values):
     """Fill a settings dict with its preset's values wherever it does not set them itself."""
-    name = values.get("preset") or ""
-    if not name:
+    name = values.get("preset") or "none"
+    if name == "none":
         return values
     if name not in PRESETS:
         raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
@@ -440,7 +440,9 @@ def add_config_flags(parser, cls):
     for path, field, field_type in _flag_fields(cls):
         flag = "--" + path[-1].replace("_", "-")
         default = _stage_default(defaults, path)
-        help_text = f"{field.metadata.get('help', '')} (default: {default})"
+        help_text = field.metadata.get("help", "")
+        if default != "" and "(default:" not in help_text:  # empty defaults say so in their help
+            help_text += f" (default: {default})"
         if field_type is bool:
             parser.add_argument(flag, dest="_".join(path), default=None, help=help_text,
                                 action=argparse.BooleanOptionalAction)

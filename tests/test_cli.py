@@ -91,3 +91,4 @@ def test_unknown_flag_and_help():
     assert done.returncode == 2 and "unrecognized arguments" in done.stderr
     helped = run_cli("train", "--help")
     assert helped.returncode == 0 and "--margin" in helped.stdout and "default: 1.8" in helped.stdout
+    assert "(default: )" not in helped.stdout and "default: auto" in helped.stdout
