@@ -154,7 +154,10 @@ def describe_training(config):
 
         why = (" (this CPU multiplies bfloat16 natively)" if model.mixed_precision and
                cpu_has_native_bfloat16() else "")
-        return (f"frozen VGG16 ({model.feature_layers or f'{model.vgg_blocks} blocks'}, "
+        from microrep.model import feature_layer_names
+
+        layers = "+".join(feature_layer_names(model)) or f"{model.vgg_blocks} blocks"
+        return (f"frozen VGG16 ({layers} mean-pooled, "
                 f"{model.input_size} px, {precision}{why}); {model.head} head under "
                 f"{config.similarity} contrastive loss, {config.epochs} epochs x "
                 f"{config.pairs.pairs_per_epoch} pairs")
