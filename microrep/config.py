@@ -274,6 +274,11 @@ class ReproduceConfig:
                                     "out); 0: every condition with at least --folds images")
     processing_pca: int = option(64, "processing condition: PCA to this many dimensions inside "
                                  "each fold before the SVM, as DeCost et al. (0: none)")
+    heldout_splits: int = option(3, "also train microrep's own recipe (a residual head on the "
+                                 "frozen base, graded similarity; at this run's input size and "
+                                 "blocks) on half of the images and score it against the "
+                                 "pretrained features on the other half, over this many seeded "
+                                 "splits (0: skip)")
     seed: int = option(0, "seed of splits, weights and pairs")
 
 

@@ -84,6 +84,26 @@ def _pct(value, std=None):
     return f"{value:.1%}" + (f" ± {std:.1%}" if std is not None and std == std else "")
 
 
+def heldout_lines(rows, settings):
+    """results.md's held-out section: microrep's recipe vs the pretrained features."""
+    if not rows:
+        return []
+    lines = ["", "## On images the training never saw (microrep's recipe)", "",
+             f"Each of {settings['heldout_splits']} seeded splits trains microrep's own recipe "
+             "(frozen VGG16, residual head, graded similarity; `microrep train --preset cpu` at "
+             "this run's input size and blocks) on one half of the images only; SVMs fitted on "
+             "that half score the other. *within*: every sample on both sides; *disjoint*: whole "
+             "samples held out (processing conditions are then unseen, so that row is near "
+             "chance). Pretrained: the same VGG16 layer mean-pooled, no training. Mean over "
+             "splits; the rows where learning loses are kept.", "",
+             "| split | task | metric | pretrained | learned | difference |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['split']} | {TASK_NAMES.get(row['task'], row['task'])} | "
+                     f"{row['metric']} | {_pct(row['pretrained'])} | {_pct(row['learned'])} | "
+                     f"{100 * row['difference']:+.1f} |")
+    return lines
+
+
 def reproduce_report(table, confusions, interpretation, meta, out):
     """results.md of `microrep reproduce`: the side-by-side table, figures, PCA reading."""
     from microrep.analysis.interpret import strongest
@@ -118,6 +138,7 @@ def reproduce_report(table, confusions, interpretation, meta, out):
               "trained on its training fold only.", ""]
     for note in meta["notes"] + meta.get("dataset_notes", []):
         lines.append(f"- {note}")
+    lines += heldout_lines(meta.get("heldout") or [], settings)
     lines += ["", "## Confusion matrices (Siamese, summed over test folds)", ""]
     lines += [f"![{name}]({path})" for name, path in confusions.items()]
     lines += ["", "## What the principal components mean", "",

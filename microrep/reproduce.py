@@ -291,14 +291,56 @@ def reproduce(config, log=print):
     from microrep.report import reproduce_report
 
     confusions = confusion_figures(records, out)
+    heldout = heldout_table(config, dataset, images, out, log)
     interpretation = interpret(config, dataset, images, out, log, frozen)
     meta = {"microrep_version": __version__, "backend": keras.backend.backend(),
             "settings": to_dict(config), "images": len(images), "notes": notes,
-            "seconds": round(time.time() - started, 1), "dataset_notes": dataset.notes}
+            "seconds": round(time.time() - started, 1), "dataset_notes": dataset.notes,
+            "heldout": heldout}
     write_json(out / "reproduce.json", meta)
     write_text(out / "results.md", reproduce_report(table, confusions, interpretation, meta, out))
     log(f"results: {out / 'results.md'}")
     return table
+
+
+def heldout_recipe(config, out):
+    """The TrainConfig of microrep's recipe at this run's input size, blocks and weights."""
+    from microrep.config import TrainConfig, apply_preset, from_dict
+
+    model = {"input_size": config.input_size, "vgg_blocks": config.vgg_blocks,
+             "weights": config.weights}
+    return from_dict(TrainConfig, apply_preset({
+        "preset": "cpu", "model": model, "out": str(out / "heldout-run"), "overwrite": True,
+        "seed": config.seed}))
+
+
+def heldout_table(config, dataset, images, out, log):
+    """Pretrained vs learned on held-out halves (microrep.heldout); rows for results.md.
+
+    Written to heldout.csv (every split) and returned as a list of mean rows; resumed
+    runs reuse heldout.csv when the settings match.
+    """
+    from microrep.heldout import compare_on_splits, summarise
+
+    if config.heldout_splits <= 0:
+        return []
+    path, key = out / "heldout.csv", settings_key(config)
+    if path.is_file() and (out / "heldout.key").is_file() and (out / "heldout.key").read_text() == key:
+        rows = pd.read_csv(path)
+    else:
+        log(f"held-out: microrep's recipe vs the pretrained features over {config.heldout_splits} "
+            "seeded splits (training on one half, scoring the other)")
+        scaled = dataclasses.replace(dataset, _cache=dict(enumerate(images)))
+        seeds = range(config.seed, config.seed + config.heldout_splits)
+        tasks = [t.strip() for t in config.tasks.split(",") if t.strip()]
+        rows, _ = compare_on_splits(heldout_recipe(config, out), scaled, seeds, tasks=tasks, log=log)
+        write_text(path, rows.to_csv(index=False))
+        write_text(out / "heldout.key", key)
+        shutil.rmtree(out / "heldout-run", ignore_errors=True)
+    if rows.empty:
+        return []
+    summary = summarise(rows).reset_index()
+    return summary.to_dict(orient="records")
 
 
 def confusion_figures(records, out):

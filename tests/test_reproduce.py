@@ -15,7 +15,7 @@ def tiny_config(tmp_path):
     return ReproduceConfig(data=data, out=str(tmp_path / "out"), tasks="3phase,processing",
                            weights="none", input_size=32, vgg_blocks=2, embedding_dim=8,
                            epochs=1, pairs_per_epoch=16, batch_size=8, grid=1, folds=2,
-                           processing_images=3, processing_pca=4)
+                           processing_images=3, processing_pca=4, heldout_splits=1)
 
 
 def test_reproduce_writes_the_side_by_side_table_and_resumes(tmp_path):
@@ -33,6 +33,16 @@ def test_reproduce_writes_the_side_by_side_table_and_resumes(tmp_path):
     assert "random-feature baseline" in report  # weights none is said plainly
     assert "processing / grouped: not run" in report  # one sample per condition
     assert "DeCost et al.'s protocol" in report and "3 drawn from each" in report
+    assert "## On images the training never saw" in report
+    heldout = pd.read_csv(out / "heldout.csv")
+    assert set(heldout["split"]) == {"within", "disjoint"} and set(heldout["seed"]) == {0}
+    assert set(heldout["method"]) == {"pretrained", "learned"}
+    assert {"linear SVM", "MAP@R"} <= set(heldout["metric"])
+    accuracy = heldout.loc[heldout["metric"] == "linear SVM", "value"]
+    # within: both tasks; disjoint: 3 phases only (held-out conditions were never trained on)
+    assert accuracy.between(0, 1).all() and len(accuracy) == (2 + 1) * 2
+    # MAP@R among other samples is undefined where a condition has one sample
+    assert heldout["value"].dropna().between(0, 1).all()
     for name in ("pc_descriptors.png", "pc_extremes.png", "pca_classes.png",
                  "confusion_3phase.png", "pc_correlations.csv"):
         assert (out / name).is_file(), name
