@@ -38,6 +38,8 @@ CHECKPOINT = "checkpoint.keras"
 STATE = "state.json"
 TOWER = "tower.keras"
 LOG = "training_log.csv"
+BEST_TOWER = "best_tower.keras"
+BEST = "best.json"
 
 #: Settings that may change when a run is resumed.
 RESUMABLE_CHANGES = {"epochs", "resume", "overwrite", "patience", "learning_rate"}
@@ -72,6 +74,39 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             self.model.save(tmp)
         write_json(self.run_dir / STATE, {"epochs_completed": epoch + 1, "loss": loss,
                                           "microrep_version": __version__})
+
+
+class ValidationScores(keras.callbacks.Callback):
+    """Each epoch: loss on fixed pairs of held-out samples and their MAP@R; the best tower kept.
+
+    Runs before the CSV logger, so the log gains `val_loss` and `val_map_at_r`;
+    the best epoch's tower is written to best_tower.keras (and its score to
+    best.json, so a resumed run keeps comparing against it).
+    """
+
+    def __init__(self, run_dir, images, labels, pairs, grid):
+        super().__init__()
+        self.run_dir, self.images, self.labels = Path(run_dir), images, labels
+        self.pairs, self.grid = pairs, grid
+        best = self.run_dir / BEST
+        self.best = json.loads(best.read_text())["val_map_at_r"] if best.is_file() else -math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        from microrep.analysis.retrieval import retrieval_metrics
+        from microrep.embed import embed_images
+
+        logs = logs if logs is not None else {}
+        (side_a, side_b), target = self.pairs
+        logs["val_loss"] = float(self.model.evaluate([side_a, side_b], target, verbose=0,
+                                                     batch_size=len(target), return_dict=True)["loss"])
+        tower = self.model.get_layer("embedding_tower")
+        embeddings = embed_images(tower, self.images, self.grid, workers=0)
+        logs["val_map_at_r"] = retrieval_metrics(embeddings, self.labels)["all"]["map_at_r"]
+        if logs["val_map_at_r"] > self.best:
+            self.best = logs["val_map_at_r"]
+            with atomic_path(self.run_dir / BEST_TOWER) as tmp:
+                tower.save(tmp)
+            write_json(self.run_dir / BEST, {"epoch": epoch, "val_map_at_r": self.best})
 
 
 def _comparable(config_dict):
@@ -169,13 +204,37 @@ def build_or_resume_model(config, run_dir, initial_epoch):
     return siamese
 
 
-def training_callbacks(config, run_dir, initial_epoch):
-    callbacks = [keras.callbacks.TerminateOnNaN(),
-                 keras.callbacks.CSVLogger(str(run_dir / LOG), append=initial_epoch > 0),
-                 AtomicCheckpoint(run_dir)]
+def training_callbacks(config, run_dir, initial_epoch, validation=None):
+    """NaN stop, validation (when given), CSV log, checkpoints, early stopping."""
+    callbacks = [keras.callbacks.TerminateOnNaN()]
+    if validation is not None:
+        callbacks.append(validation)
+    callbacks += [keras.callbacks.CSVLogger(str(run_dir / LOG), append=initial_epoch > 0),
+                  AtomicCheckpoint(run_dir)]
     if config.patience > 0:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="loss", patience=config.patience))
+        monitor = ("val_map_at_r", "max") if validation is not None else ("loss", "min")
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor[0], mode=monitor[1],
+                                                       patience=config.patience))
     return callbacks
+
+
+def validation_setup(config, dataset, run_dir):
+    """(training dataset, ValidationScores or None): whole samples held out by --val-fraction."""
+    if config.val_fraction <= 0:
+        return dataset, None
+    from microrep.pairs import crops_from_plan
+    from microrep.train_frozen import pair_relations, validation_split
+
+    relations = pair_relations(dataset.table) if config.similarity == "graded" else dataset.groups
+    train_rows, val_rows = validation_split(dataset.labels, relations, config.val_fraction, config.seed)
+    held = dataset.subset(val_rows)
+    images = held.images()
+    sampler = image_pair_sampler(dataclasses.replace(config, seed=config.seed + 1), held, images,
+                                 min(config.pairs.pairs_per_epoch, 256))
+    plan_a, plan_b, target = sampler.epoch_plan(0)
+    size = config.model.input_size
+    pairs = ((crops_from_plan(images, plan_a, size), crops_from_plan(images, plan_b, size)), target)
+    return dataset.subset(train_rows), ValidationScores(run_dir, images, held.labels, pairs, 3)
 
 
 def image_pair_sampler(config, dataset, images, pairs_per_epoch):
@@ -209,6 +268,8 @@ def train(config, dataset=None, verbose="auto"):
 
         return train_on_frozen_base(config, dataset, log=print if verbose else (lambda *_: None))
     pairs_per_epoch = math.ceil(config.pairs.pairs_per_epoch / config.batch_size) * config.batch_size
+    dataset, validation = validation_setup(config, dataset, run_dir)
+    images = dataset.images()
     sampler = image_pair_sampler(config, dataset, images, pairs_per_epoch)
     scope, devices = distribution_scope(config)
     if devices > 1 and config.batch_size % devices:
@@ -223,7 +284,8 @@ def train(config, dataset=None, verbose="auto"):
             print(f"data-parallel training over {devices} devices")
         history = siamese.fit(source, epochs=config.epochs, initial_epoch=initial_epoch,
                               steps_per_epoch=pairs_per_epoch // config.batch_size,
-                              callbacks=training_callbacks(config, run_dir, initial_epoch),
+                              callbacks=training_callbacks(config, run_dir, initial_epoch,
+                                                           validation),
                               shuffle=False, verbose=verbose)
     losses = history.history.get("loss", [])
     if losses and not math.isfinite(losses[-1]):
@@ -231,6 +293,8 @@ def train(config, dataset=None, verbose="auto"):
             "training diverged (loss is NaN); lower --learning-rate. The last good "
             f"checkpoint is in {run_dir}")
     tower = siamese.get_layer("embedding_tower")
+    if validation is not None and (run_dir / BEST_TOWER).is_file():
+        tower = load_tower(run_dir / BEST_TOWER)  # the best epoch on held-out samples
     with atomic_path(run_dir / TOWER) as tmp:
         tower.save(tmp)
     completed = initial_epoch + len(losses)

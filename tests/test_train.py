@@ -1,5 +1,6 @@
 import json
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -53,3 +54,18 @@ def test_overwrite_replaces_and_tower_loads(tmp_path, tiny_data_config, tiny_dat
     train(tiny_train_config(run, tiny_data_config, epochs=1, overwrite=True), tiny_dataset, verbose=0)
     tower = load_tower(run)
     assert tower.name == "embedding_tower" and tower.output_shape == (None, 8)
+
+
+def test_validation_on_held_out_samples_logs_map_at_r_and_keeps_the_best_tower(
+        tmp_path, tiny_data_config, tiny_dataset):
+    run = tmp_path / "run"
+    config = tiny_train_config(run, tiny_data_config, epochs=3, val_fraction=0.3)
+    result = train(config, tiny_dataset, verbose=0)
+    log = pd.read_csv(run / "training_log.csv")
+    assert {"val_loss", "val_map_at_r"} <= set(log.columns) and len(log) == 3
+    best = json.loads((run / "best.json").read_text())
+    assert best["val_map_at_r"] == pytest.approx(log["val_map_at_r"].max())
+    assert best["epoch"] == int(log["val_map_at_r"].idxmax())
+    kept = keras.saving.load_model(run / "best_tower.keras")
+    for ours, theirs in zip(result.tower.get_weights(), kept.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
