@@ -36,6 +36,14 @@ def _quiet_backends():
         logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. retracing notices
 
 
+#: What Ctrl-C leaves behind, per command.
+INTERRUPTED = {
+    "train": "completed epochs (and cached VGG16 features) are kept; continue with --resume",
+    "reproduce": "finished folds are kept; run the same command again to continue",
+    "": "files are written whole or not at all, so nothing half-written was left; run it again",
+}
+
+
 def build_parser():
     from microrep.config import (DemoConfig, EmbedConfig, EvalConfig, ExportConfig, FetchConfig,
                                  ReproduceConfig, TrainConfig, add_config_flags)
@@ -203,8 +211,8 @@ def main(argv=None):
               "  (set MICROREP_DEBUG=1 to see the traceback, and please report it)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\nmicrorep {args.command}: interrupted; completed epochs are kept "
-              "(continue a training run with --resume)", file=sys.stderr)
+        print(f"\nmicrorep {args.command}: interrupted; {INTERRUPTED.get(args.command, INTERRUPTED[''])}",
+              file=sys.stderr)
         return 130
     return 0
 
