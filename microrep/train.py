@@ -60,11 +60,16 @@ class TrainResult:
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
-    """Save model + optimizer and the epoch count after every epoch, atomically."""
+    """Save model + optimizer and the epoch count after every epoch, atomically.
 
-    def __init__(self, run_dir):
+    With `announce`, each saved checkpoint is also said in one line (for people
+    watching a long run, and for tests that act when one is written).
+    """
+
+    def __init__(self, run_dir, announce=False):
         super().__init__()
         self.run_dir = Path(run_dir)
+        self.announce = announce
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
@@ -74,6 +79,8 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             self.model.save(tmp)
         write_json(self.run_dir / STATE, {"epochs_completed": epoch + 1, "loss": loss,
                                           "microrep_version": __version__})
+        if self.announce:
+            print(f"checkpoint: {epoch + 1} epochs saved in {self.run_dir}", flush=True)
 
 
 class ValidationScores(keras.callbacks.Callback):
@@ -204,13 +211,13 @@ def build_or_resume_model(config, run_dir, initial_epoch):
     return siamese
 
 
-def training_callbacks(config, run_dir, initial_epoch, validation=None):
+def training_callbacks(config, run_dir, initial_epoch, validation=None, verbose=0):
     """NaN stop, validation (when given), CSV log, checkpoints, early stopping."""
     callbacks = [keras.callbacks.TerminateOnNaN()]
     if validation is not None:
         callbacks.append(validation)
     callbacks += [keras.callbacks.CSVLogger(str(run_dir / LOG), append=initial_epoch > 0),
-                  AtomicCheckpoint(run_dir)]
+                  AtomicCheckpoint(run_dir, announce=bool(verbose))]
     if config.patience > 0:
         monitor = ("val_map_at_r", "max") if validation is not None else ("loss", "min")
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor[0], mode=monitor[1],
@@ -285,7 +292,7 @@ def train(config, dataset=None, verbose="auto"):
         history = siamese.fit(source, epochs=config.epochs, initial_epoch=initial_epoch,
                               steps_per_epoch=pairs_per_epoch // config.batch_size,
                               callbacks=training_callbacks(config, run_dir, initial_epoch,
-                                                           validation),
+                                                           validation, verbose),
                               shuffle=False, verbose=verbose)
     losses = history.history.get("loss", [])
     if losses and not math.isfinite(losses[-1]):

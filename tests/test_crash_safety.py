@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import keras
 import pandas as pd
@@ -36,42 +35,40 @@ def epochs_checkpointed(run):
     return json.loads(state.read_text())["epochs_completed"] if state.is_file() else 0
 
 
-def wait_for(condition, process, limit=600):
-    """Poll until `condition()` holds or the process ends; True if the condition held.
+def read_until(process, marker):
+    """Read the run's output line by line until one holds `marker`; False if it ended first.
 
-    The kill points are events on disk (the run folder prepared, a checkpoint
-    written), never moments on the clock, so a faster or slower machine kills
-    at the same places in the run.
+    The kill points are lines the run prints at events (it starts training, a
+    checkpoint is saved), never moments on the clock, so a faster or slower
+    machine kills at the same places in the run.
     """
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if condition():
+    for line in process.stdout:
+        if marker in line:
             return True
-        if process.poll() is not None:
-            return False
-        time.sleep(0.05)
-    raise AssertionError("training made no progress within the limit")
+    return False
+
+
+def start_training(tmp_path, attempt):
+    command = train_command(tmp_path, *([] if attempt == 0 else ["--resume"]))
+    errors = open(tmp_path / f"stderr-{attempt}.log", "w")
+    return subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=errors, text=True)
 
 
 def test_sigkill_at_checkpoint_events_then_resume(tmp_path):
     run = tmp_path / "run"
-    # kill before the first checkpoint (the folder just prepared), then right after
-    # each of three checkpoints: each time in the middle of whatever came next
-    kill_points = [lambda: (run / "config.json").is_file()]
-    kill_points += [lambda k=k: epochs_checkpointed(run) >= k for k in (1, 3, 4)]
-    kills = 0
-    for attempt, kill_point in enumerate(kill_points + [None]):
-        command = train_command(tmp_path, *([] if attempt == 0 else ["--resume"]))
-        process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE, text=True)
-        if kill_point is not None and wait_for(kill_point, process):
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            kills += 1
-            continue
-        _, err = process.communicate(timeout=600)
-        assert process.returncode == 0, err[-2000:]
-    assert kills == 4
+    # kill as training starts (before any checkpoint), then right after the checkpoints
+    # of epochs 1, 3 and 4: each time in the middle of whatever came next
+    kill_points = ["training on", "checkpoint: 1 epochs", "checkpoint: 3 epochs",
+                   "checkpoint: 4 epochs"]
+    for attempt, marker in enumerate(kill_points):
+        process = start_training(tmp_path, attempt)
+        assert read_until(process, marker), (tmp_path / f"stderr-{attempt}.log").read_text()[-2000:]
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    process = start_training(tmp_path, len(kill_points))
+    out, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, (tmp_path / f"stderr-{len(kill_points)}.log").read_text()[-2000:]
+    assert "checkpoint: 5 epochs" in out and "checkpoint: 6 epochs" in out
     assert epochs_checkpointed(run) == EPOCHS
     log = pd.read_csv(run / "training_log.csv")
     assert list(log["epoch"]) == list(range(EPOCHS)), "each epoch logged exactly once"
@@ -87,7 +84,7 @@ def test_sigkill_at_checkpoint_events_then_resume(tmp_path):
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     process = subprocess.Popen(train_command(tmp_path), env=ENV, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    assert wait_for((tmp_path / "run" / "state.json").is_file, process)
+    assert read_until(process, "checkpoint: 1 epochs")
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130
