@@ -106,9 +106,9 @@ def compare_on_splits(train_config, dataset, seeds, kinds=SPLITS, tasks=TASKS, l
     from microrep.train_frozen import frozen_features
 
     started = time.time()
-    features, _ = frozen_features(train_config, dataset.images(), log)
+    features, feature_tower = frozen_features(train_config, dataset.images(), log)
     timings = {"features_s": time.time() - started, "head_s": []}
-    baseline = features.tiles[..., :first_layer_width(train_config, features)].mean(axis=1)
+    baseline = features.tiles[..., :first_layer_width(train_config, feature_tower)].mean(axis=1)
     rows = []
     for kind in kinds:
         for seed in seeds:
@@ -128,15 +128,14 @@ def compare_on_splits(train_config, dataset, seeds, kinds=SPLITS, tasks=TASKS, l
     return pd.DataFrame(rows), timings
 
 
-def first_layer_width(train_config, features):
+def first_layer_width(train_config, feature_tower):
     """Channels of the first tapped layer: the part of the features `embed --pretrained` pools."""
     from microrep.model import feature_layer_names
 
     layers = feature_layer_names(train_config.model)
     if len(layers) < 2:
-        return features.tiles.shape[-1]
-    widths = {"block1": 64, "block2": 128, "block3": 256, "block4": 512, "block5": 512}
-    return widths[layers[0].split("_")[0]]
+        return int(feature_tower.output_shape[-1])
+    return int(feature_tower.get_layer(f"pool_{layers[0]}").output.shape[-1])
 
 
 def summarise(rows):

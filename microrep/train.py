@@ -230,9 +230,9 @@ def validation_setup(config, dataset, run_dir):
     if config.val_fraction <= 0:
         return dataset, None
     from microrep.pairs import crops_from_plan
-    from microrep.train_frozen import pair_relations, validation_split
+    from microrep.train_frozen import similarity_relations, validation_split
 
-    relations = pair_relations(dataset.table) if config.similarity == "graded" else dataset.groups
+    relations = similarity_relations(config, dataset)
     train_rows, val_rows = validation_split(dataset.labels, relations, config.val_fraction, config.seed)
     held = dataset.subset(val_rows)
     images = held.images()

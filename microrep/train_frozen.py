@@ -42,6 +42,11 @@ def pair_relations(table):
     return table["group"].astype(str).to_numpy()
 
 
+def similarity_relations(config, dataset):
+    """Per image, what counts as 'the same sample' for pairs and validation splits."""
+    return pair_relations(dataset.table) if config.similarity == "graded" else dataset.groups
+
+
 def validation_split(labels, groups, fraction, seed=0):
     """(training positions, validation positions): whole samples held out, every class kept.
 
@@ -166,7 +171,7 @@ def train_on_frozen_base(config, dataset, log=print):
     images = dataset.images()
     features, feature_tower = frozen_features(config, images, log)
     labels = dataset.labels
-    relations = pair_relations(dataset.table) if config.similarity == "graded" else dataset.groups
+    relations = similarity_relations(config, dataset)
     head, rows = fit_head(config, features, labels, relations, log)
     tower = tower_from_head(head, feature_tower, config.model)
     write_text(run_dir / LOG, pd.DataFrame(rows).to_csv(index=False))
