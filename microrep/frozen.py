@@ -110,7 +110,7 @@ def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, batc
     setting = f"{model_key(feature_tower)}-{size}-{grid}-{per_image}-{seed}"
     entries = [hashlib.sha256(f"{setting}-{k}".encode()).hexdigest()[:32] for k in keys]
     cache = Path(cache_dir) if cache_dir else None
-    found = {i: np.load(cache / f"{e}.npz") for i, e in enumerate(entries)
+    found = {i: _load(cache / f"{e}.npz") for i, e in enumerate(entries)
              if cache is not None and (cache / f"{e}.npz").is_file()}
     todo = [i for i in range(len(images)) if i not in found]
     fresh = _compute(feature_tower, [images[i] for i in todo], [keys[i] for i in todo], grid,
@@ -125,6 +125,13 @@ def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, batc
         bank.append(found[index]["bank"])
         tiles.append(found[index]["tiles"])
     return FrozenFeatures(np.concatenate(bank), np.stack(tiles), int(per_image))
+
+
+def _load(path):
+    """One cached entry, read whole and closed (an open NpzFile per image would hold a file
+    descriptor each, and archives of thousands of images would run out of them)."""
+    with np.load(path) as stored:
+        return {"bank": stored["bank"], "tiles": stored["tiles"]}
 
 
 def _store(path, arrays):
