@@ -3,6 +3,8 @@
 # Carry .whl/ (keras, namex, optree wheels; see benchmarks/README.md).
 # Writes its logs and JSON results under $OUT (or ./gpu-results); at most 8 minutes (the timeouts below).
 #   DEMO=1            also run the end-to-end demo (up to 3 more minutes)
+#   AUTOBATCH=1       also run `microrep train --batch-size auto` fine-tuning at 224 px for one
+#                     epoch (up to 3 more minutes): which batch fits, and the rate it trains at
 #   FLOAT32=1         also time float32 (the product's default precision)
 #   VARIANTS=...      step variants to time (benchmarks/variants.py)
 #   PROFILE=...       variants to profile by kind of work (benchmarks/profile_step.py)
@@ -23,7 +25,8 @@ if [ "${DEMO:-0}" = 1 ]; then
   timeout 180 python3 -m microrep demo --out /tmp/demo --epochs 3 --overwrite > "$OUT/demo.txt" 2>&1
   tail -6 "$OUT/demo.txt"
 fi
-# 2. throughput at the paper's input size: the product and the candidate step variants,
+# 2. throughput at the paper's input size: the product (reshape/merged), the step before it
+#    (max/twice) and each change alone,
 #    plus training fed by the product's own pair pipeline (PyDataset, 4 threads)
 PRECISION=mixed; [ "${FLOAT32:-0}" = 1 ] && PRECISION=float32,mixed
 timeout 300 python3 benchmarks/throughput.py --input-size ${SIZE:-224} --batch-size ${TRAIN_BATCH:-128} \
@@ -36,9 +39,17 @@ timeout 90 python3 benchmarks/embed_archive.py --input-size ${SIZE:-224} --mixed
     --images ${ARCHIVE_IMAGES:-1024} --json "$OUT/embed_archive.json" > "$OUT/embed_archive.txt" 2>&1
 tail -3 "$OUT/embed_archive.txt"
 # 4. where a bfloat16 training step spends its time, by kind of work
-for variant in ${PROFILE:-max/twice}; do
+for variant in ${PROFILE:-reshape/merged}; do
   name=profile_${variant//\//_}
   timeout 90 python3 benchmarks/profile_step.py --input-size ${SIZE:-224} --batch-size ${TRAIN_BATCH:-128} \
       --mixed --variant "$variant" --json "$OUT/$name.json" > "$OUT/$name.txt" 2>&1
   grep -v -E '^\s*$' "$OUT/$name.txt" | tail -14
 done
+# 5. `--batch-size auto`: the batch chosen on this accelerator and one epoch at it
+if [ "${AUTOBATCH:-0}" = 1 ]; then
+  timeout 180 python3 -m microrep train --data synthetic --data-dir /tmp/autobatch-data \
+      --synthetic-image-size 256 --train-base --weights none --batch-size auto \
+      --input-size ${SIZE:-224} --mixed-precision --epochs 1 --pairs-per-epoch ${AUTOBATCH_PAIRS:-4096} \
+      --feature-cache "" --out /tmp/autobatch-run --overwrite > "$OUT/autobatch.txt" 2>&1
+  grep -E "batch size auto|trained|s/step|error" "$OUT/autobatch.txt" | tail -4
+fi

@@ -224,7 +224,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128, help="pairs per training step")
     parser.add_argument("--steps", type=int, default=3, help="steps traced")
     parser.add_argument("--mixed", action="store_true", help="bfloat16 mixed precision")
-    parser.add_argument("--variant", default="max/twice", help="POOL/TOWER, as in throughput.py")
+    parser.add_argument("--variant", default="reshape/merged", help="POOL/TOWER, as in throughput.py")
     parser.add_argument("--json", help="also write the summary to this file")
     args = parser.parse_args()
     summary = profile(args)

@@ -9,8 +9,8 @@ vs the hardware, not vs a datasheet. FLOPs come from the model's layers.
 
 It also times the product's own pair pipeline (NumPy sampler and crops on the
 host, fed through `keras.utils.PyDataset`) on UHCSDB-sized synthetic images, and
-the candidate step variants of `variants.py`, each checked against the
-product's model before it is timed.
+the step variants of `variants.py` (the earlier step and each change alone),
+each checked against the product's model before it is timed.
 
     KERAS_BACKEND=jax python benchmarks/throughput.py --input-size 224 --batch-size 128
     python benchmarks/throughput.py --input-size 64 --steps 5          # a CPU check
@@ -222,9 +222,10 @@ def main():
     parser.add_argument("--jit", default="auto", help="jit_compile setting for compile()")
     parser.add_argument("--steps-per-execution", type=int, default=1,
                         help="training steps fused into one device call")
-    parser.add_argument("--variants", default="max/twice",
+    parser.add_argument("--variants", default="reshape/merged",
                         help="comma-separated POOL/TOWER step variants (see variants.py): "
-                             "pool max|reshape, tower twice|merged; max/twice is the product")
+                             "pool max|reshape, tower twice|merged; reshape/merged is the "
+                             "product, max/twice the step before it")
     parser.add_argument("--pipeline-steps", type=int, default=0,
                         help="also time training fed by the product's PyDataset for this many steps")
     parser.add_argument("--workers", type=int, default=0, help="PyDataset worker threads")

@@ -1,63 +1,33 @@
-"""Candidate speed-ups of the Siamese training step, kept beside the benchmarks until measured.
+"""The Siamese training step as it was, kept beside the benchmarks as the baseline to beat.
 
-Each variant computes the same function as the product's model (checked by
-`check_variants` on random inputs) and changes only how the step runs, so that
-one benchmark run can say whether it is worth moving into `microrep.model`:
+The product's step (`microrep.model`) pools with `ReshapeMaxPool` and runs
+both sides of a pair through the tower as one batch. The variants rebuild the
+earlier step around the same weights, so one run can time each change:
 
-- `pool=reshape`: VGG16's 2x2/2 max-pooling as a reshape and a max over the
-  two window axes. Its gradient is an elementwise mask that XLA fuses, where
-  the gradient of `MaxPooling2D` under JAX is a `select-and-scatter` op
-  (scatter with atomics on GPUs).
-- `tower=merged`: both images of a pair go through the tower as one batch of
-  2B, instead of two calls of B: one kernel launch per layer instead of two
-  and one weight gradient per layer instead of two summed.
+- `pool=max`: VGG16's `MaxPooling2D` (gradient: a select-and-scatter under JAX);
+  `pool=reshape`: the product's reshape + max.
+- `tower=twice`: two tower calls of B images each, joined by `EuclideanDistance`;
+  `tower=merged`: the product's one call on 2B images.
+
+`reshape/merged` is the product; `max/twice` is the step before it. Every variant
+is checked against the product's model (`check_variant`) before it is timed.
 """
 
 import keras
 from keras import ops
 
-from microrep.model import EuclideanDistance
+from microrep.model import EuclideanDistance, build_siamese, with_reshape_pooling
+
+PRODUCT = "reshape/merged"
 
 
-class ReshapeMaxPool(keras.layers.Layer):
-    """2x2 max-pooling with stride 2 and 'valid' padding, as reshape + max."""
-
-    def call(self, inputs):
-        height, width, channels = inputs.shape[1], inputs.shape[2], inputs.shape[3]
-        inputs = inputs[:, :height // 2 * 2, :width // 2 * 2, :]
-        windows = ops.reshape(inputs, (-1, height // 2, 2, width // 2, 2, channels))
-        return ops.max(windows, axis=(2, 4))
-
-    def compute_output_shape(self, input_shape):
-        batch, height, width, channels = input_shape
-        return (batch, height // 2, width // 2, channels)
-
-
-class HalvesDistance(keras.layers.Layer):
-    """Distance between the first and second half of a batch of 2B embeddings."""
-
-    def call(self, embeddings):
-        half = ops.shape(embeddings)[0] // 2
-        return EuclideanDistance(dtype="float32")([embeddings[:half], embeddings[half:]])
-
-    def compute_output_shape(self, input_shape):
-        return (None,)
-
-
-class Concatenate0(keras.layers.Layer):
-    def call(self, inputs):
-        return ops.concatenate(inputs, axis=0)
-
-    def compute_output_shape(self, input_shapes):
-        return (None, *input_shapes[0][1:])
-
-
-def with_reshape_pooling(tower):
-    """A copy of `tower` (same weights) whose MaxPooling2D layers are ReshapeMaxPool."""
+def with_max_pooling(tower):
+    """A copy of `tower` (same weights) whose ReshapeMaxPool layers are MaxPooling2D again."""
+    from microrep.model import ReshapeMaxPool
 
     def swap(layer):
-        if isinstance(layer, keras.layers.MaxPooling2D):
-            return ReshapeMaxPool(name=layer.name, dtype=layer.dtype_policy)
+        if isinstance(layer, ReshapeMaxPool):
+            return keras.layers.MaxPooling2D((2, 2), name=layer.name, dtype=layer.dtype_policy.name)
         return layer.__class__.from_config(layer.get_config())
 
     copy = keras.models.clone_model(tower, clone_function=swap, recursive=True)
@@ -65,27 +35,26 @@ def with_reshape_pooling(tower):
     return copy
 
 
-def build_merged_siamese(tower):
-    """Two uint8 inputs concatenated into one batch, one tower call, their distance."""
-    size = tower.input_shape[1]
-    first = keras.Input((size, size, 1), dtype="uint8", name="image_a")
-    second = keras.Input((size, size, 1), dtype="uint8", name="image_b")
-    both = Concatenate0(dtype="uint8")([first, second])
-    distance = HalvesDistance(dtype="float32", name="distance")(tower(both))
-    return keras.Model([first, second], distance, name="siamese_merged")
+def build_twice_siamese(tower):
+    """The earlier Siamese model: the tower called on each side, then EuclideanDistance."""
+    shape, dtype, name = tower.input_shape[1:], tower.inputs[0].dtype, tower.inputs[0].name
+    first = keras.Input(shape, dtype=dtype, name=f"{name}_a")
+    second = keras.Input(shape, dtype=dtype, name=f"{name}_b")
+    distance = EuclideanDistance(name="distance", dtype="float32")([tower(first), tower(second)])
+    return keras.Model([first, second], distance, name="siamese")
 
 
-def build_variant(tower, pool="max", tower_call="twice"):
-    """The Siamese model of a variant, sharing nothing with `tower` but its weights."""
-    from microrep.model import build_siamese
-
-    if pool == "reshape":
+def build_variant(tower, pool="reshape", tower_call="merged"):
+    """(tower, Siamese model) of a variant, sharing nothing with `tower` but its weights."""
+    if pool == "max":
+        tower = with_max_pooling(tower)
+    elif pool == "reshape":
         tower = with_reshape_pooling(tower)
-    elif pool != "max":
+    else:
         raise ValueError(f"pool must be max or reshape, got {pool}")
-    if tower_call == "merged":
-        return tower, build_merged_siamese(tower)
-    if tower_call != "twice":
+    if tower_call == "twice":
+        return tower, build_twice_siamese(tower)
+    if tower_call != "merged":
         raise ValueError(f"tower_call must be twice or merged, got {tower_call}")
     return tower, build_siamese(tower)
 

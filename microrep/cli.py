@@ -149,7 +149,7 @@ def run_command(args):
         from microrep.export import export_tower
         from microrep.train import load_tower
 
-        savedmodel, keras_file = export_tower(load_tower(config.model_path), config.out)
+        savedmodel, keras_file = export_tower(load_tower(config.model_path), config.out, config.grid)
         print(f"SavedModel: {savedmodel}\nKeras file: {keras_file}")
 
 

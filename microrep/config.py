@@ -10,15 +10,37 @@ config as an argument.
 import argparse
 import dataclasses
 import json
+import math
+import sys
+import textwrap
 import typing
 from pathlib import Path
 
 from microrep.errors import ConfigError
 
 
-def option(default, help, choices=None):
-    """A dataclass field with the help text (and choices) its CLI flag shows."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+def option(default, help, choices=None, at_least=None, above=None, at_most=None, below=None,
+           parse=None):
+    """A dataclass field with the help text (and choices) its CLI flag shows.
+
+    The bounds (`at_least`, `above`, `at_most`, `below`) are checked by `validate`
+    whenever a config is built, so a bad setting is refused before a stage writes
+    anything; `parse` reads values the field's type cannot (e.g. 'auto').
+    """
+    return dataclasses.field(default=default, metadata={
+        "help": help, "choices": choices, "parse": parse,
+        "bounds": {"at_least": at_least, "above": above, "at_most": at_most, "below": below}})
+
+
+def count_option(default, help, minimum=1, **kwargs):
+    """An integer setting that counts something: at least `minimum` (1 unless said)."""
+    return option(default, help, at_least=minimum, **kwargs)
+
+
+def _batch_size(value):
+    from microrep.autobatch import parse_batch_size
+
+    return parse_batch_size(value)
 
 
 @dataclasses.dataclass
@@ -37,21 +59,21 @@ class DataConfig:
     task: str = option("constituent", "what to classify: every primary microconstituent, "
                        "DeCost's 3 phases, or the processing condition",
                        ("constituent", "3phase", "processing"))
-    min_class_size: int = option(2, "drop classes with fewer images (with a message)")
+    min_class_size: int = count_option(2, "drop classes with fewer images (with a message)")
     skip_bad: bool = option(False, "leave out unreadable or unusable images (with a message) "
                             "instead of refusing to start")
     um_per_px: float = option(0.0, "rescale every image to this many micrometres per pixel "
-                              "(UHCSDB only; 0 keeps each image's own scale)")
-    synthetic_samples_per_class: int = option(4, "synthetic data: samples per class")
-    synthetic_images_per_sample: int = option(5, "synthetic data: micrographs per sample")
-    synthetic_image_size: int = option(160, "synthetic data: image side in pixels")
+                              "(UHCSDB only; 0 keeps each image's own scale)", at_least=0.0)
+    synthetic_samples_per_class: int = count_option(4, "synthetic data: samples per class")
+    synthetic_images_per_sample: int = count_option(5, "synthetic data: micrographs per sample")
+    synthetic_image_size: int = count_option(160, "synthetic data: image side in pixels", 32)
     synthetic_seed: int = option(0, "synthetic data: random seed")
 
 
 # Settings of the VGG16 base, declared once and used by every stage that builds one.
 
 def input_size_option(default=224):
-    return option(default, "side of the square crops the model sees (>= 32)")
+    return count_option(default, "side of the square crops the model sees (>= 32)", 32)
 
 
 def vgg_blocks_option(default=5):
@@ -70,7 +92,7 @@ class ModelConfig:
     """The embedding tower and the Siamese model around it."""
 
     input_size: int = input_size_option()
-    embedding_dim: int = option(64, "size of the embedding vector (--head projection)")
+    embedding_dim: int = count_option(64, "size of the embedding vector (--head projection)")
     vgg_blocks: int = vgg_blocks_option()
     weights: str = weights_option()
     feature_layers: str = option("", "VGG16 layers whose maps are mean-pooled, comma-separated "
@@ -93,8 +115,8 @@ class ModelConfig:
 class PairConfig:
     """How training pairs are drawn."""
 
-    pairs_per_epoch: int = option(2048, "pairs drawn afresh each epoch")
-    positive_fraction: float = option(0.5, "share of same-class pairs")
+    pairs_per_epoch: int = count_option(2048, "pairs drawn afresh each epoch")
+    positive_fraction: float = option(0.5, "share of same-class pairs", at_least=0.0, at_most=1.0)
     augment: bool = option(True, "random flips and 90-degree rotations of each crop")
 
 
@@ -121,25 +143,33 @@ class TrainConfig:
                          "'gpu' (the same head and loss while fine-tuning all of VGG16 at a "
                          "learning rate of 1e-5; not yet measured); flags given still override it",
                          ("none", "cpu", "gpu"))
-    epochs: int = option(10, "training epochs")
-    batch_size: int = option(64, "pairs per batch")
-    learning_rate: float = option(1e-4, "Adam learning rate")
+    epochs: int = count_option(10, "training epochs")
+    batch_size: int = count_option(64, "pairs per batch, or 'auto': on a GPU/TPU the largest "
+                                  "power of two whose training step fits, the learning rate "
+                                  "scaled by sqrt(batch/64) (both said and recorded); 64 on a CPU",
+                                  parse=_batch_size)
+    learning_rate: float = option(1e-4, "Adam learning rate", above=0.0)
     similarity: str = option("graded", "'graded': pairs from one sample (or processing condition) "
                              "are pulled closest, other pairs of one class less, different "
                              "classes pushed past --margin; 'label': the paper's contrastive loss "
                              "on same/different class", ("graded", "label"))
-    margin: float = option(1.8, "contrastive margin: different-class pairs are pushed this far apart")
-    same_class_within: float = option(1.25, "graded: same-class pairs are pulled within this distance")
-    same_sample_within: float = option(0.8, "graded: pairs of one sample are pulled within this distance")
-    feature_bank: int = option(16, "frozen base: augmented crops per image whose VGG16 features "
+    margin: float = option(1.8, "contrastive margin: different-class pairs are pushed this far apart",
+                           above=0.0)
+    same_class_within: float = option(1.25, "graded: same-class pairs are pulled within this "
+                                      "distance", at_least=0.0)
+    same_sample_within: float = option(0.8, "graded: pairs of one sample are pulled within this "
+                                       "distance", at_least=0.0)
+    feature_bank: int = count_option(16, "frozen base: augmented crops per image whose VGG16 features "
                                "are computed once (and cached) to train the head on")
     feature_cache: str = option("~/.cache/microrep/features", "frozen base: folder caching "
                                 "each image's VGG16 features (keyed by weights, image bytes and "
                                 "crops); empty: no cache")
     val_fraction: float = option(0.0, "share of samples held out of training to validate each "
-                                 "epoch (validation loss and MAP@R); the best epoch is kept")
+                                 "epoch (validation loss and MAP@R); the best epoch is kept",
+                                 at_least=0.0, below=1.0)
     patience: int = option(0, "stop after this many epochs without improvement (0: never); "
-                           "with --val-fraction on validation MAP@R, else on the training loss")
+                           "with --val-fraction on validation MAP@R, else on the training loss",
+                           at_least=0)
     seed: int = option(0, "seed for weights, pairs and crops")
     distribute: str = option("none", "'data': data-parallel training over every local "
                              "accelerator (or every CPU device) with keras.distribution (JAX) or "
@@ -166,12 +196,13 @@ class EmbedConfig:
     mixed_precision: bool = option(False, "--pretrained: compute in bfloat16 (about 4x faster "
                                    "on CPUs with AMX or AVX-512 BF16)")
     out: str = option("runs/embeddings", "folder for embeddings.npy and embeddings.csv")
-    grid: int = option(3, "each image's embedding is the mean over a grid x grid tiling")
-    batch_size: int = option(64, "tiles per batch")
+    grid: int = count_option(3, "each image's embedding is the mean over a grid x grid tiling")
+    batch_size: int = count_option(64, "tiles per batch")
     read_workers: int = option(-1, "threads that decode images ahead of the model "
-                               "(-1: one per CPU core, at most 8; 0: read in the main thread)")
-    num_shards: int = option(1, "split the images into this many shards (one process each)")
-    shard_index: int = option(0, "which shard this process embeds (0 .. num_shards-1)")
+                               "(-1: one per CPU core, at most 8; 0: read in the main thread)",
+                               at_least=-1)
+    num_shards: int = count_option(1, "split the images into this many shards (one process each)")
+    shard_index: int = option(0, "which shard this process embeds (0 .. num_shards-1)", at_least=0)
 
 
 @dataclasses.dataclass
@@ -187,10 +218,10 @@ class EvalConfig:
                        "(default: the labels they were embedded with); classes with fewer "
                        "images than folds are dropped with a message",
                        ("", "constituent", "3phase", "processing"))
-    folds: int = option(5, "cross-validation folds")
-    repeats: int = option(1, "repeat the k-fold split with new shuffles")
+    folds: int = count_option(5, "cross-validation folds", 2)
+    repeats: int = count_option(1, "repeat the k-fold split with new shuffles")
     kernel: str = option("linear", "SVM kernel", ("linear", "rbf"))
-    C: float = option(1.0, "SVM regularisation")
+    C: float = option(1.0, "SVM regularisation", above=0.0)
     seed: int = option(0, "seed of the CV splits")
 
 
@@ -200,6 +231,8 @@ class ExportConfig:
 
     model_path: str = option("runs/train", "a run folder or a tower .keras file")
     out: str = option("runs/export", "folder for the SavedModel and the .keras file")
+    grid: int = count_option(3, "the SavedModel's embed_image endpoint averages a grid x grid "
+                             "tiling of each whole image, as `microrep embed --grid`")
 
 
 @dataclasses.dataclass
@@ -207,21 +240,21 @@ class DemoConfig:
     """The whole pipeline at demo scale."""
 
     out: str = option("microrep-demo", "report folder (data, run, embeddings, figures, export)")
-    input_size: int = option(48, "crop side the model sees")
+    input_size: int = count_option(48, "crop side the model sees", 32)
     vgg_blocks: int = option(3, "VGG16 blocks kept (3 suits 48x48 crops and random weights)",
                              (1, 2, 3, 4, 5))
-    embedding_dim: int = option(32, "embedding size")
+    embedding_dim: int = count_option(32, "embedding size")
     weights: str = option("none", "VGG16 weights: 'none', 'imagenet' (needs internet) or a file")
-    epochs: int = option(12, "training epochs")
-    pairs_per_epoch: int = option(640, "pairs per epoch")
-    batch_size: int = option(32, "pairs per batch")
-    learning_rate: float = option(1e-4, "Adam learning rate")
-    margin: float = option(1.0, "contrastive margin")
-    samples_per_class: int = option(4, "synthetic samples per class")
-    images_per_sample: int = option(5, "synthetic micrographs per sample")
-    image_size: int = option(160, "synthetic image side")
-    grid: int = option(3, "embedding tiles per side")
-    folds: int = option(5, "CV folds")
+    epochs: int = count_option(12, "training epochs")
+    pairs_per_epoch: int = count_option(640, "pairs per epoch")
+    batch_size: int = count_option(32, "pairs per batch")
+    learning_rate: float = option(1e-4, "Adam learning rate", above=0.0)
+    margin: float = option(1.0, "contrastive margin", above=0.0)
+    samples_per_class: int = count_option(4, "synthetic samples per class")
+    images_per_sample: int = count_option(5, "synthetic micrographs per sample")
+    image_size: int = count_option(160, "synthetic image side", 32)
+    grid: int = count_option(3, "embedding tiles per side")
+    folds: int = count_option(5, "CV folds", 2)
     seed: int = option(0, "seed for data, weights and pairs")
     overwrite: bool = option(False, "replace an earlier demo in --out")
 
@@ -236,7 +269,8 @@ class FetchConfig:
                          "holding microstructures.sqlite and micrographs.zip)")
     from_dir: str = option("", "use files you downloaded by hand from this folder "
                            "(microstructures.sqlite and micrographs.zip or a micrographs/ folder)")
-    timeout: float = option(30.0, "seconds to wait for a server before trying the next source")
+    timeout: float = option(30.0, "seconds to wait for a server before trying the next source",
+                            above=0.0)
     verify_images: bool = option(True, "decode every image after unpacking")
 
 
@@ -252,33 +286,35 @@ class ReproduceConfig:
                          "model and training settings below are then ignored)")
     weights: str = option("imagenet", "VGG16 weights for both the baseline and the Siamese "
                           "tower: 'imagenet', 'none' or a local file")
-    input_size: int = option(224, "crop side")
+    input_size: int = count_option(224, "crop side", 32)
     vgg_blocks: int = option(5, "VGG16 blocks kept", (1, 2, 3, 4, 5))
     image_scale: float = option(1.0, "resize every micrograph by this factor before cropping "
-                                "(0: shrink so the shorter side is 4 crops long)")
-    embedding_dim: int = option(64, "Siamese embedding size")
+                                "(0: shrink so the shorter side is 4 crops long)", at_least=0.0)
+    embedding_dim: int = count_option(64, "Siamese embedding size")
     train_base: bool = option(True, "fine-tune the VGG16 base inside each fold (else only the "
                               "projection learns, on frozen features)")
-    feature_bank: int = option(32, "with a frozen base: augmented crops per image whose VGG16 "
+    feature_bank: int = count_option(32, "with a frozen base: augmented crops per image whose VGG16 "
                                "features are computed once and shared by every fold's training")
-    epochs: int = option(20, "Siamese training epochs per fold")
-    pairs_per_epoch: int = option(2048, "pairs per epoch")
-    batch_size: int = option(32, "pairs per batch")
-    learning_rate: float = option(1e-5, "Adam learning rate (fine-tuning a pretrained tower)")
-    margin: float = option(1.0, "contrastive margin")
-    grid: int = option(3, "embedding tiles per side")
-    folds: int = option(5, "cross-validation folds")
+    epochs: int = count_option(20, "Siamese training epochs per fold")
+    pairs_per_epoch: int = count_option(2048, "pairs per epoch")
+    batch_size: int = count_option(32, "pairs per batch")
+    learning_rate: float = option(1e-5, "Adam learning rate (fine-tuning a pretrained tower)",
+                                  above=0.0)
+    margin: float = option(1.0, "contrastive margin", above=0.0)
+    grid: int = count_option(3, "embedding tiles per side")
+    folds: int = count_option(5, "cross-validation folds", 2)
     processing_images: int = option(10, "processing condition as DeCost et al.: only conditions "
                                     "with at least this many micrographs, this many drawn from "
                                     "each (with --folds equal to it, leave one image per class "
                                     "out); 0: every condition with at least --folds images")
     processing_pca: int = option(64, "processing condition: PCA to this many dimensions inside "
-                                 "each fold before the SVM, as DeCost et al. (0: none)")
+                                 "each fold before the SVM, as DeCost et al. (0: none)",
+                                 at_least=0)
     heldout_splits: int = option(3, "also train microrep's own recipe (a residual head on the "
                                  "frozen base, graded similarity; at this run's input size and "
                                  "blocks) on half of the images and score it against the "
                                  "pretrained features on the other half, over this many seeded "
-                                 "splits (0: skip)")
+                                 "splits (0: skip)", at_least=0)
     seed: int = option(0, "seed of splits, weights and pairs")
 
 
@@ -311,6 +347,7 @@ PRESETS = {
 
 def apply_preset(values):
     """Fill a settings dict with its preset's values wherever it does not set them itself."""
+    values = nest_flat_keys(TrainConfig, values)
     name = values.get("preset") or "none"
     if name == "none":
         return values
@@ -333,21 +370,44 @@ def _is_dataclass_type(tp):
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
-def _coerce(value, field_type, name):
-    if field_type is bool and isinstance(value, str):
-        if value.lower() in ("true", "yes", "1"):
-            return True
-        if value.lower() in ("false", "no", "0"):
-            return False
+def _coerce(value, field_type, name, parse=None):
+    """`value` as the field's type, or ConfigError: lists, mappings and empty values never pass.
+
+    Numbers written as text ("1e-4") are read; bools are not numbers; floats must be finite.
+    """
+    def refuse():
+        kind = "true or false" if field_type is bool else f"a{'n' if field_type is int else ''} " \
+            f"{ {int: 'integer', float: 'number', str: 'text'}.get(field_type, field_type.__name__)}"
+        return ConfigError(f"{setting_name(name)} must be {kind}, got {value!r}")
+
+    if value is None or isinstance(value, (list, tuple, dict, set)):
+        raise refuse()
+    if parse is not None:
+        return parse(value)
+    if field_type is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.strip().lower() in ("true", "yes", "1")
+        raise refuse()
+    if isinstance(value, bool):
+        raise refuse()
+    if field_type is str:
+        if isinstance(value, (str, int, float)):  # YAML reads `data-dir: 2024` as a number
+            return str(value)
+        raise refuse()
     try:
-        if field_type in (int, float, str, bool) and not isinstance(value, field_type):
-            if field_type is int and isinstance(value, float) and not value.is_integer():
+        if field_type is int:
+            if isinstance(value, float) and not value.is_integer():
                 raise ValueError
-            if field_type is bool:
+            return int(value)
+        if field_type is float:
+            number = float(value)
+            if not math.isfinite(number):
                 raise ValueError
-            return field_type(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"setting {name!r} must be {field_type.__name__}, got {value!r}") from None
+            return number
+    except (TypeError, ValueError, OverflowError):
+        raise refuse() from None
     return value
 
 
@@ -360,6 +420,7 @@ def from_dict(cls, values, where="config", base=None):
     base = cls() if base is None else base
     if not isinstance(values, dict):
         raise ConfigError(f"{where} must be a mapping of settings")
+    values = nest_flat_keys(cls, values, where)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
@@ -370,8 +431,42 @@ def from_dict(cls, values, where="config", base=None):
         if _is_dataclass_type(hints[name]):
             kwargs[name] = from_dict(hints[name], value, f"{where}.{name}", getattr(base, name))
         else:
-            kwargs[name] = _coerce(value, hints[name], name)
+            parse = next(f for f in dataclasses.fields(cls) if f.name == name).metadata.get("parse")
+            kwargs[name] = _coerce(value, hints[name], name, parse)
     return validate(dataclasses.replace(base, **kwargs))
+
+
+def nest_flat_keys(cls, values, where="config"):
+    """Settings named as their flags (`input-size`, `input_size`) moved to their nested group.
+
+    Config files may use the flag names, flat, or the nested form that config.json
+    records (`model: {input_size: ...}`); both may be mixed, but not for one setting.
+    """
+    paths = {path[-1]: path for path, _, _ in _flag_fields(cls)}
+    hints = typing.get_type_hints(cls)
+    groups = {name for name, tp in hints.items() if _is_dataclass_type(tp)}
+    names = {key: str(key).lstrip("-").replace("-", "_") for key in values}
+
+    def as_given(key):  # a top-level setting, a group given nested, or unknown (refused later)
+        name = names[key]
+        return name not in paths or (name in hints and (name not in groups or
+                                                        isinstance(values[key], dict)))
+
+    nested = {names[key]: (dict(value) if isinstance(value, dict) else value)
+              for key, value in values.items() if as_given(key)}
+    for key, value in values.items():
+        name = names[key]
+        if as_given(key):
+            continue
+        node = nested
+        for group in paths[name][:-1]:
+            node = node.setdefault(group, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{where}: {group} must be a mapping of settings")
+        if name in node:
+            raise ConfigError(f"{where}: {key} is given twice (flat and under {paths[name][0]})")
+        node[name] = value
+    return nested
 
 
 def validate(config):
@@ -382,8 +477,31 @@ def validate(config):
             validate(value)
         choices = field.metadata.get("choices")
         if choices and value not in choices:
-            raise ConfigError(f"{field.name} must be one of {', '.join(choices)}, got {value!r}")
+            raise ConfigError(f"{setting_name(field.name)} must be one of "
+                              f"{', '.join(map(str, choices))}, got {value!r}")
+        check_bounds(field, value)
     return config
+
+
+def setting_name(name):
+    """How a setting is named in messages: its flag, which a config file may also use."""
+    return "--" + name.replace("_", "-")
+
+
+#: (metadata key, test that fails on a bad value, words of the message)
+_BOUNDS = (("at_least", lambda v, b: v < b, "at least"), ("above", lambda v, b: v <= b, "above"),
+           ("at_most", lambda v, b: v > b, "at most"), ("below", lambda v, b: v >= b, "below"))
+
+
+def check_bounds(field, value):
+    """ConfigError when a numeric setting lies outside the bounds its option declares."""
+    bounds = field.metadata.get("bounds") or {}
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    for key, fails, words in _BOUNDS:
+        bound = bounds.get(key)
+        if bound is not None and (fails(value, bound) or value != value):  # NaN fails every bound
+            raise ConfigError(f"{setting_name(field.name)} must be {words} {bound}, got {value!r}")
 
 
 def read_config_file(path):
@@ -434,13 +552,52 @@ def _stage_default(instance, path):
     return instance
 
 
+def config_example(cls):
+    """A complete YAML settings file for `cls`: every setting, its help and the stage's default.
+
+    Flat keys named as the flags, so a user can copy a line from `--help` into a
+    file; `microrep <command> --config FILE` reads it back unchanged.
+    """
+    lines = [f"# microrep settings: {cls.__doc__.strip().splitlines()[0]}",
+             "# Keys are the flag names (dashes or underscores); delete the lines you do not need.",
+             "# Flags given on the command line override this file."]
+    defaults, group = cls(), None
+    for path, field, _ in _flag_fields(cls):
+        if path[:-1] != group:
+            group = path[:-1]
+            lines += ["", f"# --- {group[0]} settings"] if group else []
+        help_text = field.metadata.get("help", "")
+        choices = field.metadata.get("choices")
+        if choices:
+            help_text += f" (one of: {', '.join(map(str, choices))})"
+        lines += [f"# {line}" for line in textwrap.wrap(help_text, 88)]
+        lines.append(f"{path[-1].replace('_', '-')}: {json.dumps(_stage_default(defaults, path))}")
+    return "\n".join(lines) + "\n"
+
+
+class PrintConfig(argparse.Action):
+    """--print-config: print the stage's complete, commented example settings file and exit."""
+
+    def __init__(self, option_strings, dest, config_class=None, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+        self.config_class = config_class
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        sys.stdout.write(config_example(self.config_class))
+        parser.exit()
+
+
 def add_config_flags(parser, cls):
     """Add one flag per leaf field of `cls` (defaults None: only given flags override).
 
     The help shows the stage's own default (from `cls()`, nested groups included).
     """
-    parser.add_argument("--config", metavar="FILE", help="YAML or JSON file of settings; "
-                        "flags given on the command line override it")
+    parser.add_argument("--config", metavar="FILE", help="YAML or JSON file of settings, keys "
+                        "named as the flags (see --print-config); flags given on the command "
+                        "line override it")
+    parser.add_argument("--print-config", action=PrintConfig, config_class=cls,
+                        help="print a complete, commented settings file with this command's "
+                             "defaults, for --config, and exit")
     defaults = cls()
     for path, field, field_type in _flag_fields(cls):
         flag = "--" + path[-1].replace("_", "-")
@@ -452,14 +609,31 @@ def add_config_flags(parser, cls):
             parser.add_argument(flag, dest="_".join(path), default=None, help=help_text,
                                 action=argparse.BooleanOptionalAction)
         else:
-            parser.add_argument(flag, dest="_".join(path), default=None, type=field_type,
+            parser.add_argument(flag, dest="_".join(path), default=None,
+                                type=_flag_type(field.metadata.get("parse")) or field_type,
                                 choices=field.metadata.get("choices"), help=help_text,
                                 metavar=None if field.metadata.get("choices") else path[-1].upper())
 
 
+def _flag_type(parse):
+    """A field's `parse` as an argparse type: its ConfigError becomes argparse's one-line error."""
+    if parse is None:
+        return None
+
+    def flag_type(text):
+        try:
+            return parse(text)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    flag_type.__name__ = parse.__name__.strip("_")
+    return flag_type
+
+
 def config_from_args(cls, args):
     """Build `cls` from --config FILE, then the flags given on the command line."""
-    values = read_config_file(args.config) if getattr(args, "config", None) else {}
+    where = getattr(args, "config", None) or "settings"
+    values = nest_flat_keys(cls, read_config_file(args.config), where) if getattr(args, "config", None) else {}
     for path, _, _ in _flag_fields(cls):
         given = getattr(args, "_".join(path), None)
         if given is None:
@@ -469,5 +643,21 @@ def config_from_args(cls, args):
             node = node.setdefault(name, {})
         node[path[-1]] = given
     if cls is TrainConfig:
+        stored = stored_run(values)
+        if stored is not None:  # --resume: the run's own settings, then those given now
+            return from_dict(cls, values, where, base=stored)
         values = apply_preset(values)
-    return from_dict(cls, values, getattr(args, "config", None) or "settings")
+    return from_dict(cls, values, where)
+
+
+def stored_run(values):
+    """With --resume, the TrainConfig recorded in the --out folder (None if there is none)."""
+    if not values.get("resume"):
+        return None
+    path = Path(values.get("out") or TrainConfig().out) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        return from_dict(TrainConfig, json.loads(path.read_text()), str(path))
+    except (ValueError, ConfigError) as error:
+        raise ConfigError(f"cannot resume from {path}: {error}") from None

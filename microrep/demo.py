@@ -89,7 +89,7 @@ def run_demo(config, log=print):
     log("[5/6] figures and export")
     figures = draw_demo_figures(out, results, trained, untrained, labels, result.run_dir)
     try:
-        export = dict(zip(("savedmodel", "keras"), map(str, export_tower(result.tower, out / "export"))))
+        export = dict(zip(("savedmodel", "keras"), map(str, export_tower(result.tower, out / "export", config.grid))))
     except ExportError as error:  # no TensorFlow (JAX or torch backend): keep the .keras file
         log(f"      {error}")
         export = {"savedmodel": None, "keras": str(out / "export" / "tower.keras"),

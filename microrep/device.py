@@ -26,3 +26,35 @@ def cpu_flags(cpuinfo="/proc/cpuinfo"):
 def cpu_has_native_bfloat16(cpuinfo="/proc/cpuinfo"):
     """True where the CPU multiplies bfloat16 matrices natively (AMX or AVX-512 BF16)."""
     return bool(cpu_flags(cpuinfo) & set(NATIVE_BFLOAT16_FLAGS))
+
+
+def accelerator():
+    """The Keras backend's first GPU/TPU as 'platform:name', or None on a CPU-only machine."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return None if device.platform == "cpu" else f"{device.platform}:{device.device_kind}"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return f"gpu:{tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)}" \
+            if gpus else None
+    if backend == "torch":
+        import torch
+
+        return f"gpu:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else None
+    return None
+
+
+def is_out_of_memory(error):
+    """True for the device-memory errors of JAX/XLA, TensorFlow and PyTorch (and host MemoryError)."""
+    if isinstance(error, MemoryError):
+        return True
+    text = f"{type(error).__name__}: {error}".lower()
+    return any(mark in text for mark in ("resource_exhausted", "resourceexhausted",
+                                         "out of memory", "outofmemory", "oom when allocating"))

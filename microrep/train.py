@@ -7,6 +7,8 @@ A run folder holds everything a run needs to be understood and continued:
     state.json         epochs completed, best loss, package version
     training_log.csv   loss and pair accuracy per epoch
     tower.keras        the embedding tower, written when training ends
+    auto_batch.json    with --batch-size auto on an accelerator: the batch and learning
+                       rate chosen, and why (config.json holds the values used)
 
 Checkpoints are written under a temporary name and renamed, so an interrupted
 run leaves the last complete epoch behind, and `resume` continues from it
@@ -24,13 +26,15 @@ from pathlib import Path
 import keras
 
 from microrep import __version__
+from microrep.autobatch import RECORD as AUTO_BATCH_RECORD
+from microrep.autobatch import resolve_batch_size
 from microrep.config import save_config, to_dict
 from microrep.data import load_dataset
 from microrep.errors import (ConfigError, MicrorepError, ModelFileError,
                              OutputExistsError)
 from microrep.fileio import atomic_path, write_json, write_text
 from microrep.losses import PairAccuracy
-from microrep.model import build_siamese, build_tower, check_input_size
+from microrep.model import build_siamese, build_tower, check_input_size, check_weights_source
 from microrep.pairs import (GradedPairSampler, PairSampler, check_images_fit, make_pydataset,
                             make_tf_dataset)
 
@@ -41,8 +45,9 @@ LOG = "training_log.csv"
 BEST_TOWER = "best_tower.keras"
 BEST = "best.json"
 
-#: Settings that may change when a run is resumed.
-RESUMABLE_CHANGES = {"epochs", "resume", "overwrite", "patience", "learning_rate"}
+#: Settings that may change when a run is resumed (`out`: a copied run folder resumes too).
+RESUMABLE_CHANGES = {"epochs", "resume", "overwrite", "patience", "learning_rate", "out"}
+LOCK = ".lock"
 
 
 class TrainingDivergedError(MicrorepError):
@@ -116,8 +121,75 @@ class ValidationScores(keras.callbacks.Callback):
             write_json(self.run_dir / BEST, {"epoch": epoch, "val_map_at_r": self.best})
 
 
-def _comparable(config_dict):
-    return {k: v for k, v in config_dict.items() if k not in RESUMABLE_CHANGES}
+def _flatten(settings, prefix=""):
+    """{'model.input_size': 224, ...}: nested settings as dotted names."""
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def differing_settings(previous, current):
+    """'--margin: 1.8 in the run, 1.6 now; ...' for the settings a resume may not change."""
+    before, now = _flatten(previous), _flatten(current)
+    names = sorted(name for name in set(before) | set(now)
+                   if name.split(".")[-1] not in RESUMABLE_CHANGES
+                   and before.get(name, "(absent)") != now.get(name, "(absent)"))
+    return "; ".join(f"--{name.split('.')[-1].replace('_', '-')}: {before.get(name, '(absent)')!r} "
+                     f"in the run, {now.get(name, '(absent)')!r} now" for name in names)
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held while training: a second process is refused.
+
+    flock(2) on `.lock` in the folder; the kernel releases it when the process
+    ends, however it ends, so a killed run never leaves a stale lock behind.
+    """
+
+    def __init__(self, run_dir):
+        self.path = Path(run_dir) / LOCK
+        self.handle = None
+
+    def __enter__(self):
+        import fcntl
+        import os
+
+        self.created_dir = not self.path.parent.exists()
+        self.created_file = not self.path.exists()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.handle.seek(0)
+            holder = self.handle.read().strip() or "another process"
+            self.handle.close()
+            raise OutputExistsError(f"{self.path.parent} is in use: {holder} is training into "
+                                    "it; wait for it to finish or choose another --out") from None
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(f"process {os.getpid()}")
+        self.handle.flush()
+        return self
+
+    def __exit__(self, error_type, *exc):
+        """Release; a lock file (and folder) this call made for a refused run is taken away."""
+        if error_type is not None and self.created_file and \
+                not (self.path.parent / "config.json").is_file():
+            self.path.unlink(missing_ok=True)
+            if self.created_dir and not any(self.path.parent.iterdir()):
+                self.path.parent.rmdir()
+        self.handle.close()  # releases the lock
+        return False
+
+
+def stored_settings(out):
+    """The settings a run folder recorded (config.json), or None."""
+    path = Path(out) / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def remove_stale_temporaries(run_dir):
@@ -143,14 +215,17 @@ def prepare_run_dir(config):
     run_dir = Path(config.out)
     saved_config = run_dir / "config.json"
     if config.overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
+        for entry in run_dir.iterdir():  # everything but the lock this process holds
+            if entry.name != LOCK:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     if saved_config.is_file():
         previous = json.loads(saved_config.read_text())
         if config.resume:
-            if _comparable(previous) != _comparable(to_dict(config)):
+            differences = differing_settings(previous, to_dict(config))
+            if differences:
                 raise OutputExistsError(
-                    f"{run_dir} holds a run with other settings; resume it with the same "
-                    "settings, or choose another --out")
+                    f"{run_dir} holds a run with other settings ({differences}); resume with "
+                    "only --resume --out (the run's own settings), or choose another --out")
             state_path = run_dir / STATE
             done = json.loads(state_path.read_text())["epochs_completed"] if state_path.is_file() else 0
             remove_stale_temporaries(run_dir)
@@ -159,7 +234,7 @@ def prepare_run_dir(config):
         raise OutputExistsError(
             f"{run_dir} already holds a training run; pass --resume to continue it, "
             "--overwrite to replace it, or choose another --out")
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(entry.name != LOCK for entry in run_dir.iterdir()):
         if not config.overwrite:
             raise OutputExistsError(f"{run_dir} is not empty; choose another --out or pass --overwrite")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -267,9 +342,38 @@ def train(config, dataset=None, verbose="auto"):
     images = dataset.images()
     check_images_fit(images, config.model.input_size)
     check_input_size(config.model.input_size)
-    initial_epoch = prepare_run_dir(config)  # only once the data is known to be usable
-    if initial_epoch >= config.epochs:  # resuming a finished run changes nothing
-        return TrainResult(run_dir, load_tower(run_dir), {}, initial_epoch, already_complete=True)
+    check_weights_source(config.model.weights)
+    config, auto_batch = resolve_batch_size(config, log=print if verbose else (lambda *_: None))
+    fresh = not (run_dir / "config.json").is_file() or config.overwrite
+    with removed_if_refused(run_dir, fresh), RunLock(run_dir):
+        initial_epoch = prepare_run_dir(config)  # only once the data is known to be usable
+        if auto_batch is not None and not (run_dir / AUTO_BATCH_RECORD).is_file():
+            write_json(run_dir / AUTO_BATCH_RECORD, auto_batch)
+        if initial_epoch >= config.epochs:  # resuming a finished run changes nothing
+            return TrainResult(run_dir, load_tower(run_dir), {}, initial_epoch,
+                               already_complete=True)
+        return train_in_run_dir(config, dataset, run_dir, initial_epoch, verbose)
+
+
+@contextlib.contextmanager
+def removed_if_refused(run_dir, fresh):
+    """A run folder this call created is removed again if its setup is refused (bad weights...).
+
+    Why: the corrected command must not meet "already holds a training run".
+    Once an epoch is checkpointed the folder is kept, whatever happens.
+    """
+    try:
+        yield
+    except MicrorepError as error:
+        kept = [STATE, TOWER]
+        if fresh and not isinstance(error, OutputExistsError) and \
+                not any((Path(run_dir) / name).is_file() for name in kept):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def train_in_run_dir(config, dataset, run_dir, initial_epoch, verbose):
+    """Train in a prepared run folder from `initial_epoch`; return a TrainResult."""
     if not config.model.train_base:
         from microrep.train_frozen import train_on_frozen_base
 

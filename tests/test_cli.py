@@ -74,7 +74,7 @@ def test_generate_train_embed_evaluate_export_chain(tmp_path):
     (["train", "--config", "{tmp}/missing.yaml"], "cannot read config file"),
     (["train", "--input-size", "16", "--weights", "none", "--data-dir", "{tmp}/syn",
       "--synthetic-samples-per-class", "1", "--synthetic-images-per-sample", "2",
-      "--synthetic-image-size", "32", "--out", "{tmp}/run"], "minimum of 32"),
+      "--synthetic-image-size", "32", "--out", "{tmp}/run"], "--input-size must be at least 32"),
     (["evaluate", "--embeddings", "{tmp}/none", "--out", "{tmp}/eval"], "run `microrep embed` first"),
     (["export", "--model-path", "{tmp}"], "train first"),
 ])
@@ -84,6 +84,69 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, monkeypatch, argv, mes
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+TINY_TRAIN = ["train", "--data-dir", "{tmp}/syn", "--synthetic-samples-per-class", "2",
+              "--synthetic-images-per-sample", "2", "--synthetic-image-size", "48",
+              "--input-size", "32", "--weights", "none", "--epochs", "1", "--pairs-per-epoch", "8",
+              "--batch-size", "4", "--feature-bank", "2", "--out", "{tmp}/run"]
+
+
+def other_architecture_weights(path):
+    """A real Keras weights file, of a model that is not VGG16."""
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.save_weights(path)
+    return path
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--epochs", "-1"], "--epochs must be at least 1, got -1"),
+    (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    (["--learning-rate", "-1"], "--learning-rate must be above 0"),
+    (["--positive-fraction", "2"], "--positive-fraction must be at most 1"),
+    (["--input-size", "7"], "--input-size must be at least 32"),
+    (["--weights", "{tmp}/missing.weights.h5"], "weights file not found"),
+    (["--weights", "{tmp}/junk.weights.h5"], "not an HDF5"),
+    (["--weights", "{tmp}/dense.weights.h5"], "cannot load VGG16 weights"),
+])
+def test_refused_setting_writes_nothing_so_the_corrected_command_runs(tmp_path, capsys, monkeypatch,
+                                                                     extra, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "junk.weights.h5").write_bytes(b"not weights")
+    other_architecture_weights(tmp_path / "dense.weights.h5")
+    argv = [arg.replace("{tmp}", str(tmp_path)) for arg in TINY_TRAIN + extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_file_takes_flag_names_and_print_config_round_trips(tmp_path, capsys):
+    assert run_cli("train", "--print-config").stdout == run_cli("train", "--print-config").stdout
+    example = run_cli("train", "--print-config").stdout
+    assert "# VGG16 blocks to keep" in example and "learning-rate: 0.0001" in example
+    from microrep.config import TrainConfig, config_example
+
+    assert example == config_example(TrainConfig)
+    settings = tmp_path / "train.yaml"
+    settings.write_text(example.replace("epochs: 10", "epochs: 1")
+                        .replace('data-dir: ""', f"data-dir: {tmp_path / 'syn'}")
+                        .replace("input-size: 224", "input_size: 32")
+                        .replace('weights: "imagenet"', "weights: none")
+                        .replace("pairs-per-epoch: 2048", "pairs-per-epoch: 8")
+                        .replace("batch-size: 64", "batch-size: 4")
+                        .replace("feature-bank: 16", "feature-bank: 2")
+                        .replace("synthetic-image-size: 160", "synthetic-image-size: 48")
+                        .replace('out: "runs/train"', f"out: {tmp_path / 'run'}"))
+    assert main(["train", "--config", str(settings), "--feature-cache", ""]) == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"]["input_size"] == 32 and saved["epochs"] == 1 and saved["batch_size"] == 4
+    settings.write_text("input-size: 64\nmodel:\n  input_size: 32\n")
+    assert main(["train", "--config", str(settings)]) == 2
+    assert "input-size is given twice" in capsys.readouterr().err
 
 
 def test_unknown_flag_and_help():

@@ -136,5 +136,5 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_file(tmp_path):
     assert done.returncode == 2
     assert "no space left to write" in done.stderr and "Traceback" not in done.stderr
     run = tmp_path / "run"
-    assert not (run / "checkpoint.keras").exists() and not list(run.glob(".*tmp*"))
-    assert (run / "config.json").is_file()
+    # no epoch was saved, so the folder this command made is gone: the same command runs again
+    assert not run.exists()

@@ -75,3 +75,51 @@ def test_frozen_base_trains_only_the_projection():
     tower = tiny_tower(train_base=False, vgg_blocks=2)
     assert [w.name for w in tower.trainable_weights] == ["kernel", "bias"]
     assert tower.get_layer("projection").trainable
+
+
+def classic_siamese(tower):
+    """The step of earlier microrep versions: MaxPooling2D in VGG16, the tower called per side."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from variants import build_variant
+
+    return build_variant(tower, pool="max", tower_call="twice")
+
+
+def test_faster_step_computes_what_the_earlier_step_did(tmp_path):
+    tower = tiny_tower(l2_normalize=False, vgg_blocks=5)
+    assert any(type(layer).__name__ == "ReshapeMaxPool" for layer in tower.get_layer("vgg16").layers)
+    old_tower, old_siamese = classic_siamese(tower)
+    assert any(isinstance(layer, keras.layers.MaxPooling2D) for layer in old_tower.get_layer("vgg16").layers)
+    rng = np.random.default_rng(5)
+    pair = [rng.integers(0, 256, (3, TINY_INPUT, TINY_INPUT, 1), dtype=np.uint8) for _ in range(2)]
+    new = build_siamese(tower).predict(pair, verbose=0)
+    np.testing.assert_allclose(new, old_siamese.predict(pair, verbose=0), rtol=1e-5)
+    # a Siamese checkpoint and a tower saved by the earlier step still load and agree
+    old_siamese.save(tmp_path / "old_checkpoint.keras")
+    old_tower.save(tmp_path / "old_tower.keras")
+    reloaded = keras.saving.load_model(tmp_path / "old_checkpoint.keras")
+    np.testing.assert_allclose(reloaded.predict(pair, verbose=0), new, rtol=1e-5)
+    from microrep.train import load_tower
+
+    np.testing.assert_allclose(load_tower(tmp_path / "old_tower.keras").predict(pair[0], verbose=0),
+                               tower.predict(pair[0], verbose=0), rtol=1e-5)
+
+
+def test_faster_step_trains_like_the_earlier_step():
+    """One optimiser step on the same batch moves both models' weights the same way."""
+    from microrep.losses import ContrastiveLoss
+
+    tower = tiny_tower(l2_normalize=False, vgg_blocks=3)
+    _, old_siamese = classic_siamese(tower)
+    new_siamese = build_siamese(tiny_tower(l2_normalize=False, vgg_blocks=3))
+    rng = np.random.default_rng(6)
+    pair = [rng.integers(0, 256, (4, TINY_INPUT, TINY_INPUT, 1), dtype=np.uint8) for _ in range(2)]
+    target = np.array([1, 0, 1, 0], dtype="float32")
+    for model in (old_siamese, new_siamese):
+        model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=ContrastiveLoss(1.0))
+        model.train_on_batch(pair, target)
+    for old, new in zip(old_siamese.get_weights(), new_siamese.get_weights()):
+        np.testing.assert_allclose(new, old, rtol=1e-4, atol=1e-6)

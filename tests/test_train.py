@@ -8,7 +8,7 @@ import pytest
 from microrep.errors import OutputExistsError
 from microrep.train import load_tower, train
 
-from conftest import tiny_train_config
+from conftest import FINE_TUNE_FLAGS, tiny_train_config
 
 
 def test_train_writes_run_folder_and_resume_continues(tmp_path, tiny_data_config, tiny_dataset):
@@ -69,3 +69,53 @@ def test_validation_on_held_out_samples_logs_map_at_r_and_keeps_the_best_tower(
     kept = keras.saving.load_model(run / "best_tower.keras")
     for ours, theirs in zip(result.tower.get_weights(), kept.get_weights()):
         np.testing.assert_array_equal(ours, theirs)
+
+
+def test_resume_needs_only_out_names_what_differs_and_a_copied_run_resumes(tmp_path, capsys):
+    """As a user types it: the run's own settings are read back from its folder."""
+    import shutil
+
+    from microrep.cli import main
+
+    run, syn = tmp_path / "run", tmp_path / "syn"
+    first = ["train", "--data-dir", str(syn), "--synthetic-samples-per-class", "2",
+             "--synthetic-images-per-sample", "2", "--synthetic-image-size", "48",
+             "--input-size", "32", "--weights", "none", "--epochs", "1", "--pairs-per-epoch", "8",
+             "--batch-size", "4", "--feature-bank", "2", "--feature-cache", "", "--out", str(run)]
+    assert main(first + FINE_TUNE_FLAGS) == 0
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "2"]) == 0
+    assert json.loads((run / "state.json").read_text())["epochs_completed"] == 2
+    assert json.loads((run / "config.json").read_text())["model"]["input_size"] == 32
+
+    shutil.copytree(run, tmp_path / "copy")
+    assert main(["train", "--resume", "--out", str(tmp_path / "copy"), "--epochs", "3"]) == 0
+    assert json.loads((tmp_path / "copy" / "state.json").read_text())["epochs_completed"] == 3
+
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "3", "--margin", "2",
+                 "--seed", "9"]) == 2
+    err = capsys.readouterr().err
+    assert "--margin: 1.0 in the run, 2.0 now" in err and "--seed: 3" not in err
+    assert "--seed: 0 in the run, 9 now" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_second_process_training_into_the_same_folder_is_refused(tmp_path, tiny_data_config,
+                                                                   tiny_dataset):
+    """Another process holds the run's lock (the real flock); training is refused, then allowed."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from microrep.train import RunLock\n"
+         f"with RunLock({str(run)!r}):\n    print('locked', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"  # the event, not a sleep
+        with pytest.raises(OutputExistsError, match=r"in use: process \d+ is training into it"):
+            train(tiny_train_config(run, tiny_data_config, epochs=1), tiny_dataset, verbose=0)
+        assert not (run / "config.json").exists()
+    finally:
+        holder.communicate("", timeout=60)  # closing stdin lets it finish and release the lock
+    assert train(tiny_train_config(run, tiny_data_config, epochs=1), tiny_dataset,
+                 verbose=0).epochs_completed == 1

@@ -57,11 +57,13 @@ class SyntheticConfig:
     """What `make_synthetic_dataset` generates."""
 
     classes: str = option(",".join(CLASSES), "comma-separated classes to generate")
-    samples_per_class: int = option(4, "samples per class (each with its processing condition)")
-    images_per_sample: int = option(5, "micrographs per sample")
-    image_size: int = option(160, "image side in pixels")
+    samples_per_class: int = option(4, "samples per class (each with its processing condition)",
+                                    at_least=1)
+    images_per_sample: int = option(5, "micrographs per sample", at_least=1)
+    image_size: int = option(160, "image side in pixels", at_least=32)
     seed: int = option(0, "random seed")
-    noise: float = option(1.0, "scale of SEM degradations (blur, noise, drift, scratches); 0: clean")
+    noise: float = option(1.0, "scale of SEM degradations (blur, noise, drift, scratches); 0: clean",
+                          at_least=0.0)
 
 
 def diffusion_index(temperature_c, time_min):
