@@ -5,6 +5,7 @@ becomes one line on stderr and exit code 2; Ctrl-C exits with 130.
 """
 
 import argparse
+import errno
 import os
 import sys
 
@@ -193,6 +194,19 @@ def run_embed(config):
     print(f"wrote {what} of {len(dataset)} images ({dataset.name}) to {path}")
 
 
+#: errno values that mean the output cannot be written: the user's to fix, not a bug.
+UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def internal_error(command, error):
+    """A bug, not bad input: one line, the traceback on request (MICROREP_DEBUG=1)."""
+    if os.environ.get("MICROREP_DEBUG"):
+        raise error
+    print(f"microrep {command}: internal error: {type(error).__name__}: {error}\n"
+          "  (set MICROREP_DEBUG=1 to see the traceback, and please report it)", file=sys.stderr)
+    return 1
+
+
 def main(argv=None):
     _quiet_backends()
     parser = build_parser()
@@ -204,12 +218,15 @@ def main(argv=None):
     except MicrorepError as error:
         print(f"microrep {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
+    except OSError as error:
+        if error.errno not in UNWRITABLE:
+            return internal_error(args.command, error)
+        print(f"microrep {args.command}: error: cannot write {error.filename or 'the output'}: "
+              f"{error.strerror}; choose another --out (or free space); earlier outputs are intact",
+              file=sys.stderr)
+        return 2
     except Exception as error:  # a bug, not bad input: one line, traceback on request
-        if os.environ.get("MICROREP_DEBUG"):
-            raise
-        print(f"microrep {args.command}: internal error: {type(error).__name__}: {error}\n"
-              "  (set MICROREP_DEBUG=1 to see the traceback, and please report it)", file=sys.stderr)
-        return 1
+        return internal_error(args.command, error)
     except KeyboardInterrupt:
         print(f"\nmicrorep {args.command}: interrupted; {INTERRUPTED.get(args.command, INTERRUPTED[''])}",
               file=sys.stderr)

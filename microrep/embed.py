@@ -175,7 +175,7 @@ def read_embeddings(folder):
             raise DataError(f"{folder} holds no {EMBEDDINGS} and {TABLE}; run `microrep embed` first")
         return read_shards(folder, shards)
     embeddings = np.load(folder / EMBEDDINGS, allow_pickle=False)
-    table = pd.read_csv(folder / TABLE)
+    table = pd.read_csv(folder / TABLE, encoding_errors="surrogateescape")
     if len(table) != len(embeddings):
         raise DataError(f"{folder}: {len(embeddings)} embeddings but {len(table)} table rows")
     return embeddings, table
@@ -194,7 +194,7 @@ def read_shards(folder, shards):
             missing.append(str(index))
             continue
         arrays.append(np.load(npy, allow_pickle=False))
-        tables.append(pd.read_csv(csv))
+        tables.append(pd.read_csv(csv, encoding_errors="surrogateescape"))
     if missing:
         raise DataError(f"{folder}: shard(s) {', '.join(missing)} of {num_shards} are missing; "
                         "run `microrep embed --shard-index K` for each")

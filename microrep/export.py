@@ -80,6 +80,21 @@ def whole_image_endpoint(tower, grid):
     return embed_image
 
 
+#: How TensorFlow's file errors say the disk is full or the folder cannot be written.
+UNWRITABLE_MESSAGES = ("file too large", "no space left", "disk quota", "read-only file system",
+                       "permission denied")
+
+
+def unwritable(error, path):
+    """ExportError for a SavedModel the disk could not take; other errors unchanged."""
+    text = str(error).lower()
+    reason = next((m for m in UNWRITABLE_MESSAGES if m in text), None)
+    if reason is None:
+        return error
+    return ExportError(f"cannot write the SavedModel {path}: {reason}; free some disk space or "
+                       "choose another --out (earlier outputs are intact)")
+
+
 def export_tower(tower, out_dir, grid=3):
     """Write `out_dir/savedmodel/` and `out_dir/tower.keras`; return their paths."""
     out_dir = Path(out_dir)
@@ -100,7 +115,10 @@ def export_tower(tower, out_dir, grid=3):
     archive.add_endpoint("embed_image", whole_image_endpoint(tower, grid))
     staging = Path(tempfile.mkdtemp(prefix=".savedmodel.", dir=out_dir))
     try:
-        archive.write_out(str(staging / "model"), verbose=False)
+        try:
+            archive.write_out(str(staging / "model"), verbose=False)
+        except Exception as error:  # TensorFlow reports a full disk as its own error types
+            raise unwritable(error, out_dir / SAVEDMODEL) from None
         replace_dir(staging / "model", out_dir / SAVEDMODEL)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

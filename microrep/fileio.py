@@ -64,7 +64,9 @@ def atomic_path(final_path):
 def write_text(path, text):
     """Write `text` to `path` atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        # surrogateescape: file names that are not UTF-8 (Linux allows any bytes) are
+        # written back as the bytes they are, so the paths in a table still open
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
 
 
 def write_json(path, data):

@@ -157,12 +157,13 @@ def crops_from_plan(images, plan, size):
     return batch
 
 
-def check_images_fit(images, size):
+def check_images_fit(images, size, names=None):
     """Refuse images smaller than half a crop: reflect padding would dominate them."""
     for index, image in enumerate(images):
         if min(image.shape) < size // 2:
-            raise DataError(f"image {index} is {image.shape[1]}x{image.shape[0]} pixels, "
-                            f"too small for {size}x{size} crops; lower --input-size")
+            name = names.iloc[index] if hasattr(names, "iloc") else f"image {index}"
+            raise DataError(f"{name} is {image.shape[1]}x{image.shape[0]} pixels, too small for "
+                            f"{size}x{size} crops; lower --input-size, or leave it out")
 
 
 # ----------------------------------------------------------------- adapters

@@ -340,7 +340,7 @@ def train(config, dataset=None, verbose="auto"):
     run_dir = Path(config.out)
     dataset = dataset if dataset is not None else load_dataset(config.data)
     images = dataset.images()
-    check_images_fit(images, config.model.input_size)
+    check_images_fit(images, config.model.input_size, dataset.table["path"])
     check_input_size(config.model.input_size)
     check_weights_source(config.model.weights)
     config, auto_batch = resolve_batch_size(config, log=print if verbose else (lambda *_: None))
@@ -430,5 +430,10 @@ def load_tower(model_path):
         raise ModelFileError(f"cannot load model {path}: {type(error).__name__}: "
                              f"{str(error).splitlines()[0] if str(error) else ''}") from None
     if model.name == "siamese":
-        return model.get_layer("embedding_tower")
+        model = model.get_layer("embedding_tower")
+    shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else ()
+    if len(shape) != 4 or shape[-1] != 1 or shape[1] != shape[2]:
+        raise ModelFileError(f"{path} is a Keras model but not a microrep embedding tower (its "
+                             f"input is {model.input_shape}, a tower takes gray S x S crops "
+                             "(None, S, S, 1)); pass a run folder or its tower.keras")
     return model

@@ -37,6 +37,7 @@ def device_holding(pairs):
     return try_batch
 
 
+@pytest.mark.slow
 def test_search_steps_down_on_out_of_memory_errors():
     assert largest_fitting(device_holding(16), (64, 32, 16, 8)) == 16
     assert largest_fitting(device_holding(1000), (64, 32)) == 64
@@ -54,12 +55,14 @@ def test_the_backends_own_out_of_memory_error_is_recognised():
     assert not is_out_of_memory(ValueError("shapes do not match"))
 
 
+@pytest.mark.slow
 def test_probe_runs_real_training_steps(tiny_data_config, tmp_path):
     config = tiny_train_config(tmp_path / "run", tiny_data_config)
     config.model.train_base = True
     assert probe_training_step(config, candidates=(4, 2)) == 4
 
 
+@pytest.mark.slow
 def test_auto_on_a_cpu_keeps_the_reference_batch_and_learning_rate(tmp_path, tiny_data_config,
                                                                     tiny_dataset):
     said = []

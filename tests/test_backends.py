@@ -34,6 +34,7 @@ def test_tensorflow_and_jax_are_both_installed_for_ci():
     assert {"tensorflow", "jax"} <= set(BACKENDS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_demo_runs_on_backend(backend, tmp_path):
     done = run_demo(backend, tmp_path / backend)

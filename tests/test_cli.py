@@ -20,6 +20,7 @@ def run_cli(*args, cwd=None):
                           text=True, cwd=cwd, env=env, timeout=900)
 
 
+@pytest.mark.slow
 def test_tiny_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"
     done = run_cli("demo", "--out", str(out), *TINY_DEMO)
@@ -39,6 +40,7 @@ def test_tiny_demo_end_to_end(tmp_path):
     assert "--overwrite" in again.stderr and "Traceback" not in again.stderr
 
 
+@pytest.mark.slow
 def test_generate_train_embed_evaluate_export_chain(tmp_path):
     data = tmp_path / "data"
     assert main(["generate", "--out", str(data), "--classes", "spheroidite,pearlite,network",
@@ -124,6 +126,7 @@ def test_refused_setting_writes_nothing_so_the_corrected_command_runs(tmp_path, 
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_config_file_takes_flag_names_and_print_config_round_trips(tmp_path, capsys):
     assert run_cli("train", "--print-config").stdout == run_cli("train", "--print-config").stdout
     example = run_cli("train", "--print-config").stdout
@@ -149,6 +152,7 @@ def test_config_file_takes_flag_names_and_print_config_round_trips(tmp_path, cap
     assert "input-size is given twice" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_unknown_flag_and_help():
     done = run_cli("train", "--no-such-flag")
     assert done.returncode == 2 and "unrecognized arguments" in done.stderr

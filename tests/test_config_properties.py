@@ -140,6 +140,7 @@ def test_every_right_value_of_every_setting_is_kept(data):
     assert config == value
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(data=st.data())
 def test_wrong_flag_values_are_refused_in_one_line(data):

@@ -54,6 +54,7 @@ def start_training(tmp_path, attempt):
     return subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=errors, text=True)
 
 
+@pytest.mark.slow
 def test_sigkill_at_checkpoint_events_then_resume(tmp_path):
     run = tmp_path / "run"
     # kill as training starts (before any checkpoint), then right after the checkpoints
@@ -81,6 +82,7 @@ def test_sigkill_at_checkpoint_events_then_resume(tmp_path):
     assert epochs_checkpointed(run) == EPOCHS
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     process = subprocess.Popen(train_command(tmp_path), env=ENV, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -93,6 +95,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     assert 1 <= state["epochs_completed"] <= EPOCHS
 
 
+@pytest.mark.slow
 def test_diverging_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(
         tmp_path, tiny_data_config, tiny_dataset):
     run = tmp_path / "run"
@@ -128,6 +131,7 @@ FULL_DISK = (
     "from microrep.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_leaves_no_half_file(tmp_path):
     # files may not grow past 1 MB in this process: the first checkpoint cannot be written
     argv = train_command(tmp_path)[3:]

@@ -21,6 +21,7 @@ TF_TWO_CPUS = (
     "from microrep.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
 def test_data_parallel_training_on_two_virtual_devices(backend, tmp_path):
     if not importlib.util.find_spec(backend):

@@ -14,6 +14,7 @@ from microrep.model import build_tower
 from conftest import TINY_INPUT
 
 
+@pytest.mark.slow
 def test_savedmodel_reloads_in_plain_tensorflow_with_same_embeddings(tmp_path):
     pytest.importorskip("tensorflow")
     keras.utils.set_random_seed(0)
@@ -40,6 +41,7 @@ def test_savedmodel_reloads_in_plain_tensorflow_with_same_embeddings(tmp_path):
     assert info["input"]["dtype"] == "uint8"
 
 
+@pytest.mark.slow
 def test_whole_image_endpoint_gives_what_microrep_embed_gives(tmp_path):
     """Images of any size, larger and smaller than a tile, odd sides, in plain TensorFlow."""
     pytest.importorskip("tensorflow")

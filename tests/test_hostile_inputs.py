@@ -88,6 +88,7 @@ def test_unusual_valid_images_load(tmp_path):
     assert all(dataset.image(i).dtype == np.uint8 for i in range(count))
 
 
+@pytest.mark.slow
 def test_bad_files_stop_training_before_it_starts_unless_skipped(tmp_path, capsys):
     data = tmp_path / "data"
     bad = make_corpus(data)

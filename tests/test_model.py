@@ -25,6 +25,7 @@ def test_tower_takes_uint8_gray_and_gives_unit_embeddings():
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_siamese_shares_every_weight_between_its_branches():
     tower = tiny_tower(l2_normalize=False)
     siamese = build_siamese(tower)
@@ -43,6 +44,7 @@ def test_input_below_vgg_minimum_is_refused():
         tiny_tower(input_size=24)
 
 
+@pytest.mark.slow
 def test_local_weights_file_is_loaded(tmp_path):
     source = tiny_tower()
     path = tmp_path / "vgg16_notop.weights.h5"
@@ -88,6 +90,7 @@ def classic_siamese(tower):
     return build_variant(tower, pool="max", tower_call="twice")
 
 
+@pytest.mark.slow
 def test_faster_step_computes_what_the_earlier_step_did(tmp_path):
     tower = tiny_tower(l2_normalize=False, vgg_blocks=5)
     assert any(type(layer).__name__ == "ReshapeMaxPool" for layer in tower.get_layer("vgg16").layers)
@@ -108,6 +111,7 @@ def test_faster_step_computes_what_the_earlier_step_did(tmp_path):
                                tower.predict(pair[0], verbose=0), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_faster_step_trains_like_the_earlier_step():
     """One optimiser step on the same batch moves both models' weights the same way."""
     from microrep.losses import ContrastiveLoss

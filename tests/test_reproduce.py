@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 
 from microrep.config import DataConfig, ReproduceConfig
 from microrep.reproduce import reproduce
@@ -18,6 +19,7 @@ def tiny_config(tmp_path):
                            processing_images=3, processing_pca=4, heldout_splits=1)
 
 
+@pytest.mark.slow
 def test_reproduce_writes_the_side_by_side_table_and_resumes(tmp_path):
     messages = []
     table = reproduce(tiny_config(tmp_path), log=messages.append)
@@ -83,6 +85,7 @@ def test_balanced_rows_draws_per_class_and_drops_rare_classes():
     assert list(again) == list(positions) and list(other) != list(positions)
 
 
+@pytest.mark.slow
 def test_reproduce_with_a_frozen_base_computes_vgg16_features_once(tmp_path):
     import dataclasses
 

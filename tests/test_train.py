@@ -11,6 +11,7 @@ from microrep.train import load_tower, train
 from conftest import FINE_TUNE_FLAGS, tiny_train_config
 
 
+@pytest.mark.slow
 def test_train_writes_run_folder_and_resume_continues(tmp_path, tiny_data_config, tiny_dataset):
     run = tmp_path / "run"
     result = train(tiny_train_config(run, tiny_data_config), tiny_dataset, verbose=0)
@@ -35,6 +36,7 @@ def test_train_writes_run_folder_and_resume_continues(tmp_path, tiny_data_config
               tiny_dataset, verbose=0)
 
 
+@pytest.mark.slow
 def test_resumed_run_matches_uninterrupted_run(tmp_path, tiny_data_config, tiny_dataset):
     straight = train(tiny_train_config(tmp_path / "a", tiny_data_config, epochs=2),
                      tiny_dataset, verbose=0)
@@ -45,6 +47,7 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, tiny_data_config, tiny_
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_and_tower_loads(tmp_path, tiny_data_config, tiny_dataset):
     run = tmp_path / "run"
     run.mkdir()
@@ -56,6 +59,7 @@ def test_overwrite_replaces_and_tower_loads(tmp_path, tiny_data_config, tiny_dat
     assert tower.name == "embedding_tower" and tower.output_shape == (None, 8)
 
 
+@pytest.mark.slow
 def test_validation_on_held_out_samples_logs_map_at_r_and_keeps_the_best_tower(
         tmp_path, tiny_data_config, tiny_dataset):
     run = tmp_path / "run"
@@ -71,6 +75,7 @@ def test_validation_on_held_out_samples_logs_map_at_r_and_keeps_the_best_tower(
         np.testing.assert_array_equal(ours, theirs)
 
 
+@pytest.mark.slow
 def test_resume_needs_only_out_names_what_differs_and_a_copied_run_resumes(tmp_path, capsys):
     """As a user types it: the run's own settings are read back from its folder."""
     import shutil
@@ -99,6 +104,7 @@ def test_resume_needs_only_out_names_what_differs_and_a_copied_run_resumes(tmp_p
     assert "--seed: 0 in the run, 9 now" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_second_process_training_into_the_same_folder_is_refused(tmp_path, tiny_data_config,
                                                                    tiny_dataset):
     """Another process holds the run's lock (the real flock); training is refused, then allowed."""

@@ -66,6 +66,7 @@ def test_validation_split_holds_out_whole_samples_and_keeps_every_class():
         validation_split(np.array(["a", "a", "b", "b"]), np.array(["s1", "s1", "s2", "s2"]), 0.5)
 
 
+@pytest.mark.slow
 def test_the_recipe_trains_validates_and_its_tower_embeds_as_the_cached_features(
         tmp_path, tiny_data_config, tiny_dataset):
     cache = tmp_path / "cache"

@@ -111,10 +111,32 @@ def fetch_file(name, dest, sources, timeout, progress=True):
     for base in sources:
         url = base if base.endswith(name) else base.rstrip("/") + "/" + name
         try:
-            return download(url, Path(dest) / name, timeout, progress), url
+            path = download(url, Path(dest) / name, timeout, progress)
+            check_kind(path, url)
+            return path, url
         except FetchError as error:
             failures.append(str(error))
     raise FetchError(f"could not download {name} from any source:\n  " + "\n  ".join(failures))
+
+
+#: How each file starts: a server that answers 200 with an error page is caught here,
+#: and the next source is tried, instead of unpacking the page.
+MAGIC = {".sqlite": b"SQLite format 3\x00", ".zip": b"PK\x03\x04"}
+
+
+def check_kind(path, url):
+    """FetchError (and the file removed) when `path` is not the kind of file its name says."""
+    magic = MAGIC.get(Path(path).suffix)
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if magic is None or head.startswith(magic):
+        return
+    Path(path).unlink()
+    text = head.lstrip().lower()
+    kind = "an HTML page" if text.startswith((b"<!doctype", b"<html", b"<?xml", b"<")) else \
+        f"{len(head)}+ bytes that are not a {Path(path).suffix[1:]} file"
+    raise FetchError(f"{url}: the server answered with {kind} instead of {Path(path).name} "
+                     "(an error or login page?)")
 
 
 def check_sqlite(path):

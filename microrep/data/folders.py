@@ -38,6 +38,15 @@ def class_folder_table(root):
     return pd.DataFrame(rows)
 
 
+def csv_separator(csv_path):
+    """',' unless the header line is clearly separated by ';' or tabs (spreadsheet exports)."""
+    with open(csv_path, encoding="utf-8-sig", errors="replace") as handle:
+        header = handle.readline()
+    counts = {sep: header.count(sep) for sep in (",", ";", "\t")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] > 0 else ","
+
+
 def csv_table(csv_path, require_labels=True):
     """Rows of a CSV with columns path,label[,group]; paths relative to the CSV.
 
@@ -45,7 +54,10 @@ def csv_table(csv_path, require_labels=True):
     """
     csv_path = Path(csv_path)
     try:
-        table = pd.read_csv(csv_path, dtype={"label": str, "group": str})
+        # utf-8-sig: spreadsheet programs start UTF-8 CSVs with a byte-order mark; the
+        # separator (',' ';' tab) is sniffed, as European spreadsheets write ';'
+        table = pd.read_csv(csv_path, dtype={"label": str, "group": str},
+                            sep=csv_separator(csv_path), encoding="utf-8-sig")
     except FileNotFoundError:
         raise DataError(f"CSV file not found: {csv_path}") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
@@ -62,6 +74,10 @@ def csv_table(csv_path, require_labels=True):
                         "have an empty path or label")
     base = csv_path.resolve().parent
     table["path"] = [str(p if Path(p).is_absolute() else base / p) for p in table["path"]]
+    folders = [p for p in table["path"] if Path(p).is_dir()]
+    if folders:
+        raise DataError(f"{csv_path}: {len(folders)} listed path(s) are folders, not images, "
+                        f"first: {folders[0]}")
     absent = [p for p in table["path"] if not Path(p).is_file()]
     if absent:
         raise DataError(f"{csv_path}: {len(absent)} listed image(s) not found, first: {absent[0]}")

@@ -8,7 +8,7 @@ representation, uint8 gray, so the conversion and its error messages live here.
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from microrep.errors import DataError
 
@@ -51,19 +51,25 @@ def read_image(path):
     """Read one micrograph as a 2-D uint8 array; DataError names the file if it fails."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"image not found: {path}")
+        kind = "a folder, not an image" if path.is_dir() else "not found (or a broken link)"
+        raise DataError(f"image {path} is {kind}")
     try:
         if path.stat().st_size == 0:
             raise ValueError("the file is empty")
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            with tifffile.TiffFile(path) as tiff:
-                _check_pixels(tiff.pages[0].shape)
-                array = tiff.pages[0].asarray()
+            with tifffile.TiffFile(path) as tiff:  # a multi-page TIFF: its first page
+                page = tiff.pages[0]
+                _check_pixels(page.shape[-3:-1] if page.samplesperpixel > 1 and
+                              page.planarconfig == 1 else page.shape[-2:])
+                array = page.asarray()
+                if page.samplesperpixel > 1 and page.planarconfig == 2:  # planar RGB: (3, H, W)
+                    array = np.moveaxis(array, 0, -1)
         else:
             with Image.open(path) as image:
                 _check_pixels((image.height, image.width))
+                image = ImageOps.exif_transpose(image)  # as viewers show it (camera JPEGs)
                 if image.mode in ("P", "PA", "LA", "CMYK", "YCbCr"):
                     image = image.convert("RGB")
                 array = np.asarray(image)

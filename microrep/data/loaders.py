@@ -45,7 +45,7 @@ def read_metadata_table(data_dir):
         raise DataError(f"{data_dir} has no metadata.csv; point --data-dir at a dataset "
                         "folder or generate one with `microrep generate`")
     try:
-        table = pd.read_csv(path)
+        table = pd.read_csv(path, encoding_errors="surrogateescape")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise DataError(f"cannot read {path}: {error}") from None
     if "path" not in table.columns:
