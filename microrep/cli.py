@@ -37,6 +37,43 @@ def _quiet_backends():
         logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. retracing notices
 
 
+#: Commands that build or run a Keras model.
+MODEL_COMMANDS = {"train", "embed", "export", "demo", "reproduce"}
+
+
+def _import_backend_quietly():
+    """Import Keras and start its backend with stderr silenced at the file-descriptor level.
+
+    Why: TensorFlow's C++ start-up lines (absl, oneDNN, CUDA probing on a CPU machine)
+    ignore TF_CPP_MIN_LOG_LEVEL and would come before every command's own first line.
+    If the import fails, what was silenced is printed after all. TF_CPP_MIN_LOG_LEVEL
+    below 3 keeps everything visible.
+    """
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
+        return
+    import tempfile
+
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            import keras
+
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
+
+                tf.config.list_physical_devices("GPU")
+                tf.constant(0.0) + 1.0  # the first op probes the devices (and logs it)
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 #: What Ctrl-C leaves behind, per command.
 INTERRUPTED = {
     "train": "completed epochs (and cached VGG16 features) are kept; continue with --resume",
@@ -81,6 +118,8 @@ def run_command(args):
     from microrep.config import config_from_args
 
     config = config_from_args(args.config_class, args)
+    if args.command in MODEL_COMMANDS:
+        _import_backend_quietly()
     if args.command == "demo":
         from microrep.demo import run_demo
 

@@ -201,6 +201,7 @@ class EmbedConfig:
     read_workers: int = option(-1, "threads that decode images ahead of the model "
                                "(-1: one per CPU core, at most 8; 0: read in the main thread)",
                                at_least=-1)
+    overwrite: bool = option(False, "replace embeddings an earlier run wrote to --out")
     num_shards: int = count_option(1, "split the images into this many shards (one process each)")
     shard_index: int = option(0, "which shard this process embeds (0 .. num_shards-1)", at_least=0)
 
@@ -223,6 +224,7 @@ class EvalConfig:
     kernel: str = option("linear", "SVM kernel", ("linear", "rbf"))
     C: float = option(1.0, "SVM regularisation", above=0.0)
     seed: int = option(0, "seed of the CV splits")
+    overwrite: bool = option(False, "replace an earlier evaluation in --out")
 
 
 @dataclasses.dataclass

@@ -235,7 +235,11 @@ def run_embed_stage(config, log=print):
     every image decoded first.
     """
     from microrep.data.loaders import load_unlabelled_dataset
+    from microrep.fileio import refuse_earlier_output
 
+    refuse_earlier_output(Path(config.out) / shard_name("embeddings", ".npy", config.shard_index,
+                                                        config.num_shards),
+                          "embeddings", config.overwrite)
     tower = embedding_tower(config)
     dataset = load_unlabelled_dataset(config.data, validate=config.data.skip_bad)
     for note in dataset.notes:

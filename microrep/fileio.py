@@ -88,3 +88,16 @@ def replace_dir(tmp_dir, final_dir):
     if final_dir.exists():
         shutil.rmtree(final_dir)
     os.replace(tmp_dir, final_dir)
+
+
+def refuse_earlier_output(path, what, overwrite):
+    """OutputExistsError if `path` (an earlier run's result) exists and --overwrite was not given.
+
+    Why: a second evaluation or embedding into the same --out would silently replace
+    the first one's results, which a user may still be comparing against.
+    """
+    from microrep.errors import OutputExistsError
+
+    if Path(path).exists() and not overwrite:
+        raise OutputExistsError(f"{Path(path).parent} already holds {what} ({Path(path).name}); "
+                                "pass --overwrite to replace it, or choose another --out")

@@ -104,6 +104,13 @@ def heldout_lines(rows, settings):
     return lines
 
 
+def image_scale_words(scale):
+    """How the images were resized, in words (0 means: shrunk to four crops per short side)."""
+    if scale == 0:
+        return "images shrunk so their shorter side is four crops long"
+    return "images at full resolution" if scale == 1 else f"images resized x{scale:g}"
+
+
 def reproduce_report(table, confusions, interpretation, meta, out):
     """results.md of `microrep reproduce`: the side-by-side table, figures, PCA reading."""
     from microrep.analysis.interpret import strongest
@@ -117,8 +124,8 @@ def reproduce_report(table, confusions, interpretation, meta, out):
              f"Settings: {settings['input_size']}x{settings['input_size']} crops, first "
              f"{settings['vgg_blocks']} VGG16 blocks ("
              f"{'fine-tuned' if settings['train_base'] else 'frozen; only the projection trained'}), "
-             f"weights `{settings['weights']}`, images "
-             f"scaled x{settings['image_scale']}, {settings['grid']}x{settings['grid']} tiles per "
+             f"weights `{settings['weights']}`, {image_scale_words(settings['image_scale'])}, "
+             f"{settings['grid']}x{settings['grid']} tiles per "
              f"image, {settings['epochs']} epochs x {settings['pairs_per_epoch']} pairs per fold, "
              f"margin {settings['margin']}, {settings['folds']}-fold CV.", ""]
     if settings["weights"] == "none":
@@ -128,14 +135,19 @@ def reproduce_report(table, confusions, interpretation, meta, out):
               "| task | CV | paper: Siamese | paper: DeCost et al. | baseline (pretrained VGG16) | ours (Siamese) |",
               "|---|---|---|---|---|---|"]
     for row in table.itertuples():
-        lines.append(f"| {TASK_NAMES.get(row.task, row.task)} | {row.cv} | {_pct(row.paper_siamese)} | "
-                     f"{_pct(row.paper_decost)} | {_pct(row.baseline_mean, row.baseline_std)} | "
+        stratified = row.cv == "stratified"  # the papers reported image-level folds only
+        paper = [_pct(row.paper_siamese) if stratified else "—",
+                 _pct(row.paper_decost) if stratified else "—"]
+        lines.append(f"| {TASK_NAMES.get(row.task, row.task)} | {row.cv} | {paper[0]} | "
+                     f"{paper[1]} | {_pct(row.baseline_mean, row.baseline_std)} | "
                      f"{_pct(row.ours_mean, row.ours_std)} |")
+    baseline = ("ImageNet VGG16 feature maps" if settings["weights"] != "none" else
+                "feature maps of a randomly initialised VGG16")
     lines += ["", "*stratified*: image-level folds, as the papers did (micrographs of one sample can "
-              "sit on both sides); *grouped*: no sample on both sides of a split, the honest "
-              "estimate. The baseline is ImageNet VGG16 feature maps mean-pooled over tiles "
-              "(DeCost et al. used VLAD encoding and multiple scales). Every Siamese model was "
-              "trained on its training fold only.", ""]
+              "sit on both sides; the papers' numbers are shown on these rows only); *grouped*: "
+              f"no sample on both sides of a split, the honest estimate. The baseline is {baseline} "
+              "mean-pooled over tiles (DeCost et al. used VLAD encoding and multiple scales). "
+              "Every Siamese model was trained on its training fold only.", ""]
     for note in meta["notes"] + meta.get("dataset_notes", []):
         lines.append(f"- {note}")
     lines += heldout_lines(meta.get("heldout") or [], settings)

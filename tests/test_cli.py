@@ -159,3 +159,14 @@ def test_unknown_flag_and_help():
     helped = run_cli("train", "--help")
     assert helped.returncode == 0 and "--margin" in helped.stdout and "default: 1.8" in helped.stdout
     assert "(default: )" not in helped.stdout and "default: auto" in helped.stdout
+
+
+@pytest.mark.slow
+def test_tensorflow_start_up_chatter_is_kept_off_the_users_screen(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", "microrep", "export", "--model-path",
+                           str(tmp_path / "no-run")], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"microrep export: error: model file not found: {tmp_path / 'no-run'}"]

@@ -83,3 +83,22 @@ def test_unlabelled_embeddings_cannot_be_scored(folder, tmp_path, capsys):
                  str(tmp_path / "u"), "--out", str(tmp_path / "eval")]) == 2
     err = capsys.readouterr().err
     assert "carry no labels" in err and len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_and_embed_do_not_replace_earlier_results_unless_asked(folder, tmp_path, capsys):
+    listing = write_csv(tmp_path / "all.csv", metadata(folder))
+    embed = ["embed", *PRETRAINED, "--csv", str(listing), "--out", str(tmp_path / "emb")]
+    assert main(embed) == 0
+    evaluate = ["evaluate", "--embeddings", str(tmp_path / "emb"), "--folds", "2",
+                "--out", str(tmp_path / "eval")]
+    assert main(evaluate) == 0
+    first = (tmp_path / "eval" / "metrics.json").read_text()
+    capsys.readouterr()
+    assert main(evaluate + ["--seed", "5"]) == 2
+    assert "already holds an evaluation (metrics.json); pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "eval" / "metrics.json").read_text() == first
+    assert main(evaluate + ["--seed", "5", "--overwrite"]) == 0
+    assert '"seed": 5' in (tmp_path / "eval" / "metrics.json").read_text()
+    assert main(embed) == 2
+    assert "already holds embeddings (embeddings.npy)" in capsys.readouterr().err
+    assert main(embed + ["--overwrite"]) == 0

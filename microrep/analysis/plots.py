@@ -22,18 +22,34 @@ def _save(figure, path):
     return path
 
 
+#: Markers that, with the ten colours of tab10, keep up to 60 classes apart: colour alone
+#: cannot (29 processing conditions in UHCSDB).
+MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def class_styles(classes):
+    """{class: (colour, marker)}: ten distinct colours, then the next marker shape."""
+    colours = sns.color_palette("tab10", 10)
+    return {name: (colours[i % 10], MARKERS[(i // 10) % len(MARKERS)])
+            for i, name in enumerate(classes)}
+
+
 def plot_pca_scatter(scores, labels, explained, path, title="Embeddings on PC1/PC2", hue_name="class"):
-    """Scatter of the first two principal components, coloured by class."""
-    figure, axis = plt.subplots(figsize=(7, 5.5))
-    frame = pd.DataFrame({"PC1": scores[:, 0], "PC2": scores[:, 1] if scores.shape[1] > 1 else 0.0,
-                          hue_name: labels})
-    sns.scatterplot(data=frame, x="PC1", y="PC2", hue=hue_name, ax=axis, s=28, alpha=0.85,
-                    hue_order=sorted(set(labels)))
+    """Scatter of the first two principal components, coloured (and shaped) by class."""
+    labels = np.asarray(labels).astype(str)
+    classes = sorted(set(labels))
+    figure, axis = plt.subplots(figsize=(7.5 if len(classes) <= 15 else 9, 5.5))
+    second = scores[:, 1] if scores.shape[1] > 1 else np.zeros(len(scores))
+    for name, (colour, marker) in class_styles(classes).items():
+        rows = labels == name
+        axis.scatter(scores[rows, 0], second[rows], color=colour, marker=marker, s=28,
+                     alpha=0.85, label=name, edgecolors="none")
     axis.set_xlabel(f"PC1 ({explained[0]:.0%} of variance)")
     if len(explained) > 1:
         axis.set_ylabel(f"PC2 ({explained[1]:.0%} of variance)")
     axis.set_title(title)
-    axis.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title=hue_name)
+    axis.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title=hue_name,
+                ncol=1 if len(classes) <= 15 else 2, fontsize=8 if len(classes) > 15 else None)
     return _save(figure, path)
 
 
@@ -74,9 +90,9 @@ def plot_accuracy_bars(accuracies, path, title="SVM accuracy on the same CV fold
     stds = [accuracies[n][1] for n in names]
     figure, axis = plt.subplots(figsize=(1.8 * len(names) + 2, 3.8))
     axis.bar(names, means, yerr=stds, capsize=5, color=sns.color_palette("deep", len(names)))
-    for position, mean in enumerate(means):
-        axis.text(position, mean + 0.02, f"{mean:.1%}", ha="center")
-    axis.set_ylim(0, 1.1)
+    for position, (mean, std) in enumerate(zip(means, stds)):  # above the error bar, not on it
+        axis.text(position, mean + std + 0.02, f"{mean:.1%}", ha="center", va="bottom")
+    axis.set_ylim(0, max(1.1, max(m + s for m, s in zip(means, stds)) + 0.12))
     axis.set_ylabel("accuracy")
     axis.set_title(title)
     return _save(figure, path)
@@ -85,7 +101,8 @@ def plot_accuracy_bars(accuracies, path, title="SVM accuracy on the same CV fold
 def plot_pc_descriptors(scores, descriptors, path, title="Embedding PCs coloured by measured descriptors"):
     """PC1/PC2 scatter, one panel per descriptor column, coloured by its value."""
     columns = list(descriptors.columns)
-    figure, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.8), squeeze=False)
+    figure, axes = plt.subplots(1, len(columns), figsize=(4.8 * len(columns), 3.8), squeeze=False,
+                                layout="constrained")  # colour bars never cover the next panel
     for axis, column in zip(axes[0], columns):
         points = axis.scatter(scores[:, 0], scores[:, 1], c=descriptors[column], cmap="viridis", s=14)
         figure.colorbar(points, ax=axis, shrink=0.8)

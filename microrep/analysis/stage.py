@@ -122,6 +122,9 @@ def evaluate_heldout(config):
 
 def evaluate_embeddings(config):
     """Run the evaluate stage of an EvalConfig; return the metrics it wrote."""
+    from microrep.fileio import refuse_earlier_output
+
+    refuse_earlier_output(Path(config.out) / "metrics.json", "an evaluation", config.overwrite)
     if config.test_embeddings:
         return evaluate_heldout(config)
     embeddings, table = read_embeddings(config.embeddings)
