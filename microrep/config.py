@@ -18,6 +18,9 @@ from pathlib import Path
 
 from microrep.errors import ConfigError
 
+#: The paper's classification tasks (what each means: microrep.data.tasks), declared once.
+TASKS = ("constituent", "3phase", "processing")
+
 
 def option(default, help, choices=None, at_least=None, above=None, at_most=None, below=None,
            parse=None):
@@ -58,7 +61,7 @@ class DataConfig:
     csv: str = option("", "shortcut for --data csv --data-dir FILE: columns path,label[,group]")
     task: str = option("constituent", "what to classify: every primary microconstituent, "
                        "DeCost's 3 phases, or the processing condition",
-                       ("constituent", "3phase", "processing"))
+                       TASKS)
     min_class_size: int = count_option(2, "drop classes with fewer images (with a message)")
     skip_bad: bool = option(False, "leave out unreadable or unusable images (with a message) "
                             "instead of refusing to start")
@@ -218,7 +221,7 @@ class EvalConfig:
     task: str = option("", "relabel the embeddings for this task from their metadata "
                        "(default: the labels they were embedded with); classes with fewer "
                        "images than folds are dropped with a message",
-                       ("", "constituent", "3phase", "processing"))
+                       ("", *TASKS))
     folds: int = count_option(5, "cross-validation folds", 2)
     repeats: int = count_option(1, "repeat the k-fold split with new shuffles")
     kernel: str = option("linear", "SVM kernel", ("linear", "rbf"))
@@ -282,7 +285,7 @@ class ReproduceConfig:
 
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     out: str = option("microrep-reproduce", "report folder; an interrupted run resumes from it")
-    tasks: str = option("3phase,constituent,processing", "comma-separated tasks to run")
+    tasks: str = option(",".join(TASKS), "comma-separated tasks to run")
     quick: bool = option(False, "CPU-sized run: 96x96 crops of downscaled images, four frozen "
                          "VGG16 blocks, a projection head trained per fold, 3 folds (the "
                          "model and training settings below are then ignored)")

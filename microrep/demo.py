@@ -23,7 +23,7 @@ from microrep.data import load_dataset
 from microrep.embed import embed_images, write_embeddings
 from microrep.errors import OutputExistsError
 from microrep.export import ExportError, export_tower
-from microrep.fileio import write_json
+from microrep.fileio import write_json, write_text
 from microrep.model import build_tower
 from microrep.report import demo_report
 from microrep.train import LOG, train
@@ -98,7 +98,7 @@ def run_demo(config, log=print):
     metrics = demo_metrics(config, dataset, results, figures, export, result,
                            time.time() - started)
     write_json(out / "metrics.json", metrics)
-    (out / "report.md").write_text(demo_report(metrics), encoding="utf-8")
+    write_text(out / "report.md", demo_report(metrics))
     log(f"[6/6] report written: {out / 'report.md'}")
     return metrics
 

@@ -29,3 +29,19 @@ class ModelFileError(MicrorepError):
 
 class WeightsError(MicrorepError):
     """Pretrained weights cannot be obtained or loaded."""
+
+
+class FetchError(DataError):
+    """A dataset could not be downloaded or verified."""
+
+
+class DiskFullError(MicrorepError):
+    """Writing failed because the disk is full or not writable."""
+
+
+class ExportError(MicrorepError):
+    """The model cannot be exported here."""
+
+
+class TrainingDivergedError(MicrorepError):
+    """The loss became NaN or infinite."""

@@ -17,15 +17,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from microrep.errors import MicrorepError
+from microrep.errors import ExportError
 from microrep.fileio import atomic_path, replace_dir, write_json
 
 SAVEDMODEL = "savedmodel"
 KERAS_FILE = "tower.keras"
-
-
-class ExportError(MicrorepError):
-    """The model cannot be exported here."""
 
 
 def tile_origins_tf(length, tile, count):

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from microrep.errors import MicrorepError
+from microrep.errors import DiskFullError
 
 
 def _current_umask():
@@ -24,10 +24,6 @@ def _current_umask():
 
 #: Files get the permissions an ordinary open() would give them, not mkstemp's 0600.
 FILE_MODE = 0o666 & ~_current_umask()
-
-
-class DiskFullError(MicrorepError):
-    """Writing failed because the disk is full or not writable."""
 
 
 @contextlib.contextmanager

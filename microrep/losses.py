@@ -52,7 +52,9 @@ class PairAccuracy(keras.metrics.MeanMetricWrapper):
         return ops.cast(ops.equal(predicted_same, y_true), "float32")
 
     def get_config(self):
-        return {"name": self.name, "dtype": self.dtype, "margin": self.margin}
+        config = super().get_config()
+        config.pop("fn", None)  # rebuilt from the margin by __init__
+        return {**config, "margin": self.margin}
 
 
 #: Pair levels of graded similarity, from least to most alike.

@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from microrep import __version__
-from microrep.analysis.evaluate import cv_splits, groups_repeat_within_classes, svm_pipeline
+from microrep.analysis.evaluate import (cv_splits, groups_repeat_within_classes,
+                                        pca_components_for, score_folds, svm_pipeline)
 from microrep.config import QUICK_SETTINGS, ModelConfig, PairConfig, TrainConfig, to_dict
 from microrep.data import load_dataset
 from microrep.data.dataset import Dataset
@@ -40,7 +41,8 @@ from microrep.frozen import compute_frozen_features, embed_from_tiles, train_hea
 from microrep.model import build_feature_tower
 from microrep.train import train
 
-#: Accuracies reported by Sardeshmukh et al. and (as they cite it) DeCost et al. 2017.
+#: Accuracies reported by Sardeshmukh et al. and (as they cite it) DeCost et al. 2017,
+#: one entry per task of config.TASKS.
 PAPER = {
     "3phase": {"paper_siamese": 0.9816, "paper_decost": 0.966},
     "constituent": {"paper_siamese": 0.875, "paper_decost": None},
@@ -141,9 +143,7 @@ def train_fold_tower(config, images, labels, run_dir):
 
 def fit_predict(features, labels, train_index, test_index, pca=0):
     """Linear SVM (after PCA to `pca` dimensions, fitted on the training part, if asked)."""
-    components = min(pca, len(train_index) - 1, features.shape[1]) if pca else 0
-    if components >= features.shape[1]:
-        components = 0  # nothing to reduce
+    components = pca_components_for(pca, len(train_index), features.shape[1])
     classifier = svm_pipeline("linear", 1.0, components or None)
     classifier.fit(features[train_index], labels[train_index])
     return classifier.predict(features[test_index])
@@ -222,18 +222,22 @@ def run_units(config, dataset, images, baseline_features, out, log, frozen=None)
 
 
 def summarise(records):
-    """One row per (task, flavour, method): mean and std of fold accuracies."""
+    """One row per (task, flavour, method): mean and std of fold accuracies (`score_folds`)."""
     rows = []
-    for record in records:
-        truth = np.array(record["true"])
+    for (task, flavour), chosen in group_records(records).items():
         for method in METHODS:
-            rows.append({"task": record["task"], "flavour": record["flavour"], "fold": record["fold"],
-                         "method": method, "accuracy": float(np.mean(np.array(record[method]) == truth))})
-    folds = pd.DataFrame(rows)
-    if folds.empty:
-        return folds
-    return (folds.groupby(["task", "flavour", "method"], sort=False)["accuracy"]
-            .agg(["mean", "std", "count"]).reset_index())
+            result = score_folds([(r["true"], r[method]) for r in chosen])
+            rows.append({"task": task, "flavour": flavour, "method": method, "mean": result.mean,
+                         "std": result.std, "count": len(result.fold_accuracies)})
+    return pd.DataFrame(rows)
+
+
+def group_records(records):
+    """{(task, flavour): fold records}, in the order they were run."""
+    groups = {}
+    for record in records:
+        groups.setdefault((record["task"], record["flavour"]), []).append(record)
+    return groups
 
 
 def results_table(summary):
@@ -292,7 +296,11 @@ def reproduce(config, log=print):
 
     confusions = confusion_figures(records, out)
     heldout = heldout_table(config, dataset, images, out, log)
-    interpretation = interpret(config, dataset, images, out, log, frozen)
+    log("PCA interpretation: Siamese model on all images, descriptors measured from the images")
+    every = np.arange(len(images))
+    embeddings = train_and_embed(config, images, every, dataset.labels, every,
+                                 out / "runs" / "interpretation", frozen)
+    interpretation = interpret(embeddings, dataset.table, images, out)
     meta = {"microrep_version": __version__, "backend": keras.backend.backend(),
             "settings": to_dict(config), "images": len(images), "notes": notes,
             "seconds": round(time.time() - started, 1), "dataset_notes": dataset.notes,
@@ -358,11 +366,6 @@ def confusion_figures(records, out):
 
 def confusion_for(records, task, flavour, method):
     """Summed confusion matrix over the folds of one task, flavour and method."""
-    from sklearn.metrics import confusion_matrix
-
-    chosen = [r for r in records if r["task"] == task and r["flavour"] == flavour]
-    truth = np.concatenate([r["true"] for r in chosen])
-    predicted = np.concatenate([r[method] for r in chosen])
-    classes = sorted(set(truth))
-    return confusion_matrix(truth, predicted, labels=classes), classes
+    result = score_folds([(r["true"], r[method]) for r in group_records(records)[(task, flavour)]])
+    return result.confusion, result.classes
 

@@ -30,8 +30,8 @@ from microrep.autobatch import RECORD as AUTO_BATCH_RECORD
 from microrep.autobatch import resolve_batch_size
 from microrep.config import save_config, to_dict
 from microrep.data import load_dataset
-from microrep.errors import (ConfigError, MicrorepError, ModelFileError,
-                             OutputExistsError)
+from microrep.errors import (ConfigError, MicrorepError, ModelFileError, OutputExistsError,
+                             TrainingDivergedError)
 from microrep.fileio import atomic_path, write_json, write_text
 from microrep.losses import PairAccuracy
 from microrep.model import build_siamese, build_tower, check_input_size, check_weights_source
@@ -48,10 +48,6 @@ BEST = "best.json"
 #: Settings that may change when a run is resumed (`out`: a copied run folder resumes too).
 RESUMABLE_CHANGES = {"epochs", "resume", "overwrite", "patience", "learning_rate", "out"}
 LOCK = ".lock"
-
-
-class TrainingDivergedError(MicrorepError):
-    """The loss became NaN or infinite."""
 
 
 @dataclasses.dataclass

@@ -34,3 +34,26 @@ def test_pc_correlations_find_the_driving_descriptor():
     table = pc_correlations(scores, pd.DataFrame({"a": driver, "b": rng.normal(size=50)}))
     pc1_a = table[(table.pc == "PC1") & (table.descriptor == "a")]["spearman"].iloc[0]
     assert pc1_a > 0.9 and len(table) == 4
+
+
+def test_interpret_takes_embeddings_and_trains_nothing(tmp_path):
+    """Analysis takes embeddings and returns numbers; importing it pulls in no training code."""
+    import subprocess
+    import sys
+
+    from microrep.analysis.interpret import interpret
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (64, 64), dtype=np.uint8) for _ in range(12)]
+    table = pd.DataFrame({"label": ["a", "b", "c"] * 4, "aspect_ratio": np.arange(12.0)})
+    signal = np.arange(12.0)
+    embeddings = np.c_[signal, signal, signal, rng.normal(size=(12, 2))]  # PC1 = the signal
+    summary = interpret(embeddings, table, images, tmp_path)
+    assert len(summary["explained_variance"]) == 2 and (tmp_path / "pc_correlations.csv").is_file()
+    truth = summary["correlations"].query("source == 'ground truth' and pc == 'PC1'")
+    assert abs(float(truth["spearman"].iloc[0])) > 0.9  # PC1 follows the varying column
+    loaded = subprocess.run([sys.executable, "-c", "import sys, microrep.analysis.interpret; "
+                             "print(sorted(m for m in sys.modules if m in ('microrep.reproduce', "
+                             "'microrep.train', 'microrep.train_frozen')))"],
+                            capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"

@@ -40,3 +40,24 @@ def test_raw_pixels_and_pca():
     scores, explained, _ = pca_projection(np.random.default_rng(0).normal(size=(20, 5)), 2)
     assert scores.shape == (20, 2) and explained[0] >= explained[1]
     assert svm_pipeline(pca_components=3).steps[1][0] == "pca"
+
+
+def test_one_scoring_engine_for_every_report():
+    """Accuracy, spread (ddof=0) and confusion from test folds, as evaluate and reproduce report."""
+    from microrep.analysis.evaluate import score_folds
+
+    folds = [(["a", "a", "b"], ["a", "b", "b"]), (["a", "b", "b"], ["a", "b", "b"])]
+    result = score_folds(folds)
+    assert result.fold_accuracies == [2 / 3, 1.0]
+    assert result.std == pytest.approx(np.std([2 / 3, 1.0]))  # not pandas' ddof=1
+    assert result.classes == ["a", "b"] and result.confusion.tolist() == [[2, 1], [0, 3]]
+
+
+def test_reproduce_summary_uses_the_same_engine():
+    from microrep.reproduce import summarise
+
+    records = [{"task": "3phase", "flavour": "stratified", "fold": i, "true": truth,
+                "baseline": predicted, "siamese": truth} for i, (truth, predicted) in
+               enumerate([(["a", "a", "b"], ["a", "b", "b"]), (["a", "b", "b"], ["a", "b", "b"])])]
+    row = summarise(records).set_index("method").loc["baseline"]
+    assert row["mean"] == pytest.approx(5 / 6) and row["std"] == pytest.approx(np.std([2 / 3, 1.0]))

@@ -33,3 +33,13 @@ def test_pair_accuracy_uses_half_margin_threshold():
     metric = PairAccuracy(margin=1.0)
     metric.update_state(np.array([1.0, 1.0, 0.0, 0.0]), np.array([0.2, 0.8, 0.9, 0.1]))
     assert float(metric.result()) == pytest.approx(0.5)
+
+
+def test_pair_accuracy_config_chains_to_keras_and_round_trips():
+    from microrep.losses import PairAccuracy
+
+    metric = PairAccuracy(margin=0.6, name="acc")
+    config = metric.get_config()
+    assert config["margin"] == 0.6 and config["name"] == "acc" and "dtype" in config
+    clone = PairAccuracy.from_config(config)
+    assert clone.margin == 0.6 and clone.name == "acc"

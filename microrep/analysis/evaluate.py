@@ -97,18 +97,41 @@ class CVResult:
                 "classes": list(self.classes), "confusion": self.confusion.tolist()}
 
 
-def cross_validate(features, labels, splits, make_classifier=svm_pipeline):
-    """Fit a fresh classifier on each split's training part; score its test part."""
-    features, labels = np.asarray(features), np.asarray(labels)
-    classes = sorted(np.unique(labels))
+def score_folds(folds, classes=None):
+    """CVResult of [(true labels, predicted labels)] per test fold.
+
+    The one place where accuracy, its spread over folds (NumPy's std, ddof=0) and
+    the summed confusion matrix are computed: `evaluate`, `reproduce` (whose
+    Siamese features differ per fold) and the held-out case all report through it.
+    """
+    folds = [(np.asarray(truth).astype(str), np.asarray(predicted).astype(str))
+             for truth, predicted in folds]
+    if classes is None:
+        classes = sorted(set().union(*(set(truth) for truth, _ in folds)))
     confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
     accuracies = []
+    for truth, predicted in folds:
+        accuracies.append(float(np.mean(predicted == truth)))
+        confusion += confusion_matrix(truth, predicted, labels=classes)
+    return CVResult(accuracies, list(classes), confusion)
+
+
+def pca_components_for(requested, train_size, n_features):
+    """PCA components an SVM pipeline can keep: no more than the training fold allows (0: none)."""
+    if not requested:
+        return 0
+    components = min(requested, train_size - 1, n_features)
+    return 0 if components >= n_features else components
+
+
+def cross_validate(features, labels, splits, make_classifier=svm_pipeline):
+    """Fit a fresh classifier on each split's training part; score its test part."""
+    features, labels = np.asarray(features), np.asarray(labels).astype(str)
+    folds = []
     for train_index, test_index in splits:
         classifier = make_classifier().fit(features[train_index], labels[train_index])
-        predicted = classifier.predict(features[test_index])
-        accuracies.append(float(np.mean(predicted == labels[test_index])))
-        confusion += confusion_matrix(labels[test_index], predicted, labels=classes)
-    return CVResult(accuracies, classes, confusion)
+        folds.append((labels[test_index], classifier.predict(features[test_index])))
+    return score_folds(folds, sorted(np.unique(labels)))
 
 
 def fit_and_score(fit_features, fit_labels, test_features, test_labels,

@@ -1,9 +1,10 @@
 """Test the paper's reading of the embedding's principal components.
 
 The paper reads PC1 as particle morphology (spherical to needle-like) and PC2
-as isotropy. We train one Siamese model on all images (this is description,
-not classification, so no held-out fold is needed), project its embeddings on
-PC1/PC2, measure the descriptors from the images themselves
+as isotropy. Given embeddings (`microrep reproduce` trains one Siamese model on
+all images for them: this is description, not classification, so no held-out
+fold is needed), we project them on PC1/PC2, measure the descriptors from the
+images themselves
 (`microrep.analysis.descriptors`) and report Spearman correlations, with
 figures. On synthetic data the generator's ground-truth factors give a second,
 exact check.
@@ -20,25 +21,19 @@ from microrep.fileio import write_text
 GROUND_TRUTH = ("aspect_ratio", "particle_size", "volume_fraction", "isotropy")
 
 
-def interpret(config, dataset, images, out, log=print, frozen=None):
+def interpret(embeddings, table, images, out):
     """Write the PCA interpretation figures and tables; return its summary dict.
 
-    With `frozen` (FrozenFeatures of a frozen base) only the projection head is
-    trained, on the cached crop features.
+    `embeddings` (n, d) and `images` (n 2-D arrays) belong to the rows of `table`
+    (a Dataset's table: label, and on synthetic data the generator's factors).
     """
-    from microrep.reproduce import train_and_embed
-
-    log("PCA interpretation: Siamese model on all images, descriptors measured from the images")
-    labels = dataset.labels
-    every = np.arange(len(images))
-    embeddings = train_and_embed(config, images, every, labels, every,
-                                 out / "runs" / "interpretation", frozen)
+    labels = table["label"].astype(str).to_numpy()
     scores, explained, _ = pca_projection(embeddings, 2)
     descriptors = measure_descriptors(images)
     correlations = pc_correlations(scores, descriptors).assign(source="measured")
-    truth_columns = [c for c in GROUND_TRUTH if c in dataset.table.columns]
+    truth_columns = [c for c in GROUND_TRUTH if c in table.columns]
     if truth_columns:
-        truth = dataset.table[truth_columns].reset_index(drop=True)
+        truth = table[truth_columns].reset_index(drop=True)
         correlations = pd.concat([correlations, pc_correlations(scores, truth).assign(
             source="ground truth")], ignore_index=True)
     write_text(out / "pc_correlations.csv", correlations.to_csv(index=False))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from microrep.analysis.evaluate import (cross_validate, cv_splits, fit_and_score,
+from microrep.analysis.evaluate import (cross_validate, cv_splits, fit_and_score, pca_components_for,
                                         groups_repeat_within_classes, pca_projection, svm_pipeline)
 from microrep.analysis.retrieval import retrieval_metrics
 from microrep.errors import DataError
@@ -23,9 +23,8 @@ def evaluate_features(features, labels, groups, config, pca_components=None):
     Returns {"stratified": CVResult, "grouped": CVResult or None, "grouped_note": str}.
     """
     stratified = cv_splits(labels, config.folds, config.repeats, config.seed)
-    if pca_components:  # PCA cannot keep more components than the smallest training fold
-        pca_components = min(pca_components, min(len(train) for train, _ in stratified) - 1,
-                             np.asarray(features).shape[1])
+    dim = np.asarray(features).shape[1]
+    pca_components = pca_components_for(pca_components, min(len(t) for t, _ in stratified), dim)
     make = classifier_factory(config, pca_components)
     results = {"stratified": cross_validate(features, labels, stratified, make)}
     try:
@@ -34,8 +33,8 @@ def evaluate_features(features, labels, groups, config, pca_components=None):
                             "a sample-grouped split would test classes never trained on")
         grouped = cv_splits(labels, config.folds, config.repeats, config.seed, groups)
         if pca_components:
-            pca_components = min(pca_components, min(len(train) for train, _ in grouped) - 1)
-            make = classifier_factory(config, pca_components)
+            make = classifier_factory(config, pca_components_for(
+                pca_components, min(len(t) for t, _ in grouped), dim))
         results["grouped"] = cross_validate(features, labels, grouped, make)
         results["grouped_note"] = ""
     except DataError as error:  # too few samples for grouped folds is common, not fatal

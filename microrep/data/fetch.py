@@ -24,7 +24,7 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from microrep.errors import DataError
+from microrep.errors import DataError, FetchError
 from microrep.fileio import write_json
 
 FILES = ("microstructures.sqlite", "micrographs.zip")
@@ -41,10 +41,6 @@ MAX_MEMBERS = 10_000
 MAX_MEMBER_BYTES = 200 * 2**20
 MAX_TOTAL_BYTES = 8 * 2**30
 CHUNK = 1 << 16
-
-
-class FetchError(DataError):
-    """A source failed; the message says why."""
 
 
 def sha256_of(path):

@@ -9,9 +9,8 @@
 import numpy as np
 import pandas as pd
 
+from microrep.config import TASKS  # noqa: F401 (declared with the settings that choose one)
 from microrep.errors import DataError
-
-TASKS = ("constituent", "3phase", "processing")
 
 
 def processing_condition(table):
