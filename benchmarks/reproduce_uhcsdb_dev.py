@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from microrep.config import DataConfig, ReproduceConfig  # noqa: E402
+from microrep.config import ReproduceConfig, TrainConfig, from_dict, paper_train_config  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 
@@ -37,8 +37,9 @@ def main():
     weights = args.weights if Path(args.weights).is_file() or args.weights in ("imagenet", "none") else "imagenet"
     from microrep.reproduce import reproduce
 
-    config = ReproduceConfig(data=DataConfig(data="uhcsdb", data_dir=args.data_dir), out=args.out,
-                             tasks=args.tasks, quick=not args.full, weights=weights,
+    train = from_dict(TrainConfig, {"data": {"data": "uhcsdb", "data_dir": args.data_dir},
+                                    "weights": weights}, base=paper_train_config())
+    config = ReproduceConfig(train=train, out=args.out, tasks=args.tasks, quick=not args.full,
                              processing_images=args.processing_images,
                              processing_pca=args.processing_pca)
     started = time.time()

@@ -23,16 +23,26 @@ TASKS = ("constituent", "3phase", "processing")
 
 
 def option(default, help, choices=None, at_least=None, above=None, at_most=None, below=None,
-           parse=None):
+           parse=None, aliases=()):
     """A dataclass field with the help text (and choices) its CLI flag shows.
 
     The bounds (`at_least`, `above`, `at_most`, `below`) are checked by `validate`
     whenever a config is built, so a bad setting is refused before a stage writes
-    anything; `parse` reads values the field's type cannot (e.g. 'auto').
+    anything; `parse` reads values the field's type cannot (e.g. 'auto'); `aliases` are
+    older names of the setting (flags and file keys) that keep working.
     """
     return dataclasses.field(default=default, metadata={
-        "help": help, "choices": choices, "parse": parse,
+        "help": help, "choices": choices, "parse": parse, "aliases": tuple(aliases),
         "bounds": {"at_least": at_least, "above": above, "at_most": at_most, "below": below}})
+
+
+def group(factory, hidden=()):
+    """A nested settings group (a dataclass made by `factory`, the stage's own defaults).
+
+    `hidden`: settings of the group the stage sets itself (a run folder per fold, say);
+    they get no flag, and a config file may still set them.
+    """
+    return dataclasses.field(default_factory=factory, metadata={"hidden": tuple(hidden)})
 
 
 def count_option(default, help, minimum=1, **kwargs):
@@ -67,9 +77,12 @@ class DataConfig:
                             "instead of refusing to start")
     um_per_px: float = option(0.0, "rescale every image to this many micrometres per pixel "
                               "(UHCSDB only; 0 keeps each image's own scale)", at_least=0.0)
-    synthetic_samples_per_class: int = count_option(4, "synthetic data: samples per class")
-    synthetic_images_per_sample: int = count_option(5, "synthetic data: micrographs per sample")
-    synthetic_image_size: int = count_option(160, "synthetic data: image side in pixels", 32)
+    synthetic_samples_per_class: int = count_option(4, "synthetic data: samples per class",
+                                                    aliases=("samples_per_class",))
+    synthetic_images_per_sample: int = count_option(5, "synthetic data: micrographs per sample",
+                                                    aliases=("images_per_sample",))
+    synthetic_image_size: int = count_option(160, "synthetic data: image side in pixels", 32,
+                                             aliases=("image_size",))
     synthetic_seed: int = option(0, "synthetic data: random seed")
 
 
@@ -240,27 +253,31 @@ class ExportConfig:
                              "tiling of each whole image, as `microrep embed --grid`")
 
 
+def demo_train_config():
+    """The demo's training: small crops, three VGG16 blocks from random weights, the paper's loss.
+
+    Sized to run every stage in minutes on a laptop CPU without downloads.
+    """
+    return TrainConfig(
+        data=DataConfig(data="synthetic", task="constituent"),
+        model=ModelConfig(input_size=48, embedding_dim=32, weights="none", vgg_blocks=3,
+                          head="projection", feature_layers="", train_base=True),
+        pairs=PairConfig(pairs_per_epoch=640), epochs=12, batch_size=32, learning_rate=1e-4,
+        similarity="label", margin=1.0, seed=0)
+
+
+#: Settings of a stage's training that the stage sets itself (run folders per fold or demo).
+STAGE_OWNED = ("out", "resume", "overwrite")
+
+
 @dataclasses.dataclass
 class DemoConfig:
     """The whole pipeline at demo scale."""
 
+    train: TrainConfig = group(demo_train_config, hidden=STAGE_OWNED)
     out: str = option("microrep-demo", "report folder (data, run, embeddings, figures, export)")
-    input_size: int = count_option(48, "crop side the model sees", 32)
-    vgg_blocks: int = option(3, "VGG16 blocks kept (3 suits 48x48 crops and random weights)",
-                             (1, 2, 3, 4, 5))
-    embedding_dim: int = count_option(32, "embedding size")
-    weights: str = option("none", "VGG16 weights: 'none', 'imagenet' (needs internet) or a file")
-    epochs: int = count_option(12, "training epochs")
-    pairs_per_epoch: int = count_option(640, "pairs per epoch")
-    batch_size: int = count_option(32, "pairs per batch")
-    learning_rate: float = option(1e-4, "Adam learning rate", above=0.0)
-    margin: float = option(1.0, "contrastive margin", above=0.0)
-    samples_per_class: int = count_option(4, "synthetic samples per class")
-    images_per_sample: int = count_option(5, "synthetic micrographs per sample")
-    image_size: int = count_option(160, "synthetic image side", 32)
     grid: int = count_option(3, "embedding tiles per side")
     folds: int = count_option(5, "CV folds", 2)
-    seed: int = option(0, "seed for data, weights and pairs")
     overwrite: bool = option(False, "replace an earlier demo in --out")
 
 
@@ -279,33 +296,36 @@ class FetchConfig:
     verify_images: bool = option(True, "decode every image after unpacking")
 
 
+def paper_train_config():
+    """The paper's training, as `microrep reproduce` runs it inside each fold.
+
+    ImageNet VGG16 at 224 px fine-tuned under the contrastive loss on class labels,
+    a 64-d projection head; unpublished settings (epochs, batch, learning rate,
+    margin) as recorded in PROTOCOL.md.
+    """
+    return TrainConfig(
+        model=ModelConfig(input_size=224, embedding_dim=64, weights="imagenet", vgg_blocks=5,
+                          head="projection", feature_layers="", train_base=True),
+        pairs=PairConfig(pairs_per_epoch=2048), epochs=20, batch_size=32, learning_rate=1e-5,
+        similarity="label", margin=1.0, feature_bank=32, seed=0)
+
+
 @dataclasses.dataclass
 class ReproduceConfig:
-    """Redo the paper's experiments: baseline and Siamese, every task, both CV flavours."""
+    """Redo the paper's experiments: baseline and Siamese, every task, both CV flavours.
 
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    `train` holds every setting of `microrep train` (with the paper's defaults); the
+    Siamese model of each fold trains under them, and --seed also seeds the splits.
+    """
+
+    train: TrainConfig = group(paper_train_config, hidden=STAGE_OWNED)
     out: str = option("microrep-reproduce", "report folder; an interrupted run resumes from it")
     tasks: str = option(",".join(TASKS), "comma-separated tasks to run")
     quick: bool = option(False, "CPU-sized run: 96x96 crops of downscaled images, four frozen "
-                         "VGG16 blocks, a projection head trained per fold, 3 folds (the "
-                         "model and training settings below are then ignored)")
-    weights: str = option("imagenet", "VGG16 weights for both the baseline and the Siamese "
-                          "tower: 'imagenet', 'none' or a local file")
-    input_size: int = count_option(224, "crop side", 32)
-    vgg_blocks: int = option(5, "VGG16 blocks kept", (1, 2, 3, 4, 5))
+                         "VGG16 blocks, a projection head trained per fold, 3 folds (these "
+                         "replace the model and training settings)")
     image_scale: float = option(1.0, "resize every micrograph by this factor before cropping "
                                 "(0: shrink so the shorter side is 4 crops long)", at_least=0.0)
-    embedding_dim: int = count_option(64, "Siamese embedding size")
-    train_base: bool = option(True, "fine-tune the VGG16 base inside each fold (else only the "
-                              "projection learns, on frozen features)")
-    feature_bank: int = count_option(32, "with a frozen base: augmented crops per image whose VGG16 "
-                               "features are computed once and shared by every fold's training")
-    epochs: int = count_option(20, "Siamese training epochs per fold")
-    pairs_per_epoch: int = count_option(2048, "pairs per epoch")
-    batch_size: int = count_option(32, "pairs per batch")
-    learning_rate: float = option(1e-5, "Adam learning rate (fine-tuning a pretrained tower)",
-                                  above=0.0)
-    margin: float = option(1.0, "contrastive margin", above=0.0)
     grid: int = count_option(3, "embedding tiles per side")
     folds: int = count_option(5, "cross-validation folds", 2)
     processing_images: int = option(10, "processing condition as DeCost et al.: only conditions "
@@ -320,7 +340,6 @@ class ReproduceConfig:
                                  "blocks) on half of the images and score it against the "
                                  "pretrained features on the other half, over this many seeded "
                                  "splits (0: skip)", at_least=0)
-    seed: int = option(0, "seed of splits, weights and pairs")
 
 
 #: --quick: 96x96 crops of images shrunk so 4 crops span the shorter side, four VGG16
@@ -328,9 +347,10 @@ class ReproduceConfig:
 #: once), a contrastive projection head trained per fold, 3 folds. Chosen on the UHCSDB
 #: development copy against 48x48 crops with three blocks (baseline 3phase / constituent /
 #: processing 88.6 / 79.9 / 52.5% there, 94.5 / 87.7 / 61.7% here).
-QUICK_SETTINGS = dict(input_size=96, vgg_blocks=4, image_scale=0.0, train_base=False,
-                      feature_bank=16, epochs=30, pairs_per_epoch=1024, grid=3, folds=3,
-                      embedding_dim=128, learning_rate=1e-3)
+QUICK_SETTINGS = {"model": dict(input_size=96, vgg_blocks=4, train_base=False, embedding_dim=128),
+                  "pairs": dict(pairs_per_epoch=1024),
+                  "train": dict(feature_bank=16, epochs=30, learning_rate=1e-3),
+                  "": dict(image_scale=0.0, grid=3, folds=3)}
 
 
 #: `microrep train --preset NAME`: settings applied under those given in a file or as flags.
@@ -447,10 +467,24 @@ def nest_flat_keys(cls, values, where="config"):
     Config files may use the flag names, flat, or the nested form that config.json
     records (`model: {input_size: ...}`); both may be mixed, but not for one setting.
     """
-    paths = {path[-1]: path for path, _, _ in _flag_fields(cls)}
+    paths = {}
+    for path, field, _ in _flag_fields(cls):
+        for name in (path[-1], *field.metadata.get("aliases", ())):
+            paths.setdefault(name, path)
     hints = typing.get_type_hints(cls)
     groups = {name for name, tp in hints.items() if _is_dataclass_type(tp)}
     names = {key: str(key).lstrip("-").replace("-", "_") for key in values}
+    inner = _inner_groups(cls)
+    moved = {key: value for key, value in values.items()  # `data: {...}` of a group now nested
+             if isinstance(value, dict) and names[key] not in hints and names[key] in inner}
+    if moved:
+        values = {key: value for key, value in values.items() if key not in moved}
+        for key, value in moved.items():
+            node = values
+            for part in inner[names[key]][:-1]:
+                node = node.setdefault(part, {})
+            node.setdefault(inner[names[key]][-1], {}).update(value)
+        return nest_flat_keys(cls, values, where)
 
     def as_given(key):  # a top-level setting, a group given nested, or unknown (refused later)
         name = names[key]
@@ -468,10 +502,25 @@ def nest_flat_keys(cls, values, where="config"):
             node = node.setdefault(group, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"{where}: {group} must be a mapping of settings")
-        if name in node:
+        leaf = paths[name][-1]  # an alias names its setting
+        if leaf in node:
             raise ConfigError(f"{where}: {key} is given twice (flat and under {paths[name][0]})")
-        node[name] = value
+        node[leaf] = value
     return nested
+
+
+def _inner_groups(cls, prefix=()):
+    """{group name: its path} of the groups nested below the top level (e.g. train.data)."""
+    found = {}
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if _is_dataclass_type(hints[field.name]):
+            if prefix:
+                found.setdefault(field.name, prefix + (field.name,))
+            found.update({k: v for k, v in _inner_groups(hints[field.name],
+                                                         prefix + (field.name,)).items()
+                          if k not in found})
+    return found
 
 
 def validate(config):
@@ -541,12 +590,15 @@ def save_config(config, path):
 
 # ----------------------------------------------------------------- CLI flags
 
-def _flag_fields(cls, prefix=()):
-    """(path of names, field, type) of every leaf field, nested ones flattened."""
+def _flag_fields(cls, prefix=(), hidden=()):
+    """(path of names, field, type) of every leaf field with a flag, nested ones flattened."""
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
+        if field.name in hidden:
+            continue
         if _is_dataclass_type(hints[field.name]):
-            yield from _flag_fields(hints[field.name], prefix + (field.name,))
+            yield from _flag_fields(hints[field.name], prefix + (field.name,),
+                                    field.metadata.get("hidden", ()))
         else:
             yield prefix + (field.name,), field, hints[field.name]
 
@@ -605,16 +657,16 @@ def add_config_flags(parser, cls):
                              "defaults, for --config, and exit")
     defaults = cls()
     for path, field, field_type in _flag_fields(cls):
-        flag = "--" + path[-1].replace("_", "-")
+        flags = ["--" + name.replace("_", "-") for name in (path[-1], *field.metadata.get("aliases", ()))]
         default = _stage_default(defaults, path)
         help_text = field.metadata.get("help", "")
         if default != "" and "(default:" not in help_text:  # empty defaults say so in their help
             help_text += f" (default: {default})"
         if field_type is bool:
-            parser.add_argument(flag, dest="_".join(path), default=None, help=help_text,
+            parser.add_argument(*flags, dest="_".join(path), default=None, help=help_text,
                                 action=argparse.BooleanOptionalAction)
         else:
-            parser.add_argument(flag, dest="_".join(path), default=None,
+            parser.add_argument(*flags, dest="_".join(path), default=None,
                                 type=_flag_type(field.metadata.get("parse")) or field_type,
                                 choices=field.metadata.get("choices"), help=help_text,
                                 metavar=None if field.metadata.get("choices") else path[-1].upper())

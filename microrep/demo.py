@@ -6,6 +6,7 @@ figures -> export -> report.md + metrics.json. It is sized to finish in a few
 minutes on two CPU cores: small images, 48x48 crops, the first three VGG16 blocks, a short schedule.
 """
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from microrep.analysis.evaluate import check_cv_possible, pca_projection, raw_pi
 from microrep.analysis.plots import (plot_accuracy_bars, plot_confusion, plot_pca_scatter,
                                      plot_training_curves)
 from microrep.analysis.stage import evaluate_features
-from microrep.config import DataConfig, EvalConfig, ModelConfig, PairConfig, TrainConfig, to_dict
+from microrep.config import EvalConfig, to_dict
 from microrep.data import load_dataset
 from microrep.embed import embed_images, write_embeddings
 from microrep.errors import OutputExistsError
@@ -30,21 +31,15 @@ from microrep.train import LOG, train
 
 
 def stage_configs(config):
-    """The TrainConfig and EvalConfig the demo runs with."""
+    """The TrainConfig and EvalConfig the demo runs with (its data generated under --out)."""
     out = Path(config.out)
-    data = DataConfig(data="synthetic", data_dir=str(out / "data"), task="constituent",
-                      synthetic_samples_per_class=config.samples_per_class,
-                      synthetic_images_per_sample=config.images_per_sample,
-                      synthetic_image_size=config.image_size, synthetic_seed=config.seed)
-    model = ModelConfig(input_size=config.input_size, embedding_dim=config.embedding_dim,
-                        weights=config.weights, vgg_blocks=config.vgg_blocks)
-    train_config = TrainConfig(
-        data=data, model=model, pairs=PairConfig(pairs_per_epoch=config.pairs_per_epoch),
-        out=str(out / "run"), epochs=config.epochs, batch_size=config.batch_size,
-        learning_rate=config.learning_rate, margin=config.margin, similarity="label",
-        seed=config.seed, overwrite=True)
+    data = config.train.data
+    if not data.data_dir and data.data == "synthetic":
+        data = dataclasses.replace(data, data_dir=str(out / "data"))
+    train_config = dataclasses.replace(config.train, data=data, out=str(out / "run"),
+                                       overwrite=True, resume=False)
     eval_config = EvalConfig(embeddings=str(out / "embeddings"), out=str(out), folds=config.folds,
-                             seed=config.seed)
+                             seed=config.train.seed)
     return train_config, eval_config
 
 
@@ -63,20 +58,21 @@ def run_demo(config, log=print):
     out = Path(config.out)
     train_config, eval_config = stage_configs(config)
 
-    log(f"[1/6] generating synthetic micrographs in {out / 'data'}")
+    log(f"[1/6] {config.train.data.data} micrographs from {train_config.data.data_dir}")
     dataset = load_dataset(train_config.data)
     images, labels, groups = dataset.images(), dataset.labels, dataset.groups
     check_cv_possible(labels, config.folds)  # before training, not after it
 
-    log(f"[2/6] training the Siamese VGG16 ({config.epochs} epochs x {config.pairs_per_epoch} pairs, "
-        f"{config.input_size}x{config.input_size} crops)")
+    size = train_config.model.input_size
+    log(f"[2/6] training the Siamese VGG16 ({train_config.epochs} epochs x "
+        f"{train_config.pairs.pairs_per_epoch} pairs, {size}x{size} crops)")
     result = train(train_config, dataset)
 
     log("[3/6] embedding: trained tower, untrained tower, raw pixels")
     trained = embed_images(result.tower, images, config.grid, progress=True)
     write_embeddings(out / "embeddings", trained, dataset.table,
                      {"model": str(result.run_dir), "grid": config.grid})
-    keras.utils.set_random_seed(config.seed)
+    keras.utils.set_random_seed(train_config.seed)
     untrained = embed_images(build_tower(train_config.model), images, config.grid, progress=True)
     raw = raw_pixel_features(images)
 
@@ -133,7 +129,8 @@ def demo_metrics(config, dataset, results, figures, export, train_result, second
                     "samples": int(len(np.unique(dataset.groups)))},
         "training": {"epochs_completed": train_result.epochs_completed,
                      "final_loss": float(train_result.history["loss"][-1]),
-                     "final_pair_accuracy": float(train_result.history["pair_accuracy"][-1])},
+                     "final_pair_accuracy": float(train_result.history["pair_accuracy"][-1])
+                     if "pair_accuracy" in train_result.history else None},
         "methods": {name: summary(result) for name, result in results.items()},
         "figures": {name: Path(path).name for name, path in figures.items()},
         "export": export,

@@ -4,9 +4,9 @@ Why: with the base frozen (`--no-train-base`, as `reproduce --quick` runs),
 only the projection head learns, and the base's pooled features of a crop
 never change. So the base runs once per crop, for a bank of augmented crops of
 every image (random position, flip and quarter turn, as the pair sampler draws
-them) and for every image's embedding tiles; each cross-validation fold then
-trains its head under the same contrastive loss on those vectors, drawing
-class-balanced pairs with the same `PairSampler`. The tower this gives
+them) and for every image's embedding tiles; training (`train_frozen.fit_head`,
+for `microrep train` and for each fold of `reproduce`) then fits only the head
+on those vectors, under the loss and pair sampling its TrainConfig asks for. The tower this gives
 (`tower_from_head`) is the Siamese tower trained on crops drawn from the bank,
 and the embeddings computed from cached tile features equal the tower's
 (tests/test_frozen.py checks both). One pass of the base serves every fold.
@@ -20,10 +20,8 @@ import keras
 import numpy as np
 
 from microrep.embed import iter_tile_batches
-from microrep.losses import ContrastiveLoss
-from microrep.config import ModelConfig
-from microrep.model import build_siamese, build_tower, head_layers
-from microrep.pairs import PairSampler, crops_from_plan, random_crop_plan
+from microrep.model import build_tower, head_layers
+from microrep.pairs import crops_from_plan, random_crop_plan
 
 
 def image_keys(images):
@@ -164,26 +162,6 @@ def build_head(feature_dim, model_config):
     """The tower's trainable part on pooled features: `microrep.model.head_layers`."""
     features = keras.Input((feature_dim,), name="features")
     return keras.Model(features, head_layers(features, model_config), name="head")
-
-
-def train_head(features, image_rows, labels, embedding_dim, epochs, pairs_per_epoch,
-               batch_size, learning_rate, margin, seed=0):
-    """Train a projection head under contrastive loss on bank crops of `image_rows` only.
-
-    Pairs of images are drawn per epoch exactly as in full training
-    (`PairSampler.epoch_pairs`); each side then takes one of its image's bank
-    crops at random. Returns the trained head.
-    """
-    keras.utils.set_random_seed(seed)
-    head = build_head(features.bank.shape[1], ModelConfig(embedding_dim=embedding_dim,
-                                                          head="projection"))
-    siamese = build_siamese(head)
-    siamese.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=ContrastiveLoss(margin))
-    sampler = PairSampler(labels, [(1, 1)] * len(labels), 1, pairs_per_epoch, seed=seed)
-    for epoch in range(epochs):
-        sides, target = bank_pairs(features, image_rows, sampler, epoch, seed)
-        siamese.fit(sides, target, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
-    return head
 
 
 def bank_pairs(features, image_rows, sampler, epoch, seed=0):

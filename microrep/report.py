@@ -15,7 +15,7 @@ def _export_lines(export):
 
 def demo_report(metrics):
     """report.md of the demo: what ran, the accuracy table, figures, export."""
-    settings = metrics["settings"]
+    settings = flat_settings(metrics["settings"])
     methods = metrics["methods"]
     learned = methods["learned embedding"]["stratified"]["accuracy_mean"]
     best_baseline = max(m["stratified"]["accuracy_mean"] for name, m in methods.items()
@@ -37,14 +37,14 @@ linear SVM. Backend: {metrics['backend']}; microrep {metrics['microrep_version']
 {metrics['seconds']:.0f} s in all.
 
 ## Data
-{metrics['dataset']['images']} synthetic micrographs ({settings['image_size']}x{settings['image_size']} px) from
+{metrics['dataset']['images']} synthetic micrographs ({settings['synthetic_image_size']}x{settings['synthetic_image_size']} px) from
 {metrics['dataset']['samples']} samples: {classes}.
 
 ## Training
 {weights_note}, first {settings['vgg_blocks']} of its 5 blocks; {settings['input_size']}x{settings['input_size']} crops, embedding size
 {settings['embedding_dim']}, margin {settings['margin']}, {metrics['training']['epochs_completed']} epochs of
 {settings['pairs_per_epoch']} balanced pairs, Adam at {settings['learning_rate']}. Final loss
-{metrics['training']['final_loss']:.4f}, pair accuracy {metrics['training']['final_pair_accuracy']:.1%}.
+{metrics['training']['final_loss']:.4f}{pair_accuracy_words(metrics['training'])}.
 
 ![training curves]({figures['training']})
 
@@ -104,6 +104,25 @@ def heldout_lines(rows, settings):
     return lines
 
 
+def flat_settings(settings):
+    """A stage's recorded settings with nested groups (train, model, pairs, data) merged in.
+
+    Leaf names are unique within a stage (each is one flag), so nothing is lost.
+    """
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(flat_settings(value))
+        else:
+            flat.setdefault(key, value)
+    return flat
+
+
+def pair_accuracy_words(training):
+    accuracy = training.get("final_pair_accuracy")
+    return "" if accuracy is None else f", pair accuracy {accuracy:.1%}"
+
+
 def image_scale_words(scale):
     """How the images were resized, in words (0 means: shrunk to four crops per short side)."""
     if scale == 0:
@@ -115,11 +134,11 @@ def reproduce_report(table, confusions, interpretation, meta, out):
     """results.md of `microrep reproduce`: the side-by-side table, figures, PCA reading."""
     from microrep.analysis.interpret import strongest
 
-    settings = meta["settings"]
+    settings = flat_settings(meta["settings"])
     lines = ["# microrep: the paper, reproduced", "",
              "Sardeshmukh et al., *Towards better microstructure representations using deep "
              "learning* (MRS Communications), redone by `microrep reproduce`.", "",
-             f"Data: {settings['data']['data']} ({meta['images']} micrographs); backend "
+             f"Data: {settings['data']} ({meta['images']} micrographs); backend "
              f"{meta['backend']}; microrep {meta['microrep_version']}; {meta['seconds']:.0f} s.",
              f"Settings: {settings['input_size']}x{settings['input_size']} crops, first "
              f"{settings['vgg_blocks']} VGG16 blocks ("

@@ -29,7 +29,7 @@ import pandas as pd
 from microrep import __version__
 from microrep.analysis.evaluate import (cv_splits, groups_repeat_within_classes,
                                         pca_components_for, score_folds, svm_pipeline)
-from microrep.config import QUICK_SETTINGS, ModelConfig, PairConfig, TrainConfig, to_dict
+from microrep.config import QUICK_SETTINGS, to_dict
 from microrep.data import load_dataset
 from microrep.data.dataset import Dataset
 from microrep.data.tasks import balanced_rows, task_rows
@@ -37,9 +37,10 @@ from microrep.data.uhcsdb import rescale
 from microrep.embed import embed_images
 from microrep.errors import ConfigError, DataError
 from microrep.fileio import write_json, write_text
-from microrep.frozen import compute_frozen_features, embed_from_tiles, train_head
+from microrep.frozen import embed_from_tiles
 from microrep.model import build_feature_tower
 from microrep.train import train
+from microrep.train_frozen import fit_head, frozen_features
 
 #: Accuracies reported by Sardeshmukh et al. and (as they cite it) DeCost et al. 2017,
 #: one entry per task of config.TASKS.
@@ -53,10 +54,14 @@ METHODS = ("baseline", "siamese")
 
 
 def effective_config(config):
-    """The config with --quick's settings applied."""
-    if config.quick:
-        return dataclasses.replace(config, **QUICK_SETTINGS)
-    return config
+    """The config with --quick's settings applied (they replace the model and training ones)."""
+    if not config.quick:
+        return config
+    train = config.train
+    train = dataclasses.replace(
+        train, model=dataclasses.replace(train.model, **QUICK_SETTINGS["model"]),
+        pairs=dataclasses.replace(train.pairs, **QUICK_SETTINGS["pairs"]), **QUICK_SETTINGS["train"])
+    return dataclasses.replace(config, train=train, **QUICK_SETTINGS[""])
 
 
 def settings_key(config):
@@ -71,9 +76,10 @@ def expected_cost(config, n_images, units):
 
     A frozen base runs once: over the crop bank (counted as embedding) and the tiles.
     """
-    if not config.train_base:
-        return 0, n_images * (config.feature_bank + config.grid ** 2)
-    train_images = units * config.epochs * config.pairs_per_epoch * 2
+    train = config.train
+    if not train.model.train_base:
+        return 0, n_images * (train.feature_bank + config.grid ** 2)
+    train_images = units * train.epochs * train.pairs.pairs_per_epoch * 2
     embed_images_count = (units + 1) * n_images * config.grid ** 2
     return train_images, embed_images_count
 
@@ -82,17 +88,18 @@ def scale_factor(image, config):
     """The configured scale, or with 0 the shrink that leaves 4 crops across the shorter side."""
     if config.image_scale > 0:
         return config.image_scale
-    return min(1.0, 4 * config.input_size / min(image.shape))
+    return min(1.0, 4 * config.train.model.input_size / min(image.shape))
 
 
 def load_images(config):
     """The dataset (constituent labels) with every image read and scaled once."""
-    data_config = dataclasses.replace(config.data, task="constituent", min_class_size=1)
+    data_config = dataclasses.replace(config.train.data, task="constituent", min_class_size=1)
     dataset = load_dataset(data_config, min_per_class=1)
     images = [rescale(image, scale_factor(image, config)) for image in dataset.images()]
-    small = [i for i, im in enumerate(images) if min(im.shape) < config.input_size]
+    size = config.train.model.input_size
+    small = [i for i, im in enumerate(images) if min(im.shape) < size]
     if small:
-        raise DataError(f"{len(small)} image(s) are smaller than {config.input_size} px after "
+        raise DataError(f"{len(small)} image(s) are smaller than {size} px after "
                         f"scaling by {config.image_scale}; raise --image-scale or lower --input-size")
     return dataset, images
 
@@ -115,30 +122,23 @@ def task_labels(table, task, config):
         if config.folds > config.processing_images:
             raise ConfigError(f"--folds ({config.folds}) cannot exceed --processing-images "
                               f"({config.processing_images})")
-        positions, fewer = balanced_rows(labels, config.processing_images, config.seed)
+        positions, fewer = balanced_rows(labels, config.processing_images, config.train.seed)
         rows, labels, groups = rows[positions], labels[positions], groups[positions]
         notes.append(f"processing: DeCost et al.'s protocol: {len(set(labels))} conditions with at "
                      f"least {config.processing_images} micrographs, {config.processing_images} "
-                     f"drawn from each (seed {config.seed}); {len(fewer)} condition(s) with fewer "
+                     f"drawn from each (seed {config.train.seed}); {len(fewer)} condition(s) with fewer "
                      "left out" + (f"; PCA to {config.processing_pca} dimensions inside each fold"
                                    if config.processing_pca else ""))
     return rows, labels, groups, notes
 
 
 def train_fold_tower(config, images, labels, run_dir):
-    """Train the Siamese model on one training fold; return its tower."""
+    """Fine-tune the Siamese model of `config.train` on one training fold; return its tower."""
     table = pd.DataFrame({"path": [f"image{i}" for i in range(len(images))], "label": labels,
                           "group": "train"})
     fold_data = Dataset(table, _cache=dict(enumerate(images)))
-    train_config = TrainConfig(
-        data=config.data,
-        model=ModelConfig(input_size=config.input_size, embedding_dim=config.embedding_dim,
-                          weights=config.weights, vgg_blocks=config.vgg_blocks,
-                          train_base=config.train_base),
-        pairs=PairConfig(pairs_per_epoch=config.pairs_per_epoch), out=str(run_dir),
-        epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-        margin=config.margin, similarity="label", seed=config.seed, overwrite=True)
-    return train(train_config, fold_data, verbose=0).tower
+    fold_config = dataclasses.replace(config.train, out=str(run_dir), overwrite=True, resume=False)
+    return train(fold_config, fold_data, verbose=0).tower
 
 
 def fit_predict(features, labels, train_index, test_index, pca=0):
@@ -172,9 +172,9 @@ def train_and_embed(config, images, train_rows, train_labels, embed_rows, run_di
     the whole tower trains on crops of the images themselves.
     """
     if frozen is not None:
-        head = train_head(frozen, train_rows, train_labels, config.embedding_dim, config.epochs,
-                          config.pairs_per_epoch, config.batch_size, config.learning_rate,
-                          config.margin, config.seed)
+        relations = np.asarray([f"image{r}" for r in train_rows])  # each image its own sample
+        head, _ = fit_head(config.train, frozen.subset(np.asarray(train_rows)),
+                           np.asarray(train_labels), relations, log=lambda *_: None)
         return embed_from_tiles(head, frozen, embed_rows)
     tower = train_fold_tower(config, [images[r] for r in train_rows], train_labels, run_dir)
     return embed_images(tower, [images[r] for r in embed_rows], config.grid)
@@ -200,7 +200,7 @@ def run_units(config, dataset, images, baseline_features, out, log, frozen=None)
                              "so a sample-grouped split would test on classes never trained on")
                 continue
             try:
-                splits = cv_splits(labels, config.folds, 1, config.seed,
+                splits = cv_splits(labels, config.folds, 1, config.train.seed,
                                    groups if flavour == "grouped" else None)
             except DataError as error:
                 notes.append(f"{task} / {flavour}: not run ({error})")
@@ -262,30 +262,31 @@ def reproduce(config, log=print):
     config = effective_config(config)
     out = Path(config.out)
     started = time.time()
-    log(f"loading {config.data.data} data")
+    log(f"loading {config.train.data.data} data")
+    model = config.train.model
     dataset, images = load_images(config)
     units = 2 * config.folds * len([t for t in config.tasks.split(",") if t.strip()])
     train_count, embed_count = expected_cost(config, len(images), units)
-    petaflop = (train_count * 3 + embed_count) * 31e9 * (config.input_size / 224) ** 2 / 1e15
-    if config.train_base:
+    petaflop = (train_count * 3 + embed_count) * 31e9 * (model.input_size / 224) ** 2 / 1e15
+    if model.train_base:
         log(f"expected cost: up to {units} Siamese trainings, {train_count:,} training images and "
-            f"{embed_count:,} embedded tiles at {config.input_size}x{config.input_size} "
+            f"{embed_count:,} embedded tiles at {model.input_size}x{model.input_size} "
             f"(about {petaflop:.1f} PFLOP for the full VGG16)")
     else:
         log(f"expected cost: one VGG16 pass over {embed_count:,} crops and tiles at "
-            f"{config.input_size}x{config.input_size} (about {petaflop:.2f} PFLOP for the full "
-            f"VGG16), then up to {units} projection-head trainings on their features")
-    keras.utils.set_random_seed(config.seed)
-    feature_tower = build_feature_tower(config.input_size, config.weights, config.vgg_blocks)
+            f"{model.input_size}x{model.input_size} (about {petaflop:.2f} PFLOP for the full "
+            f"VGG16), then up to {units} head trainings on their features")
+    keras.utils.set_random_seed(config.train.seed)
     frozen = None
-    if config.train_base:
+    if model.train_base:
         log("baseline features: pretrained VGG16, mean-pooled")
+        feature_tower = build_feature_tower(model.input_size, model.weights, model.vgg_blocks,
+                                            model.feature_layers)
         baseline_features = embed_images(feature_tower, images, config.grid, progress=True)
     else:
-        log(f"frozen VGG16 base: features of every tile (the baseline) and of {config.feature_bank} "
-            "augmented crops per image, computed once for every fold")
-        frozen = compute_frozen_features(feature_tower, images, config.grid, config.feature_bank,
-                                config.seed, progress=True)
+        log(f"frozen VGG16 base: features of every tile (the baseline) and of "
+            f"{config.train.feature_bank} augmented crops per image, computed once for every fold")
+        frozen, _ = frozen_features(config.train, images, log, grid=config.grid)
         baseline_features = frozen.pooled
     log("cross-validation (each fold's Siamese model sees its training images only)")
     records, notes = run_units(config, dataset, images, baseline_features, out, log, frozen)
@@ -315,11 +316,12 @@ def heldout_recipe(config, out):
     """The TrainConfig of microrep's recipe at this run's input size, blocks and weights."""
     from microrep.config import TrainConfig, apply_preset, from_dict
 
-    model = {"input_size": config.input_size, "vgg_blocks": config.vgg_blocks,
-             "weights": config.weights}
+    model = config.train.model
     return from_dict(TrainConfig, apply_preset({
-        "preset": "cpu", "model": model, "out": str(out / "heldout-run"), "overwrite": True,
-        "seed": config.seed}))
+        "preset": "cpu", "model": {"input_size": model.input_size, "vgg_blocks": model.vgg_blocks,
+                                   "weights": model.weights},
+        "data": dataclasses.asdict(config.train.data), "feature_cache": config.train.feature_cache,
+        "out": str(out / "heldout-run"), "overwrite": True, "seed": config.train.seed}))
 
 
 def heldout_table(config, dataset, images, out, log):
@@ -339,7 +341,7 @@ def heldout_table(config, dataset, images, out, log):
         log(f"held-out: microrep's recipe vs the pretrained features over {config.heldout_splits} "
             "seeded splits (training on one half, scoring the other)")
         scaled = dataclasses.replace(dataset, _cache=dict(enumerate(images)))
-        seeds = range(config.seed, config.seed + config.heldout_splits)
+        seeds = range(config.train.seed, config.train.seed + config.heldout_splits)
         tasks = [t.strip() for t in config.tasks.split(",") if t.strip()]
         rows, _ = compare_on_splits(heldout_recipe(config, out), scaled, seeds, tasks=tasks, log=log)
         write_text(path, rows.to_csv(index=False))

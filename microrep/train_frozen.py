@@ -88,7 +88,7 @@ def pair_loss(config):
     return ContrastiveLoss(config.margin)
 
 
-def frozen_features(config, images, log):
+def frozen_features(config, images, log, grid=3):
     """FrozenFeatures of every image (cached), and the feature tower they came from."""
     model = config.model
     policy = mixed_policy_name() if model.mixed_precision else "float32"
@@ -100,9 +100,9 @@ def frozen_features(config, images, log):
     with dtype_policy(policy):
         # the bank's crops depend on each image alone (not on --seed), so the cache
         # serves every run on the same images: other seeds, splits, heads
-        features = compute_frozen_features(feature_tower, images, 3, config.feature_bank,
+        features = compute_frozen_features(feature_tower, images, grid, config.feature_bank,
                                            BANK_SEED, progress=True, cache_dir=cache)
-    log(f"VGG16 features of {len(images)} images ({config.feature_bank} crops and 9 tiles each, "
+    log(f"VGG16 features of {len(images)} images ({config.feature_bank} crops and {grid * grid} tiles each, "
         f"{policy}) ready in {time.time() - started:.0f} s" + (f"; cached in {cache}" if cache else ""))
     return features, feature_tower
 

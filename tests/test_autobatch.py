@@ -14,7 +14,7 @@ from microrep.device import is_out_of_memory
 from microrep.errors import ConfigError
 from microrep.train import train
 
-from conftest import FINE_TUNE_FLAGS, tiny_train_config  # noqa: F401
+from conftest import tiny_train_config
 
 
 def test_batch_size_is_a_positive_integer_or_auto():

@@ -46,3 +46,22 @@ def test_unreadable_config_file_is_a_config_error(tmp_path):
     broken.write_text("epochs: [3\n")
     with pytest.raises(ConfigError, match="not valid"):
         parse(["--config", str(broken)])
+
+
+def test_settings_files_of_the_earlier_layout_still_load(tmp_path):
+    """reproduce and demo once declared their own training settings; those files still load."""
+    from microrep.config import DemoConfig, ReproduceConfig
+
+    old_reproduce = {"data": {"data": "uhcsdb", "data_dir": "dev"}, "input_size": 96,
+                     "vgg_blocks": 4, "epochs": 3, "learning_rate": 1e-3, "seed": 2, "folds": 3}
+    config = from_dict(ReproduceConfig, old_reproduce)
+    assert (config.train.data.data, config.train.model.input_size, config.train.model.vgg_blocks,
+            config.train.epochs, config.train.seed, config.folds) == ("uhcsdb", 96, 4, 3, 2, 3)
+    old_demo = {"samples_per_class": 2, "images_per_sample": 3, "image_size": 64, "epochs": 2,
+                "pairs_per_epoch": 16, "embedding_dim": 8}
+    demo = from_dict(DemoConfig, old_demo)
+    assert (demo.train.data.synthetic_samples_per_class, demo.train.data.synthetic_image_size,
+            demo.train.pairs.pairs_per_epoch, demo.train.model.embedding_dim) == (2, 64, 16, 8)
+    assert demo.train.model.input_size == 48  # the demo's own default, not train's 224
+    with pytest.raises(ConfigError, match="unknown setting"):
+        from_dict(DemoConfig, {"samples": 2})

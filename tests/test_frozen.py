@@ -4,12 +4,13 @@ import keras
 import numpy as np
 import pytest
 
-from microrep.config import ModelConfig
+from microrep.config import ModelConfig, PairConfig, TrainConfig
 from microrep.embed import embed_images
 from microrep.frozen import (FrozenFeatures, compute_frozen_features, crop_bank_plan,
-                             embed_from_tiles, image_keys, tower_from_head, train_head)
+                             embed_from_tiles, image_keys, tower_from_head)
 from microrep.model import build_feature_tower
 from microrep.pairs import crops_from_plan
+from microrep.train_frozen import fit_head
 
 from conftest import TINY_INPUT
 
@@ -37,10 +38,19 @@ def test_bank_rows_are_the_features_of_their_crops(setting):
                                rtol=1e-4, atol=1e-5)
 
 
+def train_head(features, labels, pairs_per_epoch):
+    """A projection head under the paper's loss, as `reproduce` trains one per fold."""
+    config = TrainConfig(model=ModelConfig(input_size=TINY_INPUT, embedding_dim=8, vgg_blocks=2,
+                                           weights="none", head="projection", feature_layers=""),
+                         pairs=PairConfig(pairs_per_epoch=pairs_per_epoch), epochs=2, batch_size=8,
+                         learning_rate=1e-3, margin=1.0, similarity="label")
+    relations = np.arange(len(labels)).astype(str)
+    return fit_head(config, features, np.asarray(labels), relations, log=lambda *_: None)[0]
+
+
 def test_the_assembled_tower_embeds_as_the_cached_features_do(setting):
     feature_tower, images, frozen, labels = setting
-    head = train_head(frozen, np.arange(len(images)), labels, embedding_dim=8, epochs=2,
-                      pairs_per_epoch=32, batch_size=8, learning_rate=1e-3, margin=1.0)
+    head = train_head(frozen, labels, pairs_per_epoch=32)
     tower = tower_from_head(head, feature_tower, ModelConfig(input_size=TINY_INPUT,
                                                              embedding_dim=8, vgg_blocks=2))
     np.testing.assert_allclose(embed_images(tower, images, grid=2), embed_from_tiles(head, frozen),
@@ -53,6 +63,5 @@ def test_the_head_never_sees_images_outside_its_rows(setting):
     training = np.setdiff1d(np.arange(len(images)), held_out)
     poisoned = FrozenFeatures(frozen.bank.copy(), frozen.tiles, frozen.per_image)
     poisoned.bank[frozen.bank_rows(held_out).ravel()] = np.nan
-    head = train_head(poisoned, training, labels[training], embedding_dim=8, epochs=2,
-                      pairs_per_epoch=64, batch_size=8, learning_rate=1e-3, margin=1.0)
+    head = train_head(poisoned.subset(training), labels[training], pairs_per_epoch=64)
     assert all(np.isfinite(w).all() for w in head.get_weights())

@@ -7,15 +7,10 @@ kind, generated at test time; the outcome is either "loads as ..." or one line
 that names the file and says what to do. Nothing is mocked.
 """
 
-import http.server
-import json
 import os
-import resource
-import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 
 import keras
 import numpy as np

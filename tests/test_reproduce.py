@@ -1,11 +1,13 @@
 """`microrep reproduce` end to end on a tiny synthetic set, including resuming."""
 
+import dataclasses
 import json
 
 import pandas as pd
 import pytest
 
-from microrep.config import DataConfig, ReproduceConfig
+from microrep.config import (DataConfig, ReproduceConfig, TrainConfig, from_dict,
+                             paper_train_config)
 from microrep.reproduce import reproduce
 
 
@@ -13,10 +15,13 @@ def tiny_config(tmp_path):
     data = DataConfig(data="synthetic", data_dir=str(tmp_path / "data"),
                       synthetic_samples_per_class=2, synthetic_images_per_sample=3,
                       synthetic_image_size=64, synthetic_seed=2)
-    return ReproduceConfig(data=data, out=str(tmp_path / "out"), tasks="3phase,processing",
-                           weights="none", input_size=32, vgg_blocks=2, embedding_dim=8,
-                           epochs=1, pairs_per_epoch=16, batch_size=8, grid=1, folds=2,
-                           processing_images=3, processing_pca=4, heldout_splits=1)
+    train = from_dict(TrainConfig, {"data": dataclasses.asdict(data), "weights": "none",
+                                    "input_size": 32, "vgg_blocks": 2, "embedding_dim": 8,
+                                    "epochs": 1, "pairs_per_epoch": 16, "batch_size": 8},
+                      base=paper_train_config())
+    return ReproduceConfig(train=train, out=str(tmp_path / "out"), tasks="3phase,processing",
+                           grid=1, folds=2, processing_images=3, processing_pca=4,
+                           heldout_splits=1)
 
 
 @pytest.mark.slow
@@ -87,10 +92,10 @@ def test_balanced_rows_draws_per_class_and_drops_rare_classes():
 
 @pytest.mark.slow
 def test_reproduce_with_a_frozen_base_computes_vgg16_features_once(tmp_path):
-    import dataclasses
-
-    config = dataclasses.replace(tiny_config(tmp_path), tasks="3phase", train_base=False,
-                                 feature_bank=4, epochs=3, learning_rate=1e-3)
+    config = tiny_config(tmp_path)
+    train = from_dict(TrainConfig, {"train_base": False, "feature_bank": 4, "epochs": 3,
+                                    "learning_rate": 1e-3, "feature_cache": ""}, base=config.train)
+    config = dataclasses.replace(config, tasks="3phase", train=train)
     messages = []
     table = reproduce(config, log=messages.append)
     assert any("computed once for every fold" in m for m in messages)
@@ -100,3 +105,40 @@ def test_reproduce_with_a_frozen_base_computes_vgg16_features_once(tmp_path):
         record = json.loads(path.read_text())
         assert not set(record["train_rows"]) & set(record["test_rows"])
     assert "frozen; only the projection trained" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_every_training_setting_can_be_set_through_reproduce():
+    """Each leaf of TrainConfig that has a flag in `microrep train` has one in `reproduce` too,
+    and a value given there reaches the TrainConfig each fold trains under."""
+    import argparse
+
+    from microrep.config import _flag_fields, add_config_flags, config_from_args
+
+    train_flags = {path[-1] for path, _, _ in _flag_fields(TrainConfig)}
+    owned = {"out", "resume", "overwrite"}  # reproduce keeps its own report folder and resumes itself
+    reproduce_paths = {path[-1]: path for path, _, _ in _flag_fields(ReproduceConfig)}
+    assert train_flags - owned <= set(reproduce_paths)
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser, ReproduceConfig)
+    for name in sorted(train_flags - owned):
+        path, field, field_type = next(f for f in _flag_fields(ReproduceConfig) if f[0][-1] == name)
+        assert path[0] == "train", name
+        value = {bool: "--no-" if field.default else "--", int: "7", float: "0.25"}.get(field_type)
+        choices = field.metadata.get("choices")
+        flag = "--" + name.replace("_", "-")
+        if field_type is bool:
+            argv, expected = [value + name.replace("_", "-")], not field.default
+        elif choices:
+            expected = [c for c in choices if c != field.default][0]
+            argv = [flag, str(expected)]
+        elif field_type is str:
+            argv, expected = [flag, "set-by-test"], "set-by-test"
+        else:
+            argv, expected = [flag, value], field_type(value)
+        if name in ("input_size", "synthetic_image_size"):  # at least 32 pixels
+            argv, expected = [flag, "64"], 64
+        config = config_from_args(ReproduceConfig, parser.parse_args(argv))
+        node = config
+        for part in path:
+            node = getattr(node, part)
+        assert node == expected, name

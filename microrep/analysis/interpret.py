@@ -10,7 +10,6 @@ figures. On synthetic data the generator's ground-truth factors give a second,
 exact check.
 """
 
-import numpy as np
 import pandas as pd
 
 from microrep.analysis.descriptors import measure_descriptors, pc_correlations
