@@ -22,6 +22,7 @@ EXAMPLES = """examples:
                  --weights none --epochs 5 --out runs/train
   microrep embed --model-path runs/train --data folder --data-dir microrep-data/synthetic
   microrep evaluate --embeddings runs/embeddings --out runs/evaluation
+  microrep search --index runs/embeddings --query new_micrograph.png --k 10
   microrep export --model-path runs/train --out runs/export
   microrep fetch uhcsdb --dest microrep-data/uhcsdb
   microrep train --data uhcsdb --data-dir microrep-data/uhcsdb --task 3phase --weights imagenet
@@ -38,7 +39,7 @@ def _quiet_backends():
 
 
 #: Commands that build or run a Keras model.
-MODEL_COMMANDS = {"train", "embed", "export", "demo", "reproduce"}
+MODEL_COMMANDS = {"train", "embed", "export", "demo", "reproduce", "search"}
 
 
 def _import_backend_quietly():
@@ -84,7 +85,7 @@ INTERRUPTED = {
 
 def build_parser():
     from microrep.config import (DemoConfig, EmbedConfig, EvalConfig, ExportConfig, FetchConfig,
-                                 ReproduceConfig, TrainConfig, add_config_flags)
+                                 ReproduceConfig, SearchConfig, TrainConfig, add_config_flags)
     from microrep.data.synthetic import SyntheticConfig
 
     parser = argparse.ArgumentParser(
@@ -105,6 +106,8 @@ def build_parser():
     command("train", "train the Siamese model under contrastive loss", TrainConfig)
     command("embed", "embed micrographs with a trained tower", EmbedConfig)
     command("evaluate", "PCA and SVM cross-validation of embeddings", EvalConfig)
+    command("search", "find the micrographs of an embedded archive nearest to query images",
+            SearchConfig)
     command("export", "export the tower as a SavedModel and a .keras file", ExportConfig)
     command("reproduce", "redo the paper: baseline and Siamese on every task, both CV flavours, "
             "PCA interpretation, results table", ReproduceConfig)
@@ -170,6 +173,10 @@ def run_command(args):
               f"({config.folds}-fold stratified CV); retrieval among themselves: P@1 "
               f"{retrieval['precision_at_1']:.1%}, MAP@R {retrieval['map_at_r']:.1%}; figures and "
               f"metrics.json in {config.out}")
+    elif args.command == "search":
+        from microrep.search import run_search
+
+        run_search(config)
     elif args.command == "reproduce":
         from microrep.reproduce import reproduce
 

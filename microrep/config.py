@@ -23,7 +23,7 @@ TASKS = ("constituent", "3phase", "processing")
 
 
 def option(default, help, choices=None, at_least=None, above=None, at_most=None, below=None,
-           parse=None, aliases=()):
+           parse=None, aliases=(), nargs=None):
     """A dataclass field with the help text (and choices) its CLI flag shows.
 
     The bounds (`at_least`, `above`, `at_most`, `below`) are checked by `validate`
@@ -32,7 +32,7 @@ def option(default, help, choices=None, at_least=None, above=None, at_most=None,
     older names of the setting (flags and file keys) that keep working.
     """
     return dataclasses.field(default=default, metadata={
-        "help": help, "choices": choices, "parse": parse, "aliases": tuple(aliases),
+        "help": help, "choices": choices, "parse": parse, "aliases": tuple(aliases), "nargs": nargs,
         "bounds": {"at_least": at_least, "above": above, "at_most": at_most, "below": below}})
 
 
@@ -243,6 +243,33 @@ class EvalConfig:
     overwrite: bool = option(False, "replace an earlier evaluation in --out")
 
 
+def _paths(value):
+    """One or more paths: a list (from the flag) or a string (a settings file), ', '-separated."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    if not isinstance(value, str):
+        raise ConfigError(f"expected one or more paths, got {value!r}")
+    return value
+
+
+@dataclasses.dataclass
+class SearchConfig:
+    """Find the micrographs of an embedded archive nearest to query images or rows."""
+
+    index: str = option("runs/embeddings", "the archive: a folder written by `microrep embed`")
+    query: str = option("", "query image files or folders (embedded with the index's model, as "
+                        "embed.json records it)", parse=_paths, nargs="+")
+    query_rows: str = option("", "queries that are rows of the index, comma-separated (0-based)")
+    k: int = count_option(10, "neighbours per query")
+    exclude_same_group: bool = option(False, "skip neighbours from the query's own sample "
+                                      "(the index's group column)")
+    backend: str = option("auto", "'exact' (scikit-learn), 'faiss' (pip install microrep[faiss]) "
+                          "or 'auto' (faiss above 200,000 rows when installed)",
+                          ("auto", "exact", "faiss"))
+    out: str = option("runs/search", "folder for neighbours.csv and neighbours.png")
+    overwrite: bool = option(False, "replace an earlier search in --out")
+
+
 @dataclasses.dataclass
 class ExportConfig:
     """Export the embedding tower for other tools."""
@@ -405,6 +432,8 @@ def _coerce(value, field_type, name, parse=None):
             f"{ {int: 'integer', float: 'number', str: 'text'}.get(field_type, field_type.__name__)}"
         return ConfigError(f"{setting_name(name)} must be {kind}, got {value!r}")
 
+    if parse is not None and isinstance(value, (list, tuple)):
+        return parse(value)  # a flag that takes several values
     if value is None or isinstance(value, (list, tuple, dict, set)):
         raise refuse()
     if parse is not None:
@@ -666,8 +695,10 @@ def add_config_flags(parser, cls):
             parser.add_argument(*flags, dest="_".join(path), default=None, help=help_text,
                                 action=argparse.BooleanOptionalAction)
         else:
-            parser.add_argument(*flags, dest="_".join(path), default=None,
-                                type=_flag_type(field.metadata.get("parse")) or field_type,
+            nargs = {"nargs": field.metadata["nargs"]} if field.metadata.get("nargs") else {}
+            parser.add_argument(*flags, dest="_".join(path), default=None, **nargs,
+                                type=(None if nargs else _flag_type(field.metadata.get("parse")))
+                                or field_type,
                                 choices=field.metadata.get("choices"), help=help_text,
                                 metavar=None if field.metadata.get("choices") else path[-1].upper())
 

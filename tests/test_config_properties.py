@@ -63,6 +63,9 @@ def bounds_broken(field, field_type):
 def wrong_values(field, field_type):
     choices = field.metadata.get("choices")
     options = [NOT_SCALARS]
+    if field.metadata.get("nargs"):  # one or more paths: text or a list of text
+        return st.one_of(st.none(), st.integers(), st.booleans(), st.floats(),
+                         st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
     if field.metadata.get("parse"):  # the batch size: a positive integer or 'auto'
         options += [st.text(max_size=6).filter(lambda t: not_an_integer(t) and t.strip().lower() != "auto"),
                     st.integers(max_value=0), st.booleans()]

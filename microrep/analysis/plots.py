@@ -128,3 +128,42 @@ def plot_pc_extremes(scores, images, path, count=6, thumb=96):
         axes[row, 0].set_ylabel(f"PC{pc + 1}\nlow → high", fontsize=9)
     figure.suptitle("Micrographs at the ends of each principal component")
     return _save(figure, path)
+
+
+def plot_neighbours(neighbours, path, max_queries=12, thumb=96):
+    """Each query's thumbnail, then its nearest micrographs with distance and label, one row each.
+
+    `neighbours` is `microrep search`'s table (query, rank, distance, path, label...).
+    """
+    from microrep.data.images import read_image
+
+    queries = list(dict.fromkeys(neighbours["query"]))[:max_queries]
+    k = int(neighbours["rank"].max()) if len(neighbours) else 0
+    figure, axes = plt.subplots(len(queries), k + 1, figsize=(1.5 * (k + 1), 1.75 * len(queries)),
+                                squeeze=False)
+
+    def show(axis, image_path, title):
+        try:
+            image = read_image(image_path)
+            side = min(image.shape)
+            axis.imshow(image[:side, :side], cmap="gray", vmin=0, vmax=255)
+        except Exception:  # a moved archive: say so in the cell instead of failing the figure
+            axis.text(0.5, 0.5, "image\nnot found", ha="center", va="center", fontsize=7)
+        axis.set_title(title, fontsize=7)
+        axis.set_xticks([])
+        axis.set_yticks([])
+
+    for row, query in enumerate(queries):
+        show(axes[row, 0], query, "query")
+        axes[row, 0].patch.set_edgecolor("tab:red")
+        found = neighbours[neighbours["query"] == query].sort_values("rank")
+        for column in range(1, k + 1):
+            axis = axes[row, column]
+            if column - 1 < len(found):
+                hit = found.iloc[column - 1]
+                label = str(hit.get("label", ""))[:14]
+                show(axis, hit["path"], f"{hit['distance']:.2f} {label}")
+            else:
+                axis.axis("off")
+    figure.suptitle("Nearest micrographs (distance, label)", fontsize=9)
+    return _save(figure, path)

@@ -1,0 +1,145 @@
+"""`microrep search`: which micrographs of an embedded archive look like these?
+
+The index is a folder written by `microrep embed` (embeddings memory-mapped,
+not loaded twice); queries are image files or folders, embedded with the same
+model and tiling as the index (embed.json records both), or rows of the index.
+Writes neighbours.csv (query, rank, path, distance, the index's metadata) and
+neighbours.png (each query's thumbnail, then its nearest with distance and label).
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from microrep.analysis.neighbours import nearest_neighbours, resolve_backend
+from microrep.config import EmbedConfig
+from microrep.data.images import IMAGE_SUFFIXES, read_image
+from microrep.embed import EMBEDDINGS, TABLE, embed_images, embedding_tower
+from microrep.errors import ConfigError, DataError
+from microrep.fileio import refuse_earlier_output, write_text
+
+#: Queries drawn in neighbours.png (all of them are in neighbours.csv).
+MAX_DRAWN = 12
+
+
+def read_index(folder):
+    """(memory-mapped embeddings, table, embed.json) of an embedded archive."""
+    folder = Path(folder)
+    if not (folder / EMBEDDINGS).is_file() or not (folder / TABLE).is_file():
+        raise DataError(f"{folder} holds no {EMBEDDINGS} and {TABLE}; run `microrep embed` first "
+                        "(sharded runs: join them with `microrep evaluate` first)")
+    embeddings = np.load(folder / EMBEDDINGS, mmap_mode="r", allow_pickle=False)
+    table = pd.read_csv(folder / TABLE, encoding_errors="surrogateescape")
+    info_path = folder / "embed.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    if len(table) != len(embeddings):
+        raise DataError(f"{folder}: {len(embeddings)} embeddings but {len(table)} table rows")
+    return embeddings, table.assign(path=absolute_paths(table["path"], info)), info
+
+
+def absolute_paths(paths, info):
+    """Index paths as files on disk: folder datasets record them relative to their folder."""
+    base = Path(info.get("data_dir") or ".")
+    if base.suffix.lower() == ".csv":  # a CSV's paths are relative to the CSV
+        base = base.parent
+    return [str(p) if Path(p).is_absolute() else str(base / p) for p in paths.astype(str)]
+
+
+def query_files(paths):
+    """Image files named, or found in the folders named (sorted), in the order given."""
+    files = []
+    for text in [p.strip() for p in paths.split(",") if p.strip()]:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file()
+                           and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+            if not found:
+                raise DataError(f"query folder {path} holds no images")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(f"query {path} not found")
+    return files
+
+
+def index_model(info, folder):
+    """The EmbedConfig that rebuilds the index's model from its embed.json."""
+    if "pretrained" not in info:
+        raise DataError(f"{folder}/embed.json does not say which model embedded the index; "
+                        "re-embed it with `microrep embed`, or query with --query-rows")
+    if info["pretrained"] and info["weights"] in ("none", "None", ""):
+        raise DataError(f"{folder} was embedded with random VGG16 weights (--weights none), "
+                        "which cannot be rebuilt to embed queries; use --query-rows, or embed "
+                        "the archive with --weights imagenet or a weights file")
+    if info["pretrained"]:
+        return EmbedConfig(pretrained=True, weights=info["weights"], input_size=info["input_size"],
+                           vgg_blocks=info["vgg_blocks"], feature_layers=info["feature_layers"],
+                           mixed_precision=info.get("mixed_precision", False), grid=info["grid"])
+    return EmbedConfig(model_path=info["model_path"], grid=info["grid"])
+
+
+def embed_queries(config, info):
+    """(query embeddings, query table) of the image files given with --query."""
+    files = query_files(config.query)
+    model = index_model(info, config.index)
+    images = [read_image(path) for path in files]
+    vectors = embed_images(embedding_tower(model), images, model.grid, workers=0)
+    return vectors, pd.DataFrame({"query": [str(p) for p in files]})
+
+
+def parse_rows(text, size):
+    try:
+        rows = [int(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        raise ConfigError(f"--query-rows takes comma-separated row numbers, got {text!r}") from None
+    bad = [r for r in rows if not 0 <= r < size]
+    if bad:
+        raise ConfigError(f"--query-rows {bad[0]} is outside the index's rows 0..{size - 1}")
+    return np.asarray(rows)
+
+
+def run_search(config, log=print):
+    """The search stage of a SearchConfig; returns the neighbours table it wrote."""
+    if bool(config.query) == bool(config.query_rows):
+        raise ConfigError("give either --query (image files or folders) or --query-rows")
+    refuse_earlier_output(Path(config.out) / "neighbours.csv", "a search", config.overwrite)
+    index, table, info = read_index(config.index)
+    groups = table["group"].astype(str).to_numpy() if "group" in table else None
+    if config.exclude_same_group and groups is None:
+        raise DataError(f"{config.index}/{TABLE} has no group column to exclude by")
+    rows = None
+    if config.query_rows:
+        rows = parse_rows(config.query_rows, len(index))
+        queries = np.asarray(index[rows])
+        query_table = pd.DataFrame({"query": table["path"].iloc[rows].to_numpy()})
+        query_groups = groups[rows] if config.exclude_same_group else None
+    else:
+        queries, query_table = embed_queries(config, info)
+        query_groups = None  # outside images belong to no sample of the index
+    backend = resolve_backend(config.backend, len(index))
+    distances, neighbours = nearest_neighbours(
+        index, queries, min(config.k, len(index)), groups if query_groups is not None else None,
+        query_groups, rows, backend)
+    result = neighbour_table(query_table, table, distances, neighbours)
+    write_text(Path(config.out) / "neighbours.csv", result.to_csv(index=False))
+    from microrep.analysis.plots import plot_neighbours
+
+    plot_neighbours(result, Path(config.out) / "neighbours.png", MAX_DRAWN)
+    log(f"{len(query_table)} quer{'y' if len(query_table) == 1 else 'ies'}, {config.k} nearest "
+        f"of {len(index)} ({backend} search); neighbours.csv and neighbours.png in {config.out}")
+    return result
+
+
+def neighbour_table(query_table, table, distances, neighbours):
+    """One row per (query, rank): the query, the neighbour's distance and its metadata row."""
+    records = []
+    for q, query in enumerate(query_table["query"]):
+        for rank, (distance, row) in enumerate(zip(distances[q], neighbours[q]), start=1):
+            if row < 0:
+                break
+            records.append({"query": query, "rank": rank, "distance": float(distance),
+                            "row": int(row), **table.iloc[int(row)].to_dict()})
+    return pd.DataFrame(records)
