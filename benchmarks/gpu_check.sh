@@ -4,7 +4,8 @@
 # Writes its logs and JSON results under $OUT (or ./gpu-results); at most 8 minutes (the timeouts below).
 #   DEMO=1            also run the end-to-end demo (up to 3 more minutes)
 #   AUTOBATCH=1       also run `microrep train --batch-size auto` fine-tuning at 224 px for one
-#                     epoch (up to 3 more minutes): which batch fits, and the rate it trains at
+#                     epoch (up to 4 more minutes; each batch tried compiles the step once):
+#                     which batch fits, and the rate it trains at
 #   FLOAT32=1         also time float32 (the product's default precision)
 #   VARIANTS=...      step variants to time (benchmarks/variants.py)
 #   PROFILE=...       variants to profile by kind of work (benchmarks/profile_step.py)
@@ -47,7 +48,7 @@ for variant in ${PROFILE:-reshape/merged}; do
 done
 # 5. `--batch-size auto`: the batch chosen on this accelerator and one epoch at it
 if [ "${AUTOBATCH:-0}" = 1 ]; then
-  timeout 180 python3 -m microrep train --data synthetic --data-dir /tmp/autobatch-data \
+  timeout 240 python3 -m microrep train --data synthetic --data-dir /tmp/autobatch-data \
       --synthetic-image-size 256 --train-base --weights none --batch-size auto \
       --input-size ${SIZE:-224} --mixed-precision --epochs 1 --pairs-per-epoch ${AUTOBATCH_PAIRS:-4096} \
       --feature-cache "" --out /tmp/autobatch-run --overwrite > "$OUT/autobatch.txt" 2>&1

@@ -5,6 +5,7 @@ becomes one line on stderr and exit code 2; Ctrl-C exits with 130.
 """
 
 import argparse
+import dataclasses
 import errno
 import os
 import sys
@@ -23,6 +24,7 @@ EXAMPLES = """examples:
   microrep embed --model-path runs/train --data folder --data-dir microrep-data/synthetic
   microrep evaluate --embeddings runs/embeddings --out runs/evaluation
   microrep search --index runs/embeddings --query new_micrograph.png --k 10
+  microrep explore runs/embeddings --out explorer.html
   microrep export --model-path runs/train --out runs/export
   microrep fetch uhcsdb --dest microrep-data/uhcsdb
   microrep train --data uhcsdb --data-dir microrep-data/uhcsdb --task 3phase --weights imagenet
@@ -84,8 +86,9 @@ INTERRUPTED = {
 
 
 def build_parser():
-    from microrep.config import (DemoConfig, EmbedConfig, EvalConfig, ExportConfig, FetchConfig,
-                                 ReproduceConfig, SearchConfig, TrainConfig, add_config_flags)
+    from microrep.config import (DemoConfig, EmbedConfig, EvalConfig, ExploreConfig, ExportConfig,
+                                 FetchConfig, ReproduceConfig, SearchConfig, TrainConfig,
+                                 add_config_flags)
     from microrep.data.synthetic import SyntheticConfig
 
     parser = argparse.ArgumentParser(
@@ -108,6 +111,11 @@ def build_parser():
     command("evaluate", "PCA and SVM cross-validation of embeddings", EvalConfig)
     command("search", "find the micrographs of an embedded archive nearest to query images",
             SearchConfig)
+    explore = command("explore", "an offline interactive map of embedded micrographs (one HTML "
+                      "file; thumbnails on hover, neighbours on click), or TensorBoard's projector",
+                      ExploreConfig)
+    explore.add_argument("embeddings_dir", nargs="?", metavar="EMB_DIR",
+                         help="the folder written by `microrep embed` (or --embeddings)")
     command("export", "export the tower as a SavedModel and a .keras file", ExportConfig)
     command("reproduce", "redo the paper: baseline and Siamese on every task, both CV flavours, "
             "PCA interpretation, results table", ReproduceConfig)
@@ -173,6 +181,12 @@ def run_command(args):
               f"({config.folds}-fold stratified CV); retrieval among themselves: P@1 "
               f"{retrieval['precision_at_1']:.1%}, MAP@R {retrieval['map_at_r']:.1%}; figures and "
               f"metrics.json in {config.out}")
+    elif args.command == "explore":
+        from microrep.explore import write_explorer
+
+        if args.embeddings_dir:
+            config = dataclasses.replace(config, embeddings=args.embeddings_dir)
+        write_explorer(config)
     elif args.command == "search":
         from microrep.search import run_search
 

@@ -271,6 +271,22 @@ class SearchConfig:
 
 
 @dataclasses.dataclass
+class ExploreConfig:
+    """An offline, interactive map of an embedded archive (one HTML file), and TensorBoard's."""
+
+    embeddings: str = option("runs/embeddings", "a folder written by `microrep embed` (also the "
+                             "first argument)")
+    out: str = option("explorer.html", "the HTML file to write (self-contained: no network)")
+    projection: str = option("pca", "the 2-D map: PCA, t-SNE, or UMAP (pip install umap-learn)",
+                             ("pca", "tsne", "umap"))
+    neighbours: int = count_option(8, "nearest neighbours shown when a point is clicked")
+    thumbnail_size: int = count_option(96, "thumbnail side in pixels (JPEG, inlined)", 16)
+    tensorboard: str = option("", "also write TensorBoard projector files (tensor, metadata.tsv, "
+                              "sprite, projector_config.pbtxt) into this folder")
+    seed: int = option(0, "seed of t-SNE / UMAP")
+
+
+@dataclasses.dataclass
 class ExportConfig:
     """Export the embedding tower for other tools."""
 

@@ -71,7 +71,9 @@ def run_demo(config, log=print):
     log("[3/6] embedding: trained tower, untrained tower, raw pixels")
     trained = embed_images(result.tower, images, config.grid, progress=True)
     write_embeddings(out / "embeddings", trained, dataset.table,
-                     {"model": str(result.run_dir), "grid": config.grid})
+                     {"pretrained": False, "model_path": str(result.run_dir), "grid": config.grid,
+                      "data": train_config.data.data, "data_dir": train_config.data.data_dir,
+                      "images": len(dataset)})  # as `microrep embed` records it
     keras.utils.set_random_seed(train_config.seed)
     untrained = embed_images(build_tower(train_config.model), images, config.grid, progress=True)
     raw = raw_pixel_features(images)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from microrep.data.images import grid_tiles
+from microrep.errors import DataError
 from microrep.fileio import atomic_path, write_json, write_text
 
 EMBEDDINGS = "embeddings.npy"
@@ -245,7 +246,15 @@ def run_embed_stage(config, log=print):
     for note in dataset.notes:
         log(note)
     workers = None if config.read_workers < 0 else config.read_workers
-    path = embed_to_disk(tower, dataset, config.out, config.grid, config.batch_size,
-                         config.shard_index, config.num_shards, workers=workers)
-    write_json(Path(config.out) / "embed.json", embed_provenance(config, dataset))
+    out = Path(config.out)
+    created = not out.exists()
+    try:
+        path = embed_to_disk(tower, dataset, out, config.grid, config.batch_size,
+                             config.shard_index, config.num_shards, workers=workers)
+    except DataError as error:  # an image that could not be read half-way: say what to do
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # nothing was written: leave no empty folder behind
+        raise DataError(f"{error}; nothing was written. Pass --skip-bad to check every image "
+                        "first and leave the unusable ones out") from None
+    write_json(out / "embed.json", embed_provenance(config, dataset))
     return dataset, path

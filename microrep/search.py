@@ -119,9 +119,17 @@ def run_search(config, log=print):
     else:
         queries, query_table = embed_queries(config, info)
         query_groups = None  # outside images belong to no sample of the index
+    if queries.shape[1] != index.shape[1]:
+        raise DataError(f"the queries were embedded as {queries.shape[1]}-d vectors but the index "
+                        f"holds {index.shape[1]}-d ones: the model recorded in {config.index}/"
+                        "embed.json is not the one that made the index (re-embed the archive)")
+    candidates = len(index) - (1 if rows is not None else 0)
+    if config.k > candidates:
+        raise ConfigError(f"--k {config.k} is more than the {candidates} micrographs the index "
+                          "can offer; lower --k")
     backend = resolve_backend(config.backend, len(index))
     distances, neighbours = nearest_neighbours(
-        index, queries, min(config.k, len(index)), groups if query_groups is not None else None,
+        index, queries, config.k, groups if query_groups is not None else None,
         query_groups, rows, backend)
     result = neighbour_table(query_table, table, distances, neighbours)
     write_text(Path(config.out) / "neighbours.csv", result.to_csv(index=False))

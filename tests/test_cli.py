@@ -39,6 +39,18 @@ def test_tiny_demo_end_to_end(tmp_path):
     assert again.returncode == 2
     assert "--overwrite" in again.stderr and "Traceback" not in again.stderr
 
+    # the demo's embeddings are an archive to search and explore, its trained tower the model
+    import pandas as pd
+
+    table = pd.read_csv(out / "embeddings" / "embeddings.csv")
+    query = out / "data" / table["path"].iloc[2]
+    assert main(["search", "--index", str(out / "embeddings"), "--query", str(query), "--k", "3",
+                 "--out", str(tmp_path / "search")]) == 0
+    found = pd.read_csv(tmp_path / "search" / "neighbours.csv")
+    assert found["row"].iloc[0] == 2 and found["distance"].iloc[0] < 1e-3  # itself, re-embedded
+    assert main(["explore", str(out / "embeddings"), "--out", str(tmp_path / "explorer.html")]) == 0
+    assert (tmp_path / "explorer.html").stat().st_size > 100_000
+
 
 @pytest.mark.slow
 def test_generate_train_embed_evaluate_export_chain(tmp_path):

@@ -102,3 +102,17 @@ def test_evaluate_and_embed_do_not_replace_earlier_results_unless_asked(folder, 
     assert main(embed) == 2
     assert "already holds embeddings (embeddings.npy)" in capsys.readouterr().err
     assert main(embed + ["--overwrite"]) == 0
+
+
+def test_evaluate_drops_classes_too_small_for_the_folds_with_a_note(folder, tmp_path, capsys):
+    """As --task does: a class of 3 images under 5-fold CV is left out, and the user is told."""
+    table = metadata(folder)
+    table.loc[table.index[:3], "label"] = "rare"
+    listing = write_csv(tmp_path / "rare.csv", table)
+    assert main(["embed", *PRETRAINED, "--csv", str(listing), "--out", str(tmp_path / "emb")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--embeddings", str(tmp_path / "emb"), "--folds", "5",
+                 "--out", str(tmp_path / "eval")]) == 0
+    out = capsys.readouterr().out
+    assert "note: dropped 1 class(es) with fewer than 5 images: rare" in out
+    assert "rare" not in json.loads((tmp_path / "eval" / "metrics.json").read_text())["classes"]

@@ -302,3 +302,22 @@ def test_a_stalled_source_and_an_html_page_with_status_200_give_way_to_the_next(
     message = str(error.value)
     assert "timed out" in message and "answered with an HTML page instead of" in message
     assert not (tmp_path / "v" / "microstructures.sqlite").exists()
+
+
+@pytest.mark.slow
+def test_a_corrupt_image_met_while_embedding_names_it_and_points_to_skip_bad(tmp_path, capsys):
+    for label in ("a", "b"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for index in range(2):
+            Image.fromarray(noise(64, 64)).save(tmp_path / "imgs" / label / f"{index}.png")
+    whole = (tmp_path / "imgs" / "b" / "1.png").read_bytes()
+    (tmp_path / "imgs" / "b" / "1.png").write_bytes(whole[:80])  # cut short
+    argv = ["embed", "--pretrained", "--weights", "none", "--input-size", "32", "--vgg-blocks",
+            "1", "--feature-layers", "", "--images", str(tmp_path / "imgs"),
+            "--out", str(tmp_path / "emb")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # after the progress bar: one line
+    assert last.startswith("microrep embed: error:") and "1.png" in last and "--skip-bad" in last
+    assert "Traceback" not in err and not (tmp_path / "emb").exists()
+    assert main(argv + ["--skip-bad"]) == 0

@@ -103,3 +103,27 @@ def test_search_by_image_files_and_by_rows(archive, tmp_path, capsys):
     assert main(["search", "--index", str(archive / "random-index"), "--query", query,
                  "--out", str(tmp_path / "random")]) == 2
     assert "random VGG16 weights" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bad_search_input_is_one_line(archive, tmp_path, capsys):
+    """Not an index, an unreadable query, k beyond the index, an index whose model changed."""
+    import shutil
+
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    index = str(archive / "index")
+    moved = tmp_path / "other-model"
+    shutil.copytree(archive / "index", moved)
+    info = json.loads((moved / "embed.json").read_text())
+    info["feature_layers"] = "block1_conv2"  # a 64-channel layer: not the index's 128-d model
+    (moved / "embed.json").write_text(json.dumps(info))
+    cases = [(["--index", str(tmp_path), "--query-rows", "0"], "run `microrep embed` first"),
+             (["--index", index, "--query", str(tmp_path / "junk.png")], "junk.png"),
+             (["--index", index, "--query-rows", "0", "--k", "50"], "--k 50 is more than the 11"),
+             (["--index", str(moved), "--query", str(archive / "data" / "pearlite")],
+              "is not the one that made the index")]
+    for number, (argv, message) in enumerate(cases):
+        capsys.readouterr()
+        assert main(["search", *argv, "--out", str(tmp_path / f"out{number}")]) == 2, message
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (message, err)

@@ -47,6 +47,15 @@ def relabel(embeddings, table, task, folds):
     """Label embeddings for `task` from their metadata; drop classes below `folds` images."""
     from microrep.data.tasks import task_rows
 
+    if not task:  # the labels they were embedded with; classes too small for the folds go
+        counts = table["label"].astype(str).value_counts()
+        small = sorted(counts[counts < folds].index)
+        rows = np.flatnonzero(~table["label"].astype(str).isin(small).to_numpy())
+        if len(set(table["label"].astype(str).iloc[rows])) < 2:
+            raise DataError(f"fewer than two classes have {folds} images or more; lower --folds")
+        notes = [f"dropped {len(small)} class(es) with fewer than {folds} images: "
+                 f"{', '.join(small)}"] if small else []
+        return embeddings[rows], table.iloc[rows].reset_index(drop=True), notes
     try:
         rows, table, dropped = task_rows(table, task, min_per_class=folds)
     except DataError as error:
@@ -127,9 +136,7 @@ def evaluate_embeddings(config):
     if config.test_embeddings:
         return evaluate_heldout(config)
     embeddings, table = read_embeddings(config.embeddings)
-    notes = []
-    if config.task:
-        embeddings, table, notes = relabel(embeddings, table, config.task, config.folds)
+    embeddings, table, notes = relabel(embeddings, table, config.task, config.folds)
     labels, groups = labels_and_groups(table)
     out = Path(config.out)
     results = evaluate_features(embeddings, labels, groups, config)

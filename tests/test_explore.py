@@ -1,0 +1,164 @@
+"""`microrep explore`: the offline explorer in a real headless browser, and TensorBoard's files."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from microrep.cli import main
+from microrep.embed import write_embeddings
+
+
+def archive(root, count, size=64, seed=0):
+    """`count` micrographs in three classes, with embeddings as `microrep embed` writes them."""
+    from microrep.data.synthetic import CONDITIONS, generate_micrograph
+
+    rng = np.random.default_rng(seed)
+    classes = ("spheroidite", "pearlite", "network")
+    rows = []
+    for i in range(count):
+        name = classes[i % 3]
+        image, _ = generate_micrograph(rng, name, CONDITIONS[name][i % len(CONDITIONS[name])], size)
+        path = root / "images" / f"{name}_{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
+        rows.append({"path": str(path), "label": name, "group": f"sample-{i % 6}",
+                     "anneal_time": float(i)})
+    centres = rng.normal(size=(3, 16)) * 3
+    embeddings = np.stack([centres[i % 3] + rng.normal(size=16) for i in range(count)])
+    write_embeddings(root / "emb", embeddings.astype(np.float32), pd.DataFrame(rows),
+                     {"pretrained": True, "weights": "imagenet", "grid": 3})
+    return root / "emb"
+
+
+def test_projector_files_read_back_with_tensorboards_own_parser(tmp_path):
+    from google.protobuf import text_format
+    from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
+
+    folder = archive(tmp_path, 12)
+    assert main(["explore", str(folder), "--out", str(tmp_path / "map.html"),
+                 "--tensorboard", str(tmp_path / "tb")]) == 0
+    config = text_format.Parse((tmp_path / "tb" / "projector_config.pbtxt").read_text(),
+                               ProjectorConfig())
+    embedding = config.embeddings[0]
+    tensor = np.loadtxt(tmp_path / "tb" / embedding.tensor_path, delimiter="\t")
+    metadata = pd.read_csv(tmp_path / "tb" / embedding.metadata_path, sep="\t")
+    assert tensor.shape == (12, 16) and len(metadata) == 12 and "label" in metadata
+    sprite = Image.open(tmp_path / "tb" / embedding.sprite.image_path)
+    side = embedding.sprite.single_image_dim[0]
+    assert sprite.size == (4 * side, 4 * side)  # a 4x4 grid holds 12 thumbnails
+
+
+def chrome(tmp_path):
+    """Headless Debian chromium with every network request refused (file:// still opens)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert browser and driver, "the browser test needs Debian's chromium and chromium-driver " \
+                               "(.ci/run installs them with apt-get)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1100,950", "--proxy-server=127.0.0.1:9",
+                     "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+#: Every element matching a CSS selector, inside Bokeh's shadow roots too.
+DEEP_QUERY = """
+const selector = arguments[0], found = [];
+(function walk(root) {
+  for (const el of root.querySelectorAll('*')) {
+    if (el.matches(selector)) found.push(el);
+    if (el.shadowRoot) walk(el.shadowRoot);
+  }
+})(document);
+return found.filter(el => el.offsetWidth > 0).length;
+"""
+
+#: Viewport pixel of point i: the plot view's scales applied to its data coordinates.
+POINT_PIXEL = """
+const doc = window.Bokeh && Bokeh.documents[0];
+const plot = doc && doc.get_model_by_name('map');
+function find(view) {
+  if (view.model === plot) return view;
+  for (const child of (view.child_views || [])) { const hit = find(child); if (hit) return hit; }
+  return null;
+}
+if (!window.Bokeh || !Bokeh.documents.length || !Bokeh.index) return null;
+const roots = typeof Bokeh.index.values === 'function' ? [...Bokeh.index.values()]
+                                                       : Object.values(Bokeh.index);
+let view = null;
+for (const root of roots) { view = find(root); if (view) break; }
+if (!view) return null;
+const data = doc.get_model_by_name('points_source').data, i = arguments[0];
+const rect = view.canvas_view.el.getBoundingClientRect();
+return [rect.left + view.frame.x_scale.compute(data.x[i]),
+        rect.top + view.frame.y_scale.compute(data.y[i])];
+"""
+
+
+@pytest.mark.slow
+def test_explorer_works_offline_in_a_real_browser(tmp_path):
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    folder = archive(tmp_path, 30)
+    page = tmp_path / "explorer.html"
+    assert main(["explore", str(folder), "--out", str(page), "--neighbours", "5"]) == 0
+    driver = chrome(tmp_path)
+    try:
+        driver.get(page.as_uri())
+        wait = WebDriverWait(driver, 60)
+        x, y = wait.until(lambda d: d.execute_script(POINT_PIXEL, 7))  # the map is drawn
+        assert driver.execute_script(
+            "return Bokeh.documents[0].get_model_by_name('points_source').data.x.length") == 30
+
+        def pointer(click=False):
+            actions = ActionBuilder(driver)
+            actions.pointer_action.move_to_location(int(round(x)), int(round(y)))
+            if click:
+                actions.pointer_action.click()
+            actions.perform()
+
+        pointer()  # hover: the card shows the micrograph's thumbnail
+        wait.until(lambda d: d.execute_script(DEEP_QUERY, "img[src^='data:image/jpeg']") >= 1)
+        pointer(click=True)  # click: its nearest neighbours' thumbnails
+        wait.until(lambda d: d.execute_script(DEEP_QUERY, "img.microrep-neighbour") == 5)
+        assert driver.execute_script(
+            "return Bokeh.documents[0].get_model_by_name('points_source').selected.indices") == [7]
+        driver.execute_script("""const s = Bokeh.documents[0].get_model_by_name('colour');
+                                 s.value = 'anneal_time';""")  # colour by another column
+        wait.until(lambda d: d.execute_script(
+            "const d = Bokeh.documents[0].get_model_by_name('points_source').data;"
+            "return d._colour[0] === d._colour_anneal_time[0] && d._colour[29] === d._colour_anneal_time[29]"))
+        driver.save_screenshot(str(tmp_path / "explorer.png"))
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        driver.quit()
+    assert (tmp_path / "explorer.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_two_thousand_micrographs_make_a_page_under_15_mb(tmp_path):
+    folder = archive(tmp_path, 2000, size=128)
+    assert main(["explore", str(folder), "--out", str(tmp_path / "big.html")]) == 0
+    size = (tmp_path / "big.html").stat().st_size
+    assert size < 15e6, f"{size / 1e6:.1f} MB"
+
+
+def test_metadata_with_gaps_and_mixed_types_still_colours(tmp_path):
+    from microrep.explore import colour_columns
+
+    table = pd.DataFrame({"path": ["a", "b", "c", "d"], "label": ["x", "y", "x", "y"],
+                          "cool": pd.array(["Q", None, "FC", "Q"], dtype="string"),
+                          "time": [1.0, np.nan, 3.0, 1.0]})
+    colours = colour_columns(table)
+    assert set(colours) == {"label", "cool", "time"} and len(colours["cool"]) == 4
+    assert colours["cool"][0] == colours["cool"][3] != colours["cool"][1]
