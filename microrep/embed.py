@@ -165,8 +165,11 @@ def write_embeddings(out_dir, embeddings, table, info=None):
         write_json(out_dir / "embed.json", info)
 
 
-def read_embeddings(folder):
-    """(embeddings, table) written by `write_embeddings` or by every shard of `embed_to_disk`."""
+def read_embeddings(folder, mmap=False):
+    """(embeddings, table) written by `write_embeddings` or by every shard of `embed_to_disk`.
+
+    With `mmap`, a single embeddings file is memory-mapped instead of read (shards are joined).
+    """
     from microrep.errors import DataError
 
     folder = Path(folder)
@@ -175,7 +178,7 @@ def read_embeddings(folder):
         if not shards:
             raise DataError(f"{folder} holds no {EMBEDDINGS} and {TABLE}; run `microrep embed` first")
         return read_shards(folder, shards)
-    embeddings = np.load(folder / EMBEDDINGS, allow_pickle=False)
+    embeddings = np.load(folder / EMBEDDINGS, mmap_mode="r" if mmap else None, allow_pickle=False)
     table = pd.read_csv(folder / TABLE, encoding_errors="surrogateescape")
     if len(table) != len(embeddings):
         raise DataError(f"{folder}: {len(embeddings)} embeddings but {len(table)} table rows")

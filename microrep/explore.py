@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from microrep.analysis.neighbours import NeighbourSearch
@@ -50,13 +51,18 @@ def project(embeddings, method="pca", seed=0):
     raise ConfigError(f"--projection must be pca, tsne or umap, got {method!r}")
 
 
-def thumbnail_uri(path, size=96, quality=80):
-    """A small JPEG of the micrograph as a data: URI (inlined, so the page needs no files)."""
+def thumbnail(path, size=96):
+    """The micrograph shrunk to fit size x size (decoded once for the page and the sprite)."""
     try:
         image = Image.fromarray(read_image(path))
     except Exception:  # a moved archive: a grey square, and the page still works
         image = Image.new("L", (size, size), 128)
     image.thumbnail((size, size))
+    return image
+
+
+def data_uri(image, quality=80):
+    """A small image as a JPEG data: URI (inlined, so the page needs no files)."""
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
@@ -71,8 +77,6 @@ def colour_columns(table):
         values = table[name]
         if values.nunique(dropna=False) <= 1:
             continue
-        import pandas as pd
-
         if pd.api.types.is_numeric_dtype(values) and values.nunique() > 12:
             low, high = float(values.min()), float(values.max())
             share = ((values.fillna(low) - low) / (high - low or 1.0)).to_numpy()
@@ -154,7 +158,8 @@ def write_explorer(config, log=print):
     k = min(config.neighbours, len(embeddings) - 1)
     _, neighbours = NeighbourSearch().fit(embeddings).query(
         embeddings, k, query_rows=np.arange(len(embeddings)))
-    thumbs = [thumbnail_uri(path, config.thumbnail_size) for path in table["path"]]
+    small = [thumbnail(path, config.thumbnail_size) for path in table["path"]]
+    thumbs = [data_uri(image) for image in small]
     title = f"{len(table)} micrographs of {Path(config.embeddings).resolve().name} " \
             f"({config.projection.upper()})"
     page = file_html(build_page(table, xy, thumbs, neighbours, title), INLINE, "microrep explorer")
@@ -162,15 +167,16 @@ def write_explorer(config, log=print):
     log(f"explorer of {len(table)} micrographs: {config.out} "
         f"({Path(config.out).stat().st_size / 1e6:.1f} MB, opens offline)")
     if config.tensorboard:
-        write_projector(config.tensorboard, embeddings, table, config.thumbnail_size)
+        write_projector(config.tensorboard, embeddings, table, small, config.thumbnail_size)
         log(f"TensorBoard projector files in {config.tensorboard} "
             f"(tensorboard --logdir {config.tensorboard})")
 
 
-def write_projector(folder, embeddings, table, thumb=64):
+def write_projector(folder, embeddings, table, thumbnails, thumb=64):
     """TensorBoard projector files: tensor, metadata.tsv, sprite image, projector_config.pbtxt.
 
     Written directly: the Keras 3 TensorBoard callback does not export embeddings.
+    `thumbnails` are the rows' images (PIL, e.g. the page's), tiled into the sprite.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -182,12 +188,9 @@ def write_projector(folder, embeddings, table, thumb=64):
     side = int(np.ceil(np.sqrt(len(table))))
     thumb = min(thumb, 8192 // max(side, 1))  # TensorBoard's sprite is at most 8192 px wide
     sprite = Image.new("L", (side * thumb, side * thumb), 0)
-    for i, path in enumerate(table["path"]):
-        try:
-            image = Image.fromarray(read_image(path)).resize((thumb, thumb))
-        except Exception:
-            image = Image.new("L", (thumb, thumb), 128)
-        sprite.paste(image, ((i % side) * thumb, (i // side) * thumb))
+    for i, image in enumerate(thumbnails):
+        tile = image.convert("L").resize((thumb, thumb))
+        sprite.paste(tile, ((i % side) * thumb, (i // side) * thumb))
     with atomic_path(folder / "sprite.png") as tmp:
         sprite.save(tmp, format="PNG")
     config = ("embeddings {\n  tensor_name: \"microrep\"\n  tensor_path: \"embeddings.tsv\"\n"

@@ -15,8 +15,9 @@ import pandas as pd
 
 from microrep.analysis.neighbours import nearest_neighbours, resolve_backend
 from microrep.config import EmbedConfig
-from microrep.data.images import IMAGE_SUFFIXES, read_image
-from microrep.embed import EMBEDDINGS, TABLE, embed_images, embedding_tower
+from microrep.data.folders import image_files
+from microrep.data.images import read_image
+from microrep.embed import TABLE, embed_images, embedding_tower, read_embeddings
 from microrep.errors import ConfigError, DataError
 from microrep.fileio import refuse_earlier_output, write_text
 
@@ -25,17 +26,10 @@ MAX_DRAWN = 12
 
 
 def read_index(folder):
-    """(memory-mapped embeddings, table, embed.json) of an embedded archive."""
-    folder = Path(folder)
-    if not (folder / EMBEDDINGS).is_file() or not (folder / TABLE).is_file():
-        raise DataError(f"{folder} holds no {EMBEDDINGS} and {TABLE}; run `microrep embed` first "
-                        "(sharded runs: join them with `microrep evaluate` first)")
-    embeddings = np.load(folder / EMBEDDINGS, mmap_mode="r", allow_pickle=False)
-    table = pd.read_csv(folder / TABLE, encoding_errors="surrogateescape")
-    info_path = folder / "embed.json"
+    """(memory-mapped embeddings, table with paths on disk, embed.json) of an embedded archive."""
+    embeddings, table = read_embeddings(folder, mmap=True)
+    info_path = Path(folder) / "embed.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    if len(table) != len(embeddings):
-        raise DataError(f"{folder}: {len(embeddings)} embeddings but {len(table)} table rows")
     return embeddings, table.assign(path=absolute_paths(table["path"], info)), info
 
 
@@ -53,8 +47,7 @@ def query_files(paths):
     for text in [p.strip() for p in paths.split(",") if p.strip()]:
         path = Path(text)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file()
-                           and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+            found = image_files(path)
             if not found:
                 raise DataError(f"query folder {path} holds no images")
             files += found

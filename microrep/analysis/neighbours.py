@@ -9,9 +9,6 @@ usual question being "which *other* micrographs look like this one".
 
 import numpy as np
 
-BACKENDS = ("auto", "exact", "faiss")
-
-
 def faiss_available():
     import importlib.util
 

@@ -12,7 +12,8 @@ from microrep.data.images import IMAGE_SUFFIXES
 from microrep.errors import DataError
 
 
-def _image_files(folder):
+def image_files(folder):
+    """Image files below `folder` (any depth), sorted; hidden files left out."""
     return sorted(p for p in Path(folder).rglob("*")
                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
@@ -24,7 +25,7 @@ def class_folder_table(root):
         raise DataError(f"image folder not found: {root}")
     rows, empty = [], []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = _image_files(class_dir)
+        files = image_files(class_dir)
         if not files:
             empty.append(class_dir.name)
         rows += [{"path": str(f), "label": class_dir.name, "group": str(f.relative_to(root))}
