@@ -175,6 +175,14 @@ class TrainConfig:
                                       "distance", at_least=0.0)
     same_sample_within: float = option(0.8, "graded: pairs of one sample are pulled within this "
                                        "distance", at_least=0.0)
+    same_class_beyond: float = option(0.0, "graded: pairs of one class from different samples "
+                                      "(processing conditions) are pushed at least this far "
+                                      "apart (0: not pushed)", at_least=0.0)
+    hard_pairs: float = option(0.3, "frozen base: share of each epoch's pairs (after the first) "
+                               "replaced by pairs the current head gets most wrong: another "
+                               "class's nearest crops, the own sample's farthest, the own "
+                               "class's nearest from other samples (0: random pairs only)",
+                               at_least=0.0, at_most=1.0)
     feature_bank: int = count_option(16, "frozen base: augmented crops per image whose VGG16 features "
                                "are computed once (and cached) to train the head on")
     feature_cache: str = option("~/.cache/microrep/features", "frozen base: folder caching "
@@ -350,7 +358,7 @@ def paper_train_config():
         model=ModelConfig(input_size=224, embedding_dim=64, weights="imagenet", vgg_blocks=5,
                           head="projection", feature_layers="", train_base=True),
         pairs=PairConfig(pairs_per_epoch=2048), epochs=20, batch_size=32, learning_rate=1e-5,
-        similarity="label", margin=1.0, feature_bank=32, seed=0)
+        similarity="label", margin=1.0, feature_bank=32, hard_pairs=0.0, seed=0)
 
 
 @dataclasses.dataclass
@@ -405,7 +413,7 @@ PRESETS = {
                           head="residual", train_base=False, mixed_precision="auto"),
             "pairs": dict(pairs_per_epoch=2048),
             "": dict(similarity="graded", learning_rate=1e-4, epochs=10, batch_size=64, margin=1.8,
-                     feature_bank=16)},
+                     feature_bank=16, hard_pairs=0.3)},
     "gpu": {"model": dict(input_size=224, vgg_blocks=5, feature_layers="auto",
                           head="residual", train_base=True, mixed_precision=True),
             "pairs": dict(pairs_per_epoch=2048),

@@ -62,7 +62,7 @@ DIFFERENT_CLASS, SAME_CLASS, SAME_SAMPLE = 0, 1, 2
 
 
 def graded_contrastive_loss(level, distance, margin=1.8, same_class_within=1.25,
-                            same_sample_within=0.8):
+                            same_sample_within=0.8, same_class_beyond=0.0):
     """Per-pair loss of graded similarity: same sample > same class > different class.
 
     Different-class pairs are pushed past `margin` (as in the contrastive loss);
@@ -70,14 +70,18 @@ def graded_contrastive_loss(level, distance, margin=1.8, same_class_within=1.25,
     and pairs from one sample (or processing condition) within
     `same_sample_within`. Classic contrastive training pulls every same-class
     pair to zero, which erases what tells samples and processing conditions apart;
-    the bands keep that structure inside each class.
+    the bands keep that structure inside each class. With `same_class_beyond`
+    above zero, same-class pairs from other samples are also pushed at least that
+    far apart, so that samples (processing conditions) of one class stay
+    separable instead of merely not being pulled together.
     """
     distance = ops.cast(distance, "float32")
     level = ops.cast(ops.reshape(level, ops.shape(distance)), "int32")
     within = ops.where(level == SAME_SAMPLE, same_sample_within, same_class_within)
     pull = ops.square(ops.maximum(distance - within, 0.0))
     push = ops.square(ops.maximum(margin - distance, 0.0))
-    return ops.where(level == DIFFERENT_CLASS, push, pull)
+    band = ops.where(level == SAME_CLASS, ops.square(ops.maximum(same_class_beyond - distance, 0.0)), 0.0)
+    return ops.where(level == DIFFERENT_CLASS, push, pull + band)
 
 
 @keras.saving.register_keras_serializable(package="microrep")
@@ -85,17 +89,19 @@ class GradedContrastiveLoss(keras.losses.Loss):
     """Keras Loss wrapper of `graded_contrastive_loss`; y_true holds pair levels 0, 1, 2."""
 
     def __init__(self, margin=1.8, same_class_within=1.25, same_sample_within=0.8,
-                 name="graded_contrastive_loss", **kwargs):
+                 same_class_beyond=0.0, name="graded_contrastive_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.margin = float(margin)
         self.same_class_within = float(same_class_within)
         self.same_sample_within = float(same_sample_within)
+        self.same_class_beyond = float(same_class_beyond)
 
     def call(self, y_true, y_pred):
         return graded_contrastive_loss(y_true, y_pred, self.margin, self.same_class_within,
-                                       self.same_sample_within)
+                                       self.same_sample_within, self.same_class_beyond)
 
     def get_config(self):
         return {**super().get_config(), "margin": self.margin,
                 "same_class_within": self.same_class_within,
-                "same_sample_within": self.same_sample_within}
+                "same_sample_within": self.same_sample_within,
+                "same_class_beyond": self.same_class_beyond}

@@ -26,6 +26,7 @@ from microrep.fileio import atomic_path, write_json, write_text
 from microrep.frozen import (bank_pairs, build_head, compute_frozen_features, embed_from_tiles,
                              tower_from_head)
 from microrep.losses import ContrastiveLoss, GradedContrastiveLoss
+from microrep.mining import hard_pairs
 from microrep.model import build_feature_tower, build_siamese, dtype_policy, mixed_policy_name
 from microrep.pairs import GradedPairSampler, PairSampler
 
@@ -84,7 +85,8 @@ def pair_sampler(config, labels, relations, count):
 
 def pair_loss(config):
     if config.similarity == "graded":
-        return GradedContrastiveLoss(config.margin, config.same_class_within, config.same_sample_within)
+        return GradedContrastiveLoss(config.margin, config.same_class_within,
+                                     config.same_sample_within, config.same_class_beyond)
     return ContrastiveLoss(config.margin)
 
 
@@ -105,6 +107,30 @@ def frozen_features(config, images, log, grid=3):
     log(f"VGG16 features of {len(images)} images ({config.feature_bank} crops and {grid * grid} tiles each, "
         f"{policy}) ready in {time.time() - started:.0f} s" + (f"; cached in {cache}" if cache else ""))
     return features, feature_tower
+
+
+def mix_in_hard_pairs(config, head, features, train_rows, labels, relations, sides, target, epoch):
+    """The epoch's pairs with a share (`config.hard_pairs`) replaced by hard ones.
+
+    Hard partners are found among the training images' bank crops with the head
+    as it is now (`microrep.mining.hard_pairs`), at random places in the epoch.
+    """
+    rng = np.random.default_rng([config.seed, epoch, 3])
+    count = int(round(config.hard_pairs * len(target)))
+    rows = features.bank_rows(np.asarray(train_rows)).ravel()
+    bank = features.bank[rows]
+    embeddings = np.concatenate([keras.ops.convert_to_numpy(head(bank[start:start + 4096]))
+                                 for start in range(0, len(bank), 4096)]).astype(np.float32)
+    per_crop = lambda values: np.repeat(np.asarray(values), features.per_image)  # noqa: E731
+    pairs, levels = hard_pairs(embeddings, per_crop(labels), per_crop(relations),
+                               per_crop(np.arange(len(train_rows))), count, rng)
+    if config.similarity != "graded":
+        levels = (levels > 0).astype(np.float32)
+    places = rng.choice(len(target), count, replace=False)
+    sides = [side.copy() for side in sides]
+    target = np.array(target, dtype=np.float32)
+    sides[0][places], sides[1][places], target[places] = bank[pairs[:, 0]], bank[pairs[:, 1]], levels
+    return sides, target
 
 
 def validation_scores(head, siamese, features, val_rows, val_labels, val_pairs):
@@ -133,6 +159,9 @@ def fit_head(config, features, labels, relations, log):
     rows, best, best_weights, waited = [], -math.inf, head.get_weights(), 0
     for epoch in range(config.epochs):
         sides, target = bank_pairs(features, train_rows, sampler, epoch, config.seed)
+        if config.hard_pairs and epoch > 0:
+            sides, target = mix_in_hard_pairs(config, head, features, train_rows, labels[train_rows],
+                                              relations[train_rows], sides, target, epoch)
         history = siamese.fit(sides, target, batch_size=config.batch_size, epochs=1,
                               shuffle=False, verbose=0)
         row = {"epoch": epoch, "loss": float(history.history["loss"][-1])}

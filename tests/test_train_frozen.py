@@ -39,6 +39,10 @@ def test_graded_loss_matches_hand_computed_values():
                                               same_class_within=1.25, same_sample_within=0.8))
     # different class: (1.8 - d)+^2; same class: (d - 1.25)+^2; same sample: (d - 0.8)+^2
     np.testing.assert_allclose(loss, [0.64, 0.0, 0.0, 0.0625, 0.0, 0.04], atol=1e-6)
+    banded = np.asarray(graded_contrastive_loss(levels, distance, margin=1.8, same_class_within=1.25,
+                                                same_sample_within=0.8, same_class_beyond=1.1))
+    # same class, other sample, also pushed past 1.1: (1.1 - d)+^2 added; other levels unchanged
+    np.testing.assert_allclose(banded, [0.64, 0.0, 0.01, 0.0625, 0.0, 0.04], atol=1e-6)
 
 
 def test_graded_pairs_say_what_the_two_images_share():
@@ -126,7 +130,11 @@ def test_train_defaults_are_the_frozen_recipe_and_other_stages_keep_theirs():
     config = config_from_args(TrainConfig, parser.parse_args(["--input-size", "96"]))
     assert config.model.input_size == 96
     assert (config.model.head, config.model.train_base) == ("residual", False)
+    assert config.hard_pairs == PRESETS["cpu"][""]["hard_pairs"] > 0, "the measured recipe mines"
     assert ModelConfig().head == "projection"
+    from microrep.config import paper_train_config
+
+    assert paper_train_config().hard_pairs == 0, "the paper's training draws pairs at random"
 
 
 def test_the_cache_key_is_stable_across_builds_and_tells_layers_apart():
@@ -142,3 +150,36 @@ def test_the_cache_key_is_stable_across_builds_and_tells_layers_apart():
     assert model_key(first) != model_key(pooled_after_max)
     other = build_feature_tower(TINY_INPUT, "none", 2, "block2_conv2")
     assert model_key(first) != model_key(other), "other weights, other features"
+
+
+def test_hard_pairs_replace_their_share_of_an_epoch_with_labelled_bank_pairs(
+        tmp_path, tiny_data_config, tiny_dataset):
+    from microrep.frozen import bank_pairs, build_head
+    from microrep.train_frozen import frozen_features, mix_in_hard_pairs, pair_sampler
+
+    config = recipe_config(tmp_path / "run", tiny_data_config, tmp_path / "cache", hard_pairs=0.25)
+    features, _ = frozen_features(config, tiny_dataset.images(), lambda *_: None)
+    labels, groups = tiny_dataset.labels, tiny_dataset.groups
+    train_rows = np.arange(len(labels))[1:]  # one image left out: rows are positions, not indices
+    head = build_head(features.bank.shape[1], config.model)
+    head.get_layer("standardize").set_statistics(features.bank)
+    sampler = pair_sampler(config, labels[train_rows], groups[train_rows], len(train_rows))
+    sides, target = bank_pairs(features, train_rows, sampler, 1, config.seed)
+    mixed, mixed_target = mix_in_hard_pairs(config, head, features, train_rows, labels[train_rows],
+                                            groups[train_rows], sides, target, 1)
+    changed = np.flatnonzero(np.any(mixed[0] != sides[0], axis=1) | np.any(mixed[1] != sides[1], axis=1)
+                             | (mixed_target != target))
+    assert 0.15 * len(target) <= len(changed) <= 0.25 * len(target)
+    owner_of_bank_row = np.repeat(np.arange(len(labels)), features.per_image)
+
+    def owner(vector):
+        return owner_of_bank_row[np.flatnonzero(np.all(features.bank == vector, axis=1))[0]]
+
+    for place in changed:
+        first, second = owner(mixed[0][place]), owner(mixed[1][place])
+        assert first != second and first in train_rows and second in train_rows
+        level = 2 if groups[first] == groups[second] else 1 if labels[first] == labels[second] else 0
+        assert mixed_target[place] == level
+    run = train(config, tiny_dataset, verbose=0)
+    assert len(pd.read_csv(tmp_path / "run" / "training_log.csv")) == config.epochs
+    assert run.tower is not None
