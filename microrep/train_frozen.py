@@ -31,6 +31,8 @@ from microrep.model import build_feature_tower, build_siamese, dtype_policy, mix
 from microrep.pairs import GradedPairSampler, PairSampler
 
 BANK_SEED = 0
+#: Bank crops searched for hard pairs per epoch, at most (see mix_in_hard_pairs).
+MINED_CROPS = 20000
 
 
 def pair_relations(table):
@@ -118,10 +120,14 @@ def mix_in_hard_pairs(config, head, features, train_rows, labels, relations, sid
     rng = np.random.default_rng([config.seed, epoch, 3])
     count = int(round(config.hard_pairs * len(target)))
     rows = features.bank_rows(np.asarray(train_rows)).ravel()
-    bank = features.bank[rows]
+    # a large archive is mined in a random part of its bank each epoch, which bounds the
+    # head passes and the distance blocks of microrep.mining
+    searched = np.sort(rng.choice(len(rows), MINED_CROPS, replace=False)) if len(rows) > MINED_CROPS \
+        else np.arange(len(rows))
+    bank = features.bank[rows[searched]]
     embeddings = np.concatenate([keras.ops.convert_to_numpy(head(bank[start:start + 4096]))
                                  for start in range(0, len(bank), 4096)]).astype(np.float32)
-    per_crop = lambda values: np.repeat(np.asarray(values), features.per_image)  # noqa: E731
+    per_crop = lambda values: np.repeat(np.asarray(values), features.per_image)[searched]  # noqa: E731
     pairs, levels = hard_pairs(embeddings, per_crop(labels), per_crop(relations),
                                per_crop(np.arange(len(train_rows))), count, rng)
     if config.similarity != "graded":

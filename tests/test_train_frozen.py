@@ -152,8 +152,10 @@ def test_the_cache_key_is_stable_across_builds_and_tells_layers_apart():
     assert model_key(first) != model_key(other), "other weights, other features"
 
 
+@pytest.mark.parametrize("mined_crops", [None, 10])
 def test_hard_pairs_replace_their_share_of_an_epoch_with_labelled_bank_pairs(
-        tmp_path, tiny_data_config, tiny_dataset):
+        tmp_path, tiny_data_config, tiny_dataset, monkeypatch, mined_crops):
+    """Also when a large bank is searched in a random part only (MINED_CROPS)."""
     from microrep.frozen import bank_pairs, build_head
     from microrep.train_frozen import frozen_features, mix_in_hard_pairs, pair_sampler
 
@@ -165,6 +167,9 @@ def test_hard_pairs_replace_their_share_of_an_epoch_with_labelled_bank_pairs(
     head.get_layer("standardize").set_statistics(features.bank)
     sampler = pair_sampler(config, labels[train_rows], groups[train_rows], len(train_rows))
     sides, target = bank_pairs(features, train_rows, sampler, 1, config.seed)
+    if mined_crops:
+        assert len(train_rows) * features.per_image > mined_crops
+        monkeypatch.setattr("microrep.train_frozen.MINED_CROPS", mined_crops)
     mixed, mixed_target = mix_in_hard_pairs(config, head, features, train_rows, labels[train_rows],
                                             groups[train_rows], sides, target, 1)
     changed = np.flatnonzero(np.any(mixed[0] != sides[0], axis=1) | np.any(mixed[1] != sides[1], axis=1)
@@ -177,7 +182,10 @@ def test_hard_pairs_replace_their_share_of_an_epoch_with_labelled_bank_pairs(
 
     for place in changed:
         first, second = owner(mixed[0][place]), owner(mixed[1][place])
-        assert first != second and first in train_rows and second in train_rows
+        assert first in train_rows and second in train_rows
+        # with all of the bank searched, every anchor has partners of its kind in other
+        # images; a 10-crop search leaves some anchors a random partner
+        assert first != second or mined_crops
         level = 2 if groups[first] == groups[second] else 1 if labels[first] == labels[second] else 0
         assert mixed_target[place] == level
     run = train(config, tiny_dataset, verbose=0)
