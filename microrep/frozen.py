@@ -182,12 +182,15 @@ def embed_from_tiles(head, features, image_rows=None):
     """Each image's embedding: the head applied to every tile's features, averaged."""
     tiles = features.tiles if image_rows is None else features.tiles[np.asarray(image_rows)]
     count, per_image, dim = tiles.shape
-    flat = tiles.reshape(-1, dim)
+    return head_outputs(head, tiles.reshape(-1, dim)).reshape(count, per_image, -1).mean(axis=1)
+
+
+def head_outputs(head, pooled, chunk=4096):
+    """The head applied to rows of pooled features, in chunks; float32 NumPy."""
     # called directly, not through predict(): one small model per fold would
     # otherwise trace a new predict function each time
-    vectors = np.concatenate([keras.ops.convert_to_numpy(head(flat[start:start + 4096]))
-                              for start in range(0, len(flat), 4096)])
-    return vectors.astype(np.float32).reshape(count, per_image, -1).mean(axis=1)
+    return np.concatenate([keras.ops.convert_to_numpy(head(pooled[start:start + chunk]))
+                           for start in range(0, len(pooled), chunk)]).astype(np.float32)
 
 
 def tower_from_head(head, feature_tower, model_config):

@@ -9,16 +9,7 @@ bank crop's embedding costs one small matrix product.
 
 import numpy as np
 
-from microrep.losses import DIFFERENT_CLASS, SAME_CLASS, SAME_SAMPLE
-
-
-def pair_levels(labels, relations, first, second):
-    """Level of each pair: 2 same relation and class, 1 same class, 0 different class."""
-    same_label = labels[first] == labels[second]
-    same_relation = relations[first] == relations[second]
-    return np.where(same_label & same_relation, SAME_SAMPLE,
-                    np.where(same_label, SAME_CLASS, DIFFERENT_CLASS)).astype(np.float32)
-
+from microrep.pairs import pair_levels
 
 #: Anchors whose distances to every candidate crop are held in memory at once.
 ANCHOR_BLOCK = 256

@@ -118,10 +118,14 @@ class GradedPairSampler(PairSampler):
             else:
                 continue
             second[row] = pool[rng.integers(len(pool))]
-        same_relation = self.relations[first] == self.relations[second]
-        same_label = self.labels[first] == self.labels[second]
-        levels = np.where(same_relation & same_label, 2, np.where(same_label, 1, 0))
-        return np.stack([first, second], axis=1), levels.astype(np.float32)
+        return np.stack([first, second], axis=1), pair_levels(self.labels, self.relations, first, second)
+
+
+def pair_levels(labels, relations, first, second):
+    """Level of each pair (microrep.losses' levels): 2 same relation and class, 1 same class, 0 else."""
+    same_label = labels[first] == labels[second]
+    same_relation = relations[first] == relations[second]
+    return np.where(same_label & same_relation, 2, np.where(same_label, 1, 0)).astype(np.float32)
 
 
 def random_crop_plan(rng, shapes, index, size, augment=True):

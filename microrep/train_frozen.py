@@ -24,7 +24,7 @@ from microrep.analysis.retrieval import retrieval_metrics
 from microrep.errors import DataError
 from microrep.fileio import atomic_path, write_json, write_text
 from microrep.frozen import (bank_pairs, build_head, compute_frozen_features, embed_from_tiles,
-                             tower_from_head)
+                             head_outputs, tower_from_head)
 from microrep.losses import ContrastiveLoss, GradedContrastiveLoss
 from microrep.mining import hard_pairs
 from microrep.model import build_feature_tower, build_siamese, dtype_policy, mixed_policy_name
@@ -125,8 +125,7 @@ def mix_in_hard_pairs(config, head, features, train_rows, labels, relations, sid
     searched = np.sort(rng.choice(len(rows), MINED_CROPS, replace=False)) if len(rows) > MINED_CROPS \
         else np.arange(len(rows))
     bank = features.bank[rows[searched]]
-    embeddings = np.concatenate([keras.ops.convert_to_numpy(head(bank[start:start + 4096]))
-                                 for start in range(0, len(bank), 4096)]).astype(np.float32)
+    embeddings = head_outputs(head, bank)
     per_crop = lambda values: np.repeat(np.asarray(values), features.per_image)[searched]  # noqa: E731
     pairs, levels = hard_pairs(embeddings, per_crop(labels), per_crop(relations),
                                per_crop(np.arange(len(train_rows))), count, rng)

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from microrep.mining import hard_pairs, pair_levels
+from microrep.mining import hard_pairs
+from microrep.pairs import pair_levels
 
 
 def line_of_crops():
