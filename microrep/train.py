@@ -230,6 +230,11 @@ def prepare_run_dir(config):
         raise OutputExistsError(
             f"{run_dir} already holds a training run; pass --resume to continue it, "
             "--overwrite to replace it, or choose another --out")
+    if run_dir.is_dir():
+        # a run killed while writing its first file, config.json, leaves only that
+        # file's temporary: the folder holds no run and no user file, so start afresh
+        for stale in run_dir.glob(f".{saved_config.stem}.*.tmp{saved_config.suffix}"):
+            stale.unlink()
     if run_dir.exists() and any(entry.name != LOCK for entry in run_dir.iterdir()):
         if not config.overwrite:
             raise OutputExistsError(f"{run_dir} is not empty; choose another --out or pass --overwrite")

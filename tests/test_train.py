@@ -59,6 +59,23 @@ def test_overwrite_replaces_and_tower_loads(tmp_path, tiny_data_config, tiny_dat
     assert tower.name == "embedding_tower" and tower.output_shape == (None, 8)
 
 
+def test_a_run_killed_while_writing_its_config_starts_afresh_on_resume(
+        tmp_path, tiny_data_config, tiny_dataset):
+    """The state a SIGKILL during the first write leaves: the lock and config.json's temporary."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").write_text("")
+    (run / ".config.k1ll3d.tmp.json").write_text('{"half": ')
+    train(tiny_train_config(run, tiny_data_config, epochs=1, resume=True), tiny_dataset, verbose=0)
+    assert json.loads((run / "state.json").read_text())["epochs_completed"] == 1
+    assert not list(run.glob(".config.*")), "the half-written file is gone"
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / ".notes.tmp.json").write_text("a user's file, not ours")
+    with pytest.raises(OutputExistsError, match="not empty"):
+        train(tiny_train_config(tmp_path / "other", tiny_data_config, epochs=1), tiny_dataset,
+              verbose=0)
+
+
 @pytest.mark.slow
 def test_validation_on_held_out_samples_logs_map_at_r_and_keeps_the_best_tower(
         tmp_path, tiny_data_config, tiny_dataset):
