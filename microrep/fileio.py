@@ -57,6 +57,20 @@ def atomic_path(final_path):
         raise
 
 
+def stale_temporaries(folder, final_name=None):
+    """Files under `atomic_path`'s temporary names in `folder`: of `final_name`, or of any file.
+
+    Such a file is only there when a writer was killed before renaming it into place.
+    """
+    folder = Path(folder)
+    if final_name is None:
+        found = folder.glob(".*.tmp*")
+    else:
+        final_name = Path(final_name)
+        found = folder.glob(f".{final_name.stem}.*.tmp{final_name.suffix}")
+    return [path for path in found if path.is_file()]
+
+
 def write_text(path, text):
     """Write `text` to `path` atomically."""
     with atomic_path(path) as tmp:

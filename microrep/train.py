@@ -32,7 +32,7 @@ from microrep.config import save_config, to_dict
 from microrep.data import load_dataset
 from microrep.errors import (ConfigError, MicrorepError, ModelFileError, OutputExistsError,
                              TrainingDivergedError)
-from microrep.fileio import atomic_path, write_json, write_text
+from microrep.fileio import atomic_path, stale_temporaries, write_json, write_text
 from microrep.losses import PairAccuracy
 from microrep.model import build_siamese, build_tower, check_input_size, check_weights_source
 from microrep.pairs import (GradedPairSampler, PairSampler, check_images_fit, make_pydataset,
@@ -188,11 +188,10 @@ def stored_settings(out):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def remove_stale_temporaries(run_dir):
-    """Delete half-written files a killed run left under temporary names."""
-    for stale in Path(run_dir).glob(".*.tmp*"):
-        if stale.is_file():
-            stale.unlink()
+def remove_stale_temporaries(run_dir, final_name=None):
+    """Delete half-written files a killed run left under temporary names (of one file only)."""
+    for stale in stale_temporaries(run_dir, final_name):
+        stale.unlink()
 
 
 def truncate_log(run_dir, epochs_completed):
@@ -233,8 +232,7 @@ def prepare_run_dir(config):
     if run_dir.is_dir():
         # a run killed while writing its first file, config.json, leaves only that
         # file's temporary: the folder holds no run and no user file, so start afresh
-        for stale in run_dir.glob(f".{saved_config.stem}.*.tmp{saved_config.suffix}"):
-            stale.unlink()
+        remove_stale_temporaries(run_dir, saved_config.name)
     if run_dir.exists() and any(entry.name != LOCK for entry in run_dir.iterdir()):
         if not config.overwrite:
             raise OutputExistsError(f"{run_dir} is not empty; choose another --out or pass --overwrite")
