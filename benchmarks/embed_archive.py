@@ -33,8 +33,9 @@ from PIL import Image  # noqa: E402
 from microrep.config import DataConfig, ModelConfig  # noqa: E402
 from microrep.data import load_dataset  # noqa: E402
 from microrep.data.synthetic import CONDITIONS, generate_micrograph  # noqa: E402
-from microrep.embed import LazyImages, default_read_workers, embed_to_disk, iter_tile_batches  # noqa: E402
-from microrep.model import build_tower  # noqa: E402
+from microrep.embedding.archive import embed_to_disk
+from microrep.embedding.tiles import LazyImages, default_read_workers, iter_tile_batches  # noqa: E402
+from microrep.nn.tower import build_tower  # noqa: E402
 
 FRAME = (484, 645)
 CLASSES = ("spheroidite", "pearlite", "network")

@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from microrep.config import DataConfig, TrainConfig, apply_preset, from_dict  # noqa: E402
 from microrep.data import load_dataset  # noqa: E402
-from microrep.heldout import compare_on_splits, summarise  # noqa: E402
+from microrep.analysis.heldout import summarise_splits  # noqa: E402
+from microrep.commands.heldout import compare_on_splits  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -73,7 +74,7 @@ def main():
     print(f"held-out, mean over seeds {args.seeds}; features of {len(dataset)} images ready in "
           f"{timings['features_s']:.0f} s (about 1 s when cached); head training "
           f"{np.mean(timings['head_s']):.0f} s per split; {time.time() - started:.0f} s in all")
-    print((summarise(rows) * 100).round(1).to_string())
+    print((summarise_splits(rows) * 100).round(1).to_string())
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from microrep.config import ModelConfig  # noqa: E402
-from microrep.losses import ContrastiveLoss  # noqa: E402
-from microrep.model import build_tower  # noqa: E402
+from microrep.nn.losses import ContrastiveLoss  # noqa: E402
+from microrep.nn.tower import build_tower  # noqa: E402
 from throughput import conv_flops_per_image, device_name  # noqa: E402
 from variants import build_variant  # noqa: E402
 

@@ -35,7 +35,7 @@ def main():
     if not Path(args.data_dir, "microstructures.sqlite").is_file():
         sys.exit(f"no UHCSDB copy at {args.data_dir}; pass --data-dir")
     weights = args.weights if Path(args.weights).is_file() or args.weights in ("imagenet", "none") else "imagenet"
-    from microrep.reproduce import reproduce
+    from microrep.commands.reproduce import reproduce
 
     train = from_dict(TrainConfig, {"data": {"data": "uhcsdb", "data_dir": args.data_dir},
                                     "weights": weights}, base=paper_train_config())

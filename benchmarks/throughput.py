@@ -32,8 +32,8 @@ import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 from microrep.config import ModelConfig  # noqa: E402
-from microrep.losses import ContrastiveLoss  # noqa: E402
-from microrep.model import build_siamese, build_tower  # noqa: E402
+from microrep.nn.losses import ContrastiveLoss  # noqa: E402
+from microrep.nn.tower import build_siamese, build_tower  # noqa: E402
 from microrep.pairs import PairSampler, crops_from_plan, make_pydataset  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -16,14 +16,16 @@ is checked against the product's model (`check_variant`) before it is timed.
 import keras
 from keras import ops
 
-from microrep.model import EuclideanDistance, build_siamese, with_reshape_pooling
+from microrep.nn.backbone import with_reshape_pooling
+from microrep.nn.layers import EuclideanDistance
+from microrep.nn.tower import build_siamese
 
 PRODUCT = "reshape/merged"
 
 
 def with_max_pooling(tower):
     """A copy of `tower` (same weights) whose ReshapeMaxPool layers are MaxPooling2D again."""
-    from microrep.model import ReshapeMaxPool
+    from microrep.nn.layers import ReshapeMaxPool
 
     def swap(layer):
         if isinstance(layer, ReshapeMaxPool):

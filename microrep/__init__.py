@@ -5,6 +5,72 @@ A reference implementation of Sardeshmukh, Reddy, Gautham and Bhattacharyya,
 (MRS Communications): a Siamese network with a shared VGG16 tower trained under
 contrastive loss on pairs of SEM micrographs, with PCA and SVM analysis of the
 learned embeddings.
+
+The public API: the names a notebook or a script needs, from data to search::
+
+    import microrep
+    data = microrep.load_dataset(microrep.DataConfig(data="synthetic"))
+    run = microrep.train(microrep.TrainConfig(out="runs/train"), data)
+    vectors = microrep.embed_images(run.tower, data.images())
+    scores = microrep.evaluate_features(vectors, data.labels, data.groups, microrep.EvalConfig())
+
+Names are imported when first used, so `import microrep` stays quick (Keras
+loads with the first model). Everything else lives in the layers below:
+config, data, nn, pairs, analysis, embedding, training, commands.
 """
 
-__version__ = "0.1.0"
+import importlib
+
+from microrep._version import __version__
+
+#: public name -> the module that defines it
+PUBLIC = {
+    # settings
+    **{name: "microrep.config" for name in (
+        "DataConfig", "ModelConfig", "PairConfig", "TrainConfig", "EmbedConfig", "EvalConfig",
+        "SearchConfig", "ExploreConfig", "ExportConfig", "ReproduceConfig", "DemoConfig",
+        "from_dict", "apply_preset", "PRESETS")},
+    # data
+    "load_dataset": "microrep.data", "Dataset": "microrep.data",
+    # model parts and their registries
+    "build_tower": "microrep.nn", "build_siamese": "microrep.nn",
+    "build_feature_tower": "microrep.nn", "contrastive_loss": "microrep.nn",
+    "ContrastiveLoss": "microrep.nn", "LOSSES": "microrep.registry", "HEADS": "microrep.registry",
+    "POOLINGS": "microrep.registry",
+    # pairs
+    "PairSampler": "microrep.pairs", "GradedPairSampler": "microrep.pairs",
+    "pair_batches": "microrep.pairs",
+    # training
+    "train": "microrep.training", "load_tower": "microrep.training",
+    # embedding
+    "embed_images": "microrep.embedding", "read_embeddings": "microrep.embedding",
+    "write_embeddings": "microrep.embedding",
+    # analysis
+    "evaluate_features": "microrep.analysis.scores", "cross_validate": "microrep.analysis.svm",
+    "cv_splits": "microrep.analysis.svm", "svm_pipeline": "microrep.analysis.svm",
+    "pca_projection": "microrep.analysis.svm", "raw_pixel_features": "microrep.analysis.svm",
+    "retrieval_metrics": "microrep.analysis.retrieval",
+    "nearest_neighbours": "microrep.analysis.neighbours",
+    "measure_descriptors": "microrep.analysis.descriptors",
+    "pc_correlations": "microrep.analysis.descriptors",
+    "plot_pca_scatter": "microrep.analysis.plots", "plot_training_curves": "microrep.analysis.plots",
+    # whole commands
+    "run_embed_stage": "microrep.commands.embed", "evaluate_embeddings": "microrep.commands.evaluate",
+    "run_search": "microrep.commands.search", "write_explorer": "microrep.commands.explore",
+    "export_tower": "microrep.commands.export", "compare_on_splits": "microrep.commands.heldout",
+    "reproduce": "microrep.commands.reproduce", "run_demo": "microrep.commands.demo",
+}
+
+__all__ = ["__version__", *PUBLIC]
+
+
+def __getattr__(name):
+    if name not in PUBLIC:
+        raise AttributeError(f"module 'microrep' has no attribute {name!r}")
+    value = getattr(importlib.import_module(PUBLIC[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,7 +1,10 @@
-"""The `microrep` command: parse flags, fill a stage config, call the stage.
+"""The `microrep` command: a table of commands -> (settings, stage function, printer).
 
-Only this module prints for humans and chooses exit codes: a MicrorepError
-becomes one line on stderr and exit code 2; Ctrl-C exits with 130.
+Each command's flags come from its settings dataclass; its stage function (in
+microrep.commands, or a data function) takes the filled settings and returns
+plain data, which the printer turns into lines. Only this module prints for
+humans and chooses exit codes: a MicrorepError becomes one line on stderr and
+exit code 2; Ctrl-C exits with 130.
 """
 
 import argparse
@@ -10,7 +13,7 @@ import errno
 import os
 import sys
 
-from microrep import __version__
+from microrep._version import __version__
 
 DESCRIPTION = """Learned microstructure representations: a Siamese VGG16 trained under
 contrastive loss on pairs of micrographs (Sardeshmukh et al., MRS Communications),
@@ -85,43 +88,146 @@ INTERRUPTED = {
 }
 
 
+def print_demo(metrics, config):
+    print("\nSVM accuracy (stratified CV):")
+    for name, result in metrics["methods"].items():
+        summary = result["stratified"]
+        print(f"  {name:18s} {summary['accuracy_mean']:.1%} ± {summary['accuracy_std']:.1%}")
+    print(f"\nreport: {os.path.join(config.out, 'report.md')}")
+
+
+def print_trained(result, config):
+    if result.already_complete:
+        print(f"{result.run_dir} already completed {result.epochs_completed} epochs: the "
+              "run is already complete, nothing changed (raise --epochs to train further)")
+        return
+    print(f"trained {result.epochs_completed} epochs on {result.devices} device(s); "
+          f"tower: {result.run_dir / 'tower.keras'}")
+
+
+def print_embedded(result, config):
+    dataset, path = result
+    what = "pretrained VGG16 features" if config.pretrained else "embeddings"
+    print(f"wrote {what} of {len(dataset)} images ({dataset.name}) to {path}")
+
+
+def print_evaluation(metrics, config):
+    for note in metrics["notes"]:
+        print(f"note: {note}")
+    if config.test_embeddings:
+        accuracy, retrieval = metrics["accuracy"], metrics["retrieval"]["all"]
+        print(f"held-out accuracy (fit on {metrics['n_fit']}, tested on {metrics['n_test']} images): "
+              f"linear SVM {accuracy['linear']:.1%}, RBF SVM {accuracy['rbf']:.1%}")
+        print(f"retrieval of test images among the fit set: P@1 {retrieval['precision_at_1']:.1%}, "
+              f"R-Precision {retrieval['r_precision']:.1%}, MAP@R {retrieval['map_at_r']:.1%}")
+        print(f"metrics.json and confusion.png in {config.out}")
+        return
+    summary, retrieval = metrics["stratified"], metrics["retrieval"]["all"]
+    print(f"SVM accuracy: {summary['accuracy_mean']:.1%} ± {summary['accuracy_std']:.1%} "
+          f"({config.folds}-fold stratified CV); retrieval among themselves: P@1 "
+          f"{retrieval['precision_at_1']:.1%}, MAP@R {retrieval['map_at_r']:.1%}; figures and "
+          f"metrics.json in {config.out}")
+
+
+def print_reproduced(table, config):
+    print(table[["task", "cv", "paper_siamese", "baseline_mean", "ours_mean"]].to_string(
+        index=False, float_format=lambda v: f"{v:.1%}"))
+
+
+def print_fetched(summary, config):
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"UHCSDB in {summary['dest']}: {summary['labelled_found']} labelled micrographs "
+          f"({summary['labelled_missing']} listed without an image); SHA-256 in manifest.json")
+    print(f"use it with: --data uhcsdb --data-dir {summary['dest']}")
+
+
+def print_exported(paths, config):
+    print(f"SavedModel: {paths[0]}\nKeras file: {paths[1]}")
+
+
+def say(line):
+    print(line, flush=True)
+
+
+def generate(config, out):
+    from microrep.data.synthetic import write_synthetic_dataset
+
+    table = write_synthetic_dataset(out, config)
+    print(f"wrote {len(table)} micrographs to {out}")
+
+
+def stage(module, function, **kwargs):
+    """The stage function `module.function`, imported when its command runs (Keras is slow to load)."""
+    def run(config):
+        import importlib
+
+        return getattr(importlib.import_module(module), function)(config, **kwargs)
+
+    return run
+
+
+def export(config):
+    from microrep.commands.export import export_tower
+    from microrep.training import load_tower
+
+    return export_tower(load_tower(config.model_path), config.out, config.grid)
+
+
+def settings(name):
+    """The settings dataclass of a command (microrep.config, or the generator's own)."""
+    import microrep.config
+
+    if name == "SyntheticConfig":
+        from microrep.data.synthetic import SyntheticConfig
+
+        return SyntheticConfig
+    return getattr(microrep.config, name)
+
+
+#: command -> (help, settings class name, stage function of the settings, printer of its result)
+COMMANDS = {
+    "demo": ("run every stage on freshly generated synthetic micrographs", "DemoConfig",
+             stage("microrep.commands.demo", "run_demo"), print_demo),
+    "generate": ("write a synthetic micrograph dataset folder", "SyntheticConfig", None, None),
+    "train": ("train the Siamese model under contrastive loss", "TrainConfig",
+              stage("microrep.commands.train", "run_train", log=say), print_trained),
+    "embed": ("embed micrographs with a trained tower", "EmbedConfig",
+              stage("microrep.commands.embed", "run_embed_stage", log=say), print_embedded),
+    "evaluate": ("PCA and SVM cross-validation of embeddings", "EvalConfig",
+                 stage("microrep.commands.evaluate", "evaluate_embeddings"), print_evaluation),
+    "search": ("find the micrographs of an embedded archive nearest to query images",
+               "SearchConfig", stage("microrep.commands.search", "run_search"), None),
+    "explore": ("an offline interactive map of embedded micrographs (one HTML file; thumbnails "
+                "on hover, neighbours on click), or TensorBoard's projector", "ExploreConfig",
+                stage("microrep.commands.explore", "write_explorer"), None),
+    "export": ("export the tower as a SavedModel and a .keras file", "ExportConfig", export,
+               print_exported),
+    "reproduce": ("redo the paper: baseline and Siamese on every task, both CV flavours, PCA "
+                  "interpretation, results table", "ReproduceConfig",
+                  stage("microrep.commands.reproduce", "reproduce"), print_reproduced),
+    "fetch": ("download UHCSDB (NIST MDR 11256/940), verify and unpack it", "FetchConfig",
+              stage("microrep.data.fetch", "fetch_uhcsdb"), print_fetched),
+}
+
+
 def build_parser():
-    from microrep.config import (DemoConfig, EmbedConfig, EvalConfig, ExploreConfig, ExportConfig,
-                                 FetchConfig, ReproduceConfig, SearchConfig, TrainConfig,
-                                 add_config_flags)
-    from microrep.data.synthetic import SyntheticConfig
+    from microrep.config import add_config_flags
 
     parser = argparse.ArgumentParser(
         prog="microrep", description=DESCRIPTION, epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"microrep {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    def command(name, help_text, config_class):
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        add_config_flags(sub, config_class)
-        sub.set_defaults(config_class=config_class)
-        return sub
-
-    command("demo", "run every stage on freshly generated synthetic micrographs", DemoConfig)
-    generate = command("generate", "write a synthetic micrograph dataset folder", SyntheticConfig)
-    generate.add_argument("--out", default="microrep-data/synthetic", help="dataset folder to write")
-    command("train", "train the Siamese model under contrastive loss", TrainConfig)
-    command("embed", "embed micrographs with a trained tower", EmbedConfig)
-    command("evaluate", "PCA and SVM cross-validation of embeddings", EvalConfig)
-    command("search", "find the micrographs of an embedded archive nearest to query images",
-            SearchConfig)
-    explore = command("explore", "an offline interactive map of embedded micrographs (one HTML "
-                      "file; thumbnails on hover, neighbours on click), or TensorBoard's projector",
-                      ExploreConfig)
-    explore.add_argument("embeddings_dir", nargs="?", metavar="EMB_DIR",
-                         help="the folder written by `microrep embed` (or --embeddings)")
-    command("export", "export the tower as a SavedModel and a .keras file", ExportConfig)
-    command("reproduce", "redo the paper: baseline and Siamese on every task, both CV flavours, "
-            "PCA interpretation, results table", ReproduceConfig)
-    fetch = command("fetch", "download UHCSDB (NIST MDR 11256/940), verify and unpack it",
-                    FetchConfig)
-    fetch.add_argument("dataset", choices=["uhcsdb"], help="the dataset to fetch")
+    subs = {}
+    for name, (help_text, config_name, _, _) in COMMANDS.items():
+        subs[name] = commands.add_parser(name, help=help_text, description=help_text)
+        add_config_flags(subs[name], settings(config_name))
+        subs[name].set_defaults(config_class=settings(config_name))
+    subs["generate"].add_argument("--out", default="microrep-data/synthetic", help="dataset folder to write")
+    subs["explore"].add_argument("embeddings_dir", nargs="?", metavar="EMB_DIR",
+                                 help="the folder written by `microrep embed` (or --embeddings)")
+    subs["fetch"].add_argument("dataset", choices=["uhcsdb"], help="the dataset to fetch")
     return parser
 
 
@@ -129,131 +235,14 @@ def run_command(args):
     from microrep.config import config_from_args
 
     config = config_from_args(args.config_class, args)
-    if args.command in MODEL_COMMANDS:
-        _import_backend_quietly()
-    if args.command == "demo":
-        from microrep.demo import run_demo
-
-        metrics = run_demo(config)
-        methods = metrics["methods"]
-        print("\nSVM accuracy (stratified CV):")
-        for name, result in methods.items():
-            summary = result["stratified"]
-            print(f"  {name:18s} {summary['accuracy_mean']:.1%} ± {summary['accuracy_std']:.1%}")
-        print(f"\nreport: {os.path.join(config.out, 'report.md')}")
-    elif args.command == "generate":
-        from microrep.data.synthetic import write_synthetic_dataset
-
-        table = write_synthetic_dataset(args.out, config)
-        print(f"wrote {len(table)} micrographs to {args.out}")
-    elif args.command == "train":
-        from microrep.train import train
-
-        from microrep.data import load_dataset
-
-        dataset = load_dataset(config.data)
-        for note in dataset.notes:
-            print(f"note: {note}")
-        counts = dataset.table["label"].astype(str).value_counts()
-        print(f"training on {len(dataset)} images of {len(counts)} classes ({config.data.task}): "
-              + ", ".join(f"{label} {count}" for label, count in counts.items()), flush=True)
-        print(describe_training(config), flush=True)
-        result = train(config, dataset)
-        if result.already_complete:
-            print(f"{result.run_dir} already completed {result.epochs_completed} epochs: the "
-                  "run is already complete, nothing changed (raise --epochs to train further)")
-            return
-        print(f"trained {result.epochs_completed} epochs on {result.devices} device(s); "
-              f"tower: {result.run_dir / 'tower.keras'}")
-    elif args.command == "embed":
-        run_embed(config)
-    elif args.command == "evaluate":
-        from microrep.analysis.stage import evaluate_embeddings
-
-        metrics = evaluate_embeddings(config)
-        for note in metrics["notes"]:
-            print(f"note: {note}")
-        if config.test_embeddings:
-            print_heldout(metrics, config)
-            return
-        summary, retrieval = metrics["stratified"], metrics["retrieval"]["all"]
-        print(f"SVM accuracy: {summary['accuracy_mean']:.1%} ± {summary['accuracy_std']:.1%} "
-              f"({config.folds}-fold stratified CV); retrieval among themselves: P@1 "
-              f"{retrieval['precision_at_1']:.1%}, MAP@R {retrieval['map_at_r']:.1%}; figures and "
-              f"metrics.json in {config.out}")
-    elif args.command == "explore":
-        from microrep.explore import write_explorer
-
-        if args.embeddings_dir:
-            config = dataclasses.replace(config, embeddings=args.embeddings_dir)
-        write_explorer(config)
-    elif args.command == "search":
-        from microrep.search import run_search
-
-        run_search(config)
-    elif args.command == "reproduce":
-        from microrep.reproduce import reproduce
-
-        table = reproduce(config)
-        print(table[["task", "cv", "paper_siamese", "baseline_mean", "ours_mean"]].to_string(
-            index=False, float_format=lambda v: f"{v:.1%}"))
-    elif args.command == "fetch":
-        from microrep.data.fetch import fetch_uhcsdb
-
-        summary = fetch_uhcsdb(config)
-        for warning in summary["warnings"]:
-            print(f"warning: {warning}", file=sys.stderr)
-        print(f"UHCSDB in {summary['dest']}: {summary['labelled_found']} labelled micrographs "
-              f"({summary['labelled_missing']} listed without an image); SHA-256 in manifest.json")
-        print(f"use it with: --data uhcsdb --data-dir {summary['dest']}")
-    elif args.command == "export":
-        from microrep.export import export_tower
-        from microrep.train import load_tower
-
-        savedmodel, keras_file = export_tower(load_tower(config.model_path), config.out, config.grid)
-        print(f"SavedModel: {savedmodel}\nKeras file: {keras_file}")
-
-
-def describe_training(config):
-    """One line: what is trained, how, and in which precision."""
-    model = config.model
-    precision = "bfloat16" if model.mixed_precision else "float32"
-    if not config.model.train_base:
-        from microrep.device import cpu_has_native_bfloat16
-
-        why = (" (this CPU multiplies bfloat16 natively)" if model.mixed_precision and
-               cpu_has_native_bfloat16() else "")
-        from microrep.model import feature_layer_names
-
-        layers = "+".join(feature_layer_names(model)) or f"{model.vgg_blocks} blocks"
-        return (f"frozen VGG16 ({layers} mean-pooled, "
-                f"{model.input_size} px, {precision}{why}); {model.head} head under "
-                f"{config.similarity} contrastive loss, {config.epochs} epochs x "
-                f"{config.pairs.pairs_per_epoch} pairs" +
-                (f", {config.hard_pairs:.0%} of them hard pairs from epoch 2 on (the loss rises "
-                 "there: those pairs are the ones it gets wrong)" if config.hard_pairs else ""))
-    return (f"fine-tuning VGG16 ({model.vgg_blocks} blocks, {model.input_size} px, {precision}), "
-            f"{model.head} head under {config.similarity} contrastive loss, {config.epochs} epochs "
-            f"x {config.pairs.pairs_per_epoch} pairs; on a CPU at 224 px this takes hours")
-
-
-def print_heldout(metrics, config):
-    """The held-out result: accuracy per SVM kernel, retrieval, where the files are."""
-    accuracy = metrics["accuracy"]
-    retrieval = metrics["retrieval"]["all"]
-    print(f"held-out accuracy (fit on {metrics['n_fit']}, tested on {metrics['n_test']} images): "
-          f"linear SVM {accuracy['linear']:.1%}, RBF SVM {accuracy['rbf']:.1%}")
-    print(f"retrieval of test images among the fit set: P@1 {retrieval['precision_at_1']:.1%}, "
-          f"R-Precision {retrieval['r_precision']:.1%}, MAP@R {retrieval['map_at_r']:.1%}")
-    print(f"metrics.json and confusion.png in {config.out}")
-
-
-def run_embed(config):
-    from microrep.embed import run_embed_stage
-
-    dataset, path = run_embed_stage(config, log=lambda note: print(f"note: {note}"))
-    what = "pretrained VGG16 features" if config.pretrained else "embeddings"
-    print(f"wrote {what} of {len(dataset)} images ({dataset.name}) to {path}")
+    if args.command == "generate":
+        return generate(config, args.out)
+    if args.command == "explore" and args.embeddings_dir:
+        config = dataclasses.replace(config, embeddings=args.embeddings_dir)
+    _, _, run, show = COMMANDS[args.command]
+    result = run(config)
+    if show is not None:
+        show(result, config)
 
 
 #: errno values that mean the output cannot be written: the user's to fix, not a bug.
@@ -271,6 +260,10 @@ def internal_error(command, error):
 
 def main(argv=None):
     _quiet_backends()
+    words = sys.argv[1:] if argv is None else argv
+    if words and words[0] in MODEL_COMMANDS:
+        # before parsing: settings naming a registered part (a loss, a head) load Keras
+        _import_backend_quietly()
     parser = build_parser()
     args = parser.parse_args(argv)
     from microrep.errors import MicrorepError

@@ -7,12 +7,12 @@ import keras
 import numpy as np
 import pytest
 
-from microrep.autobatch import (REFERENCE_BATCH, largest_fitting, parse_batch_size,
-                                probe_training_step, resolve_batch_size)
+from microrep.config import parse_batch_size
+from microrep.training.autobatch import (REFERENCE_BATCH, largest_fitting, probe_training_step, resolve_batch_size)
 from microrep.config import TrainConfig, from_dict
 from microrep.device import is_out_of_memory
 from microrep.errors import ConfigError
-from microrep.train import train
+from microrep.training import train
 
 from conftest import tiny_train_config
 
@@ -79,7 +79,7 @@ def test_auto_on_a_cpu_keeps_the_reference_batch_and_learning_rate(tmp_path, tin
 def test_auto_on_an_accelerator_scales_the_learning_rate_and_resume_keeps_the_choice(tmp_path,
                                                                                       monkeypatch):
     """The accelerator's answer is stood in for (no GPU here); the choice and its record are real."""
-    import microrep.autobatch as autobatch
+    import microrep.training.autobatch as autobatch
 
     monkeypatch.setattr(autobatch, "accelerator", lambda: "gpu:test")
     config = from_dict(TrainConfig, {"batch_size": "auto", "learning_rate": 1e-5,

@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from microrep.config import (DemoConfig, EmbedConfig, EvalConfig, ExportConfig, FetchConfig,
-                             ReproduceConfig, TrainConfig, _flag_fields, add_config_flags,
-                             config_from_args, from_dict)
+                             ReproduceConfig, TrainConfig, add_config_flags, config_from_args,
+                             from_dict)
+from microrep.config.fields import _flag_fields
 from microrep.data.synthetic import SyntheticConfig
 from microrep.errors import ConfigError
 
@@ -61,7 +62,7 @@ def bounds_broken(field, field_type):
 
 
 def wrong_values(field, field_type):
-    choices = field.metadata.get("choices")
+    choices = tuple(field.metadata.get("choices") or ())  # a registry lists its names
     options = [NOT_SCALARS]
     if field.metadata.get("nargs"):  # one or more paths: text or a list of text
         return st.one_of(st.none(), st.integers(), st.booleans(), st.floats(),
@@ -91,7 +92,7 @@ def wrong_values(field, field_type):
 
 
 def right_values(field, field_type):
-    choices = field.metadata.get("choices")
+    choices = tuple(field.metadata.get("choices") or ())  # a registry lists its names
     if choices:
         return st.sampled_from(choices)
     bounds = field.metadata.get("bounds") or {}

@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from microrep.errors import ModelFileError
-from microrep.train import TrainingDivergedError, load_tower, train
+from microrep.errors import TrainingDivergedError
+from microrep.training import train
+from microrep.training.run_dir import load_tower
 
 from conftest import FINE_TUNE_FLAGS, tiny_train_config
 

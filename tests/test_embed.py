@@ -4,9 +4,10 @@ import pytest
 
 from microrep.config import ModelConfig
 from microrep.data import load_dataset
-from microrep.embed import embed_images, embed_to_disk, read_embeddings
+from microrep.embedding.archive import embed_to_disk, read_embeddings
+from microrep.embedding.tiles import embed_images
 from microrep.errors import DataError
-from microrep.model import build_tower
+from microrep.nn.tower import build_tower
 
 from conftest import TINY_INPUT
 
@@ -49,7 +50,7 @@ def test_a_missing_shard_is_named(tower, tiny_data_config, tmp_path):
 
 def test_threaded_reading_matches_reading_in_order(tower, tiny_data_config):
     dataset = load_dataset(tiny_data_config, validate=False)
-    from microrep.embed import LazyImages, iter_tile_batches
+    from microrep.embedding.tiles import LazyImages, iter_tile_batches
 
     images = LazyImages(dataset, range(len(dataset)))
     serial = list(iter_tile_batches(images, TINY_INPUT, 2, batch_size=8, workers=0))

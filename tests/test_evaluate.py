@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from microrep.analysis.evaluate import (cross_validate, cv_splits, pca_projection,
-                                        raw_pixel_features, svm_pipeline)
+from microrep.analysis.svm import (cross_validate, cv_splits, pca_projection, raw_pixel_features, svm_pipeline)
 from microrep.errors import DataError
 
 
@@ -44,7 +43,7 @@ def test_raw_pixels_and_pca():
 
 def test_one_scoring_engine_for_every_report():
     """Accuracy, spread (ddof=0) and confusion from test folds, as evaluate and reproduce report."""
-    from microrep.analysis.evaluate import score_folds
+    from microrep.analysis.svm import score_folds
 
     folds = [(["a", "a", "b"], ["a", "b", "b"]), (["a", "b", "b"], ["a", "b", "b"])]
     result = score_folds(folds)
@@ -54,10 +53,10 @@ def test_one_scoring_engine_for_every_report():
 
 
 def test_reproduce_summary_uses_the_same_engine():
-    from microrep.reproduce import summarise
+    from microrep.commands.reproduce import summarise_folds
 
     records = [{"task": "3phase", "flavour": "stratified", "fold": i, "true": truth,
                 "baseline": predicted, "siamese": truth} for i, (truth, predicted) in
                enumerate([(["a", "a", "b"], ["a", "b", "b"]), (["a", "b", "b"], ["a", "b", "b"])])]
-    row = summarise(records).set_index("method").loc["baseline"]
+    row = summarise_folds(records).set_index("method").loc["baseline"]
     assert row["mean"] == pytest.approx(5 / 6) and row["std"] == pytest.approx(np.std([2 / 3, 1.0]))

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from microrep.cli import main
-from microrep.embed import write_embeddings
+from microrep.embedding.archive import write_embeddings
 
 
 def archive(root, count, size=64, seed=0):
@@ -154,7 +154,7 @@ def test_two_thousand_micrographs_make_a_page_under_15_mb(tmp_path):
 
 
 def test_metadata_with_gaps_and_mixed_types_still_colours(tmp_path):
-    from microrep.explore import colour_columns
+    from microrep.commands.explore import colour_columns
 
     table = pd.DataFrame({"path": ["a", "b", "c", "d"], "label": ["x", "y", "x", "y"],
                           "cool": pd.array(["Q", None, "FC", "Q"], dtype="string"),

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from microrep.config import ModelConfig
-from microrep.export import export_tower
-from microrep.model import build_tower
+from microrep.commands.export import export_tower
+from microrep.nn.tower import build_tower
 
 from conftest import TINY_INPUT
 
@@ -45,7 +45,7 @@ def test_savedmodel_reloads_in_plain_tensorflow_with_same_embeddings(tmp_path):
 def test_whole_image_endpoint_gives_what_microrep_embed_gives(tmp_path):
     """Images of any size, larger and smaller than a tile, odd sides, in plain TensorFlow."""
     pytest.importorskip("tensorflow")
-    from microrep.embed import embed_images
+    from microrep.embedding.tiles import embed_images
 
     keras.utils.set_random_seed(1)
     tower = build_tower(ModelConfig(input_size=TINY_INPUT, embedding_dim=8, weights="none",

@@ -5,12 +5,11 @@ import numpy as np
 import pytest
 
 from microrep.config import ModelConfig, PairConfig, TrainConfig
-from microrep.embed import embed_images
-from microrep.frozen import (FrozenFeatures, compute_frozen_features, crop_bank_plan,
-                             embed_from_tiles, image_keys, tower_from_head)
-from microrep.model import build_feature_tower
+from microrep.embedding.tiles import embed_images
+from microrep.embedding.features import (FrozenFeatures, compute_frozen_features, crop_bank_plan, embed_from_tiles, image_keys, tower_from_head)
+from microrep.nn.tower import build_feature_tower
 from microrep.pairs import crops_from_plan
-from microrep.train_frozen import fit_head
+from microrep.training.frozen import fit_head
 
 from conftest import TINY_INPUT
 
@@ -18,7 +17,7 @@ from conftest import TINY_INPUT
 @pytest.fixture(scope="module")
 def setting(tiny_dataset):
     keras.utils.set_random_seed(0)
-    feature_tower = build_feature_tower(TINY_INPUT, "none", blocks=2)
+    feature_tower = build_feature_tower(ModelConfig(input_size=TINY_INPUT, weights="none", vgg_blocks=2))
     images = tiny_dataset.images()
     frozen = compute_frozen_features(feature_tower, images, grid=2, per_image=4, seed=0,
                                      batch_size=16)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from microrep.cli import main
-from microrep.embed import read_embeddings
+from microrep.embedding.archive import read_embeddings
 
 PRETRAINED = ["--pretrained", "--weights", "none", "--input-size", "32", "--vgg-blocks", "2",
               "--feature-layers", "block2_conv2", "--grid", "1"]

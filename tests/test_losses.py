@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from microrep.losses import ContrastiveLoss, PairAccuracy, contrastive_loss
+from microrep.nn.losses import ContrastiveLoss, PairAccuracy, contrastive_loss
 
 
 def test_contrastive_loss_matches_hand_computed_values():
@@ -36,7 +36,7 @@ def test_pair_accuracy_uses_half_margin_threshold():
 
 
 def test_pair_accuracy_config_chains_to_keras_and_round_trips():
-    from microrep.losses import PairAccuracy
+    from microrep.nn.losses import PairAccuracy
 
     metric = PairAccuracy(margin=0.6, name="acc")
     config = metric.get_config()

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from microrep.mining import hard_pairs
+from microrep.pairs.mining import hard_pairs
 from microrep.pairs import pair_levels
 
 
@@ -60,7 +60,7 @@ def test_a_wider_pool_draws_among_the_few_hardest_partners():
 def test_anchors_in_blocks_find_the_same_partners(monkeypatch):
     embeddings, labels, relations, owners = line_of_crops()
     whole = hard_pairs(embeddings, labels, relations, owners, 50, np.random.default_rng(2))
-    monkeypatch.setattr("microrep.mining.ANCHOR_BLOCK", 7)
+    monkeypatch.setattr("microrep.pairs.mining.ANCHOR_BLOCK", 7)
     blocks = hard_pairs(embeddings, labels, relations, owners, 50, np.random.default_rng(2))
     np.testing.assert_array_equal(whole[0], blocks[0])
     np.testing.assert_array_equal(whole[1], blocks[1])

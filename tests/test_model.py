@@ -4,7 +4,7 @@ import pytest
 
 from microrep.config import ModelConfig
 from microrep.errors import ConfigError, WeightsError
-from microrep.model import build_siamese, build_tower
+from microrep.nn.tower import build_siamese, build_tower
 
 from conftest import TINY_INPUT
 
@@ -105,7 +105,7 @@ def test_faster_step_computes_what_the_earlier_step_did(tmp_path):
     old_tower.save(tmp_path / "old_tower.keras")
     reloaded = keras.saving.load_model(tmp_path / "old_checkpoint.keras")
     np.testing.assert_allclose(reloaded.predict(pair, verbose=0), new, rtol=1e-5)
-    from microrep.train import load_tower
+    from microrep.training.run_dir import load_tower
 
     np.testing.assert_allclose(load_tower(tmp_path / "old_tower.keras").predict(pair[0], verbose=0),
                                tower.predict(pair[0], verbose=0), rtol=1e-5)
@@ -114,7 +114,7 @@ def test_faster_step_computes_what_the_earlier_step_did(tmp_path):
 @pytest.mark.slow
 def test_faster_step_trains_like_the_earlier_step():
     """One optimiser step on the same batch moves both models' weights the same way."""
-    from microrep.losses import ContrastiveLoss
+    from microrep.nn.losses import ContrastiveLoss
 
     tower = tiny_tower(l2_normalize=False, vgg_blocks=3)
     _, old_siamese = classic_siamese(tower)

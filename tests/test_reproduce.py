@@ -8,7 +8,7 @@ import pytest
 
 from microrep.config import (DataConfig, ReproduceConfig, TrainConfig, from_dict,
                              paper_train_config)
-from microrep.reproduce import reproduce
+from microrep.commands.reproduce import reproduce
 
 
 def tiny_config(tmp_path):
@@ -112,7 +112,8 @@ def test_every_training_setting_can_be_set_through_reproduce():
     and a value given there reaches the TrainConfig each fold trains under."""
     import argparse
 
-    from microrep.config import _flag_fields, add_config_flags, config_from_args
+    from microrep.config import add_config_flags, config_from_args
+    from microrep.config.fields import _flag_fields
 
     train_flags = {path[-1] for path, _, _ in _flag_fields(TrainConfig)}
     owned = {"out", "resume", "overwrite"}  # reproduce keeps its own report folder and resumes itself

@@ -63,7 +63,7 @@ def archive(tmp_path_factory):
             image, _ = generate_micrograph(rng, name, CONDITIONS[name][index % len(CONDITIONS[name])], 48)
             Image.fromarray(image).save(root / "data" / name / f"{name}_{index}.png")
     weights = root / "vgg16_notop.weights.h5"  # fixed weights: queries embed as the index did
-    from microrep.model import load_vgg16
+    from microrep.nn.backbone import load_vgg16
 
     load_vgg16(32, "none").save_weights(weights)
     assert main(["embed", *PRETRAINED, "--weights", str(weights), "--images", str(root / "data"),

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from microrep.errors import OutputExistsError
-from microrep.train import load_tower, train
+from microrep.training import train
+from microrep.training.run_dir import load_tower
 
 from conftest import FINE_TUNE_FLAGS, tiny_train_config
 

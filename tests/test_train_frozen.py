@@ -10,13 +10,13 @@ import pytest
 
 from microrep.config import (ModelConfig, PRESETS, TrainConfig, add_config_flags,
                              config_from_args)
-from microrep.embed import embed_images
-from microrep.errors import DataError
-from microrep.frozen import embed_from_tiles, head_from_tower
-from microrep.losses import graded_contrastive_loss
+from microrep.embedding.tiles import embed_images
+from microrep.errors import ConfigError, DataError
+from microrep.embedding.features import embed_from_tiles, head_from_tower
+from microrep.nn.losses import graded_contrastive_loss
 from microrep.pairs import GradedPairSampler
-from microrep.train import train
-from microrep.train_frozen import validation_split
+from microrep.training import train
+from microrep.pairs.relations import validation_split
 
 from conftest import TINY_INPUT
 
@@ -83,10 +83,10 @@ def test_the_recipe_trains_validates_and_its_tower_embeds_as_the_cached_features
     cached = sorted(cache.glob("*.npz"))
     assert len(cached) == len(tiny_dataset)
 
-    from microrep.train_frozen import frozen_features
+    from microrep.training.frozen import frozen_features
 
     keras.utils.set_random_seed(5)
-    features, _ = frozen_features(config, tiny_dataset.images(), lambda *_: None)
+    features = frozen_features(config, tiny_dataset.images(), lambda *_: None)
     assert sorted(cache.glob("*.npz")) == cached, "a second run reads the cache"
     head = head_from_tower(result.tower, features.tiles.shape[-1], config.model)
     np.testing.assert_allclose(embed_images(result.tower, tiny_dataset.images(), grid=3),
@@ -96,12 +96,12 @@ def test_the_recipe_trains_validates_and_its_tower_embeds_as_the_cached_features
 
 def test_an_untrained_residual_head_embeds_the_standardised_pretrained_features(
         tmp_path, tiny_data_config, tiny_dataset):
-    from microrep.train_frozen import fit_head, frozen_features
+    from microrep.training.frozen import fit_head, frozen_features
 
     config = recipe_config(tmp_path / "run", tiny_data_config, tmp_path / "cache", epochs=0)
-    features, _ = frozen_features(config, tiny_dataset.images(), lambda *_: None)
-    head, log = fit_head(config, features, tiny_dataset.labels, tiny_dataset.groups, print)
-    assert log == []
+    features = frozen_features(config, tiny_dataset.images(), lambda *_: None)
+    head, history = fit_head(config, features, tiny_dataset.labels, tiny_dataset.groups, print)
+    assert history == {}
     tiles = features.tiles.reshape(-1, features.tiles.shape[-1]).astype(np.float64)
     bank = features.bank.astype(np.float64)
     standardised = (tiles - bank.mean(axis=0)) / (bank.std(axis=0) + 1e-6)
@@ -115,7 +115,7 @@ def test_presets_fill_only_what_flags_and_files_leave_open(monkeypatch):
     add_config_flags(parser, TrainConfig)
     config = config_from_args(TrainConfig, parser.parse_args(["--preset", "cpu", "--epochs", "3"]))
     assert config.epochs == 3 and config.similarity == "graded"
-    assert config.model.feature_layers == PRESETS["cpu"]["model"]["feature_layers"] == "auto"
+    assert config.model.feature_layers == TrainConfig().model.feature_layers == "auto"
     monkeypatch.setattr("microrep.device.cpu_has_native_bfloat16", lambda: False)
     plain = config_from_args(TrainConfig, parser.parse_args(["--preset", "cpu"]))
     assert plain.model.mixed_precision is False
@@ -124,13 +124,35 @@ def test_presets_fill_only_what_flags_and_files_leave_open(monkeypatch):
     assert chosen.model.mixed_precision is True
 
 
+def test_presets_store_only_differences_and_name_real_settings():
+    from microrep.config import QUICK, from_dict, to_dict
+
+    def leaves(node, prefix=()):
+        for key, value in node.items():
+            yield from leaves(value, prefix + (key,)) if isinstance(value, dict) else [(prefix + (key,), value)]
+
+    for preset in (*PRESETS.values(), QUICK):
+        preset.check()
+        defaults = to_dict(preset.stage())
+        for path, value in leaves(preset.overrides):
+            node = defaults
+            for key in path:
+                node = node[key]
+            assert node != value, f"{path} restates the default {value!r}"
+    with pytest.raises(ConfigError):
+        type(QUICK)(TrainConfig, {"model": {"input_sise": 96}}).check()
+    with pytest.raises(ConfigError):
+        type(QUICK)(TrainConfig, {"epochs": 0}).check()
+    assert from_dict(TrainConfig, PRESETS["gpu"].fill({})).model.train_base is True
+
+
 def test_train_defaults_are_the_frozen_recipe_and_other_stages_keep_theirs():
     parser = argparse.ArgumentParser()
     add_config_flags(parser, TrainConfig)
     config = config_from_args(TrainConfig, parser.parse_args(["--input-size", "96"]))
     assert config.model.input_size == 96
     assert (config.model.head, config.model.train_base) == ("residual", False)
-    assert config.hard_pairs == PRESETS["cpu"][""]["hard_pairs"] > 0, "the measured recipe mines"
+    assert config.hard_pairs == TrainConfig().hard_pairs > 0, "the measured recipe mines"
     assert ModelConfig().head == "projection"
     from microrep.config import paper_train_config
 
@@ -138,17 +160,17 @@ def test_train_defaults_are_the_frozen_recipe_and_other_stages_keep_theirs():
 
 
 def test_the_cache_key_is_stable_across_builds_and_tells_layers_apart():
-    from microrep.frozen import model_key
-    from microrep.model import build_feature_tower
+    from microrep.embedding.features import model_key
+    from microrep.nn.tower import build_feature_tower
 
-    first = build_feature_tower(TINY_INPUT, "none", 2, "block2_conv2")
-    again = build_feature_tower(TINY_INPUT, "none", 2, "block2_conv2")
+    first = build_feature_tower(ModelConfig(input_size=TINY_INPUT, weights="none", vgg_blocks=2, feature_layers="block2_conv2"))
+    again = build_feature_tower(ModelConfig(input_size=TINY_INPUT, weights="none", vgg_blocks=2, feature_layers="block2_conv2"))
     again.set_weights(first.get_weights())
-    pooled_after_max = build_feature_tower(TINY_INPUT, "none", 2, "block2_pool")
+    pooled_after_max = build_feature_tower(ModelConfig(input_size=TINY_INPUT, weights="none", vgg_blocks=2, feature_layers="block2_pool"))
     pooled_after_max.set_weights(first.get_weights())
     assert model_key(first) == model_key(again)
     assert model_key(first) != model_key(pooled_after_max)
-    other = build_feature_tower(TINY_INPUT, "none", 2, "block2_conv2")
+    other = build_feature_tower(ModelConfig(input_size=TINY_INPUT, weights="none", vgg_blocks=2, feature_layers="block2_conv2"))
     assert model_key(first) != model_key(other), "other weights, other features"
 
 
@@ -156,20 +178,20 @@ def test_the_cache_key_is_stable_across_builds_and_tells_layers_apart():
 def test_hard_pairs_replace_their_share_of_an_epoch_with_labelled_bank_pairs(
         tmp_path, tiny_data_config, tiny_dataset, monkeypatch, mined_crops):
     """Also when a large bank is searched in a random part only (MINED_CROPS)."""
-    from microrep.frozen import bank_pairs, build_head
-    from microrep.train_frozen import frozen_features, mix_in_hard_pairs, pair_sampler
+    from microrep.nn import build_head
+    from microrep.training.frozen import bank_pairs, bank_sampler, frozen_features, mix_in_hard_pairs
 
     config = recipe_config(tmp_path / "run", tiny_data_config, tmp_path / "cache", hard_pairs=0.25)
-    features, _ = frozen_features(config, tiny_dataset.images(), lambda *_: None)
+    features = frozen_features(config, tiny_dataset.images(), lambda *_: None)
     labels, groups = tiny_dataset.labels, tiny_dataset.groups
     train_rows = np.arange(len(labels))[1:]  # one image left out: rows are positions, not indices
     head = build_head(features.bank.shape[1], config.model)
     head.get_layer("standardize").set_statistics(features.bank)
-    sampler = pair_sampler(config, labels[train_rows], groups[train_rows], len(train_rows))
+    sampler = bank_sampler(config, labels[train_rows], groups[train_rows])
     sides, target = bank_pairs(features, train_rows, sampler, 1, config.seed)
     if mined_crops:
         assert len(train_rows) * features.per_image > mined_crops
-        monkeypatch.setattr("microrep.train_frozen.MINED_CROPS", mined_crops)
+        monkeypatch.setattr("microrep.training.frozen.MINED_CROPS", mined_crops)
     mixed, mixed_target = mix_in_hard_pairs(config, head, features, train_rows, labels[train_rows],
                                             groups[train_rows], sides, target, 1)
     changed = np.flatnonzero(np.any(mixed[0] != sides[0], axis=1) | np.any(mixed[1] != sides[1], axis=1)

@@ -13,7 +13,7 @@ exact check.
 import pandas as pd
 
 from microrep.analysis.descriptors import measure_descriptors, pc_correlations
-from microrep.analysis.evaluate import pca_projection
+from microrep.analysis.svm import pca_projection
 from microrep.analysis.plots import plot_pc_descriptors, plot_pc_extremes, plot_pca_scatter
 from microrep.fileio import write_text
 

@@ -26,21 +26,26 @@ import keras
 import numpy as np
 import pandas as pd
 
-from microrep import __version__
-from microrep.analysis.evaluate import (cv_splits, groups_repeat_within_classes,
-                                        pca_components_for, score_folds, svm_pipeline)
-from microrep.config import QUICK_SETTINGS, to_dict
+from microrep._version import __version__
+from microrep.analysis.heldout import summarise_splits
+from microrep.analysis.interpret import interpret
+from microrep.analysis.plots import plot_confusion
+from microrep.analysis.report import reproduce_report
+from microrep.analysis.svm import (cv_splits, groups_repeat_within_classes, pca_components_for,
+                                   score_folds, svm_pipeline)
+from microrep.commands.heldout import compare_on_splits
+from microrep.config import QUICK, TrainConfig, apply_preset, from_dict, to_dict
 from microrep.data import load_dataset
 from microrep.data.dataset import Dataset
 from microrep.data.tasks import balanced_rows, task_rows
 from microrep.data.uhcsdb import rescale
-from microrep.embed import embed_images
+from microrep.embedding.features import embed_from_tiles, head_from_tower
+from microrep.embedding.tiles import embed_images
 from microrep.errors import ConfigError, DataError
 from microrep.fileio import write_json, write_text
-from microrep.frozen import embed_from_tiles
-from microrep.model import build_feature_tower
-from microrep.train import train
-from microrep.train_frozen import fit_head, frozen_features
+from microrep.nn.tower import build_feature_tower
+from microrep.training import train
+from microrep.training.frozen import frozen_features
 
 #: Accuracies reported by Sardeshmukh et al. and (as they cite it) DeCost et al. 2017,
 #: one entry per task of config.TASKS.
@@ -55,13 +60,7 @@ METHODS = ("baseline", "siamese")
 
 def effective_config(config):
     """The config with --quick's settings applied (they replace the model and training ones)."""
-    if not config.quick:
-        return config
-    train = config.train
-    train = dataclasses.replace(
-        train, model=dataclasses.replace(train.model, **QUICK_SETTINGS["model"]),
-        pairs=dataclasses.replace(train.pairs, **QUICK_SETTINGS["pairs"]), **QUICK_SETTINGS["train"])
-    return dataclasses.replace(config, train=train, **QUICK_SETTINGS[""])
+    return QUICK.replace(config) if config.quick else config
 
 
 def settings_key(config):
@@ -104,7 +103,7 @@ def load_images(config):
     return dataset, images
 
 
-def task_labels(table, task, config):
+def fold_labels(table, task, config):
     """(row indices, labels, groups, notes) of the images the task uses.
 
     Classes with fewer images than folds are dropped. The processing-condition
@@ -132,15 +131,6 @@ def task_labels(table, task, config):
     return rows, labels, groups, notes
 
 
-def train_fold_tower(config, images, labels, run_dir):
-    """Fine-tune the Siamese model of `config.train` on one training fold; return its tower."""
-    table = pd.DataFrame({"path": [f"image{i}" for i in range(len(images))], "label": labels,
-                          "group": "train"})
-    fold_data = Dataset(table, _cache=dict(enumerate(images)))
-    fold_config = dataclasses.replace(config.train, out=str(run_dir), overwrite=True, resume=False)
-    return train(fold_config, fold_data, verbose=0).tower
-
-
 def fit_predict(features, labels, train_index, test_index, pca=0):
     """Linear SVM (after PCA to `pca` dimensions, fitted on the training part, if asked)."""
     components = pca_components_for(pca, len(train_index), features.shape[1])
@@ -165,19 +155,24 @@ def run_fold(config, unit, images, rows, labels, baseline_features, train_index,
 
 
 def train_and_embed(config, images, train_rows, train_labels, embed_rows, run_dir, frozen=None):
-    """Train a Siamese model on the images of `train_rows` only; embed those of `embed_rows`.
+    """Train a Siamese model (through `train()`) on the images of `train_rows` only; embed `embed_rows`.
 
-    With `frozen` (FrozenFeatures of a frozen base) only the projection head is
-    trained, on the cached features of the training images' crops; otherwise
-    the whole tower trains on crops of the images themselves.
+    Each training image counts as its own sample. With `frozen` (FrozenFeatures
+    of every image on a frozen base) only the head is trained, on the cached
+    features of the training images' crops, and the embeddings come from the
+    cached tile features; otherwise the whole tower trains on crops of the images.
     """
+    train_rows = np.asarray(train_rows)
+    names = [f"image{r}" for r in train_rows]
+    fold_data = Dataset(pd.DataFrame({"path": names, "label": train_labels, "group": names}),
+                        _cache={i: images[r] for i, r in enumerate(train_rows)})
+    fold_config = dataclasses.replace(config.train, out=str(run_dir), overwrite=True, resume=False)
+    run = train(fold_config, fold_data, verbose=0,
+                features=None if frozen is None else frozen.subset(train_rows))
     if frozen is not None:
-        relations = np.asarray([f"image{r}" for r in train_rows])  # each image its own sample
-        head, _ = fit_head(config.train, frozen.subset(np.asarray(train_rows)),
-                           np.asarray(train_labels), relations, log=lambda *_: None)
+        head = head_from_tower(run.tower, frozen.tiles.shape[-1], config.train.model)
         return embed_from_tiles(head, frozen, embed_rows)
-    tower = train_fold_tower(config, [images[r] for r in train_rows], train_labels, run_dir)
-    return embed_images(tower, [images[r] for r in embed_rows], config.grid)
+    return embed_images(run.tower, [images[r] for r in embed_rows], config.grid)
 
 
 def run_units(config, dataset, images, baseline_features, out, log, frozen=None):
@@ -188,7 +183,7 @@ def run_units(config, dataset, images, baseline_features, out, log, frozen=None)
         if task not in PAPER:
             raise ConfigError(f"unknown task {task!r}; choose from {', '.join(PAPER)}")
         try:
-            rows, labels, groups, task_notes = task_labels(dataset.table, task, config)
+            rows, labels, groups, task_notes = fold_labels(dataset.table, task, config)
         except DataError as error:
             notes.append(f"{task}: skipped ({error})")
             continue
@@ -221,7 +216,7 @@ def run_units(config, dataset, images, baseline_features, out, log, frozen=None)
     return records, notes
 
 
-def summarise(records):
+def summarise_folds(records):
     """One row per (task, flavour, method): mean and std of fold accuracies (`score_folds`)."""
     rows = []
     for (task, flavour), chosen in group_records(records).items():
@@ -280,21 +275,17 @@ def reproduce(config, log=print):
     frozen = None
     if model.train_base:
         log("baseline features: pretrained VGG16, mean-pooled")
-        feature_tower = build_feature_tower(model.input_size, model.weights, model.vgg_blocks,
-                                            model.feature_layers)
+        feature_tower = build_feature_tower(model)
         baseline_features = embed_images(feature_tower, images, config.grid, progress=True)
     else:
         log(f"frozen VGG16 base: features of every tile (the baseline) and of "
             f"{config.train.feature_bank} augmented crops per image, computed once for every fold")
-        frozen, _ = frozen_features(config.train, images, log, grid=config.grid)
+        frozen = frozen_features(config.train, images, log, grid=config.grid)
         baseline_features = frozen.pooled
     log("cross-validation (each fold's Siamese model sees its training images only)")
     records, notes = run_units(config, dataset, images, baseline_features, out, log, frozen)
-    table = results_table(summarise(records))
+    table = results_table(summarise_folds(records))
     write_text(out / "results.csv", table.to_csv(index=False))
-    from microrep.analysis.interpret import interpret
-    from microrep.report import reproduce_report
-
     confusions = confusion_figures(records, out)
     heldout = heldout_table(config, dataset, images, out, log)
     log("PCA interpretation: Siamese model on all images, descriptors measured from the images")
@@ -314,8 +305,6 @@ def reproduce(config, log=print):
 
 def heldout_recipe(config, out):
     """The TrainConfig of microrep's recipe at this run's input size, blocks and weights."""
-    from microrep.config import TrainConfig, apply_preset, from_dict
-
     model = config.train.model
     return from_dict(TrainConfig, apply_preset({
         "preset": "cpu", "model": {"input_size": model.input_size, "vgg_blocks": model.vgg_blocks,
@@ -330,8 +319,6 @@ def heldout_table(config, dataset, images, out, log):
     Written to heldout.csv (every split) and returned as a list of mean rows; resumed
     runs reuse heldout.csv when the settings match.
     """
-    from microrep.heldout import compare_on_splits, summarise
-
     if config.heldout_splits <= 0:
         return []
     path, key = out / "heldout.csv", settings_key(config)
@@ -349,14 +336,12 @@ def heldout_table(config, dataset, images, out, log):
         shutil.rmtree(out / "heldout-run", ignore_errors=True)
     if rows.empty:
         return []
-    summary = summarise(rows).reset_index()
+    summary = summarise_splits(rows).reset_index()
     return summary.to_dict(orient="records")
 
 
 def confusion_figures(records, out):
     """One confusion-matrix PNG per task (Siamese, stratified CV); {name: file name}."""
-    from microrep.analysis.plots import plot_confusion
-
     figures = {}
     for task in dict.fromkeys(r["task"] for r in records if r["flavour"] == "stratified"):
         matrix, classes = confusion_for(records, task, "stratified", "siamese")

@@ -9,7 +9,7 @@ bank crop's embedding costs one small matrix product.
 
 import numpy as np
 
-from microrep.pairs import pair_levels
+from microrep.pairs.samplers import pair_levels
 
 #: Anchors whose distances to every candidate crop are held in memory at once.
 ANCHOR_BLOCK = 256

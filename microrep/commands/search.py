@@ -14,10 +14,12 @@ import numpy as np
 import pandas as pd
 
 from microrep.analysis.neighbours import nearest_neighbours, resolve_backend
-from microrep.config import EmbedConfig
+from microrep.commands.embed import embedding_tower
+from microrep.config import EmbedConfig, ModelConfig
 from microrep.data.folders import image_files
 from microrep.data.images import read_image
-from microrep.embed import TABLE, embed_images, embedding_tower, read_embeddings
+from microrep.embedding.archive import PROVENANCE, TABLE, read_embeddings
+from microrep.embedding.tiles import embed_images
 from microrep.errors import ConfigError, DataError
 from microrep.fileio import refuse_earlier_output, write_text
 
@@ -28,7 +30,7 @@ MAX_DRAWN = 12
 def read_index(folder):
     """(memory-mapped embeddings, table with paths on disk, embed.json) of an embedded archive."""
     embeddings, table = read_embeddings(folder, mmap=True)
-    info_path = Path(folder) / "embed.json"
+    info_path = Path(folder) / PROVENANCE
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     return embeddings, table.assign(path=absolute_paths(table["path"], info)), info
 
@@ -68,9 +70,11 @@ def index_model(info, folder):
                         "which cannot be rebuilt to embed queries; use --query-rows, or embed "
                         "the archive with --weights imagenet or a weights file")
     if info["pretrained"]:
-        return EmbedConfig(pretrained=True, weights=info["weights"], input_size=info["input_size"],
-                           vgg_blocks=info["vgg_blocks"], feature_layers=info["feature_layers"],
-                           mixed_precision=info.get("mixed_precision", False), grid=info["grid"])
+        model = ModelConfig(weights=info["weights"], input_size=info["input_size"],
+                            vgg_blocks=info["vgg_blocks"], feature_layers=info["feature_layers"],
+                            pooling=info.get("pooling", "mean"),
+                            mixed_precision=info.get("mixed_precision", False), train_base=False)
+        return EmbedConfig(pretrained=True, model=model, grid=info["grid"])
     return EmbedConfig(model_path=info["model_path"], grid=info["grid"])
 
 

@@ -21,7 +21,7 @@ from microrep.analysis.neighbours import NeighbourSearch
 from microrep.data.images import read_image
 from microrep.errors import ConfigError
 from microrep.fileio import atomic_path, write_text
-from microrep.search import read_index
+from microrep.commands.search import read_index
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
@@ -33,7 +33,7 @@ def project(embeddings, method="pca", seed=0):
     """(n, 2) map of the embeddings: PCA of standardised features, or t-SNE / UMAP."""
     embeddings = np.asarray(embeddings, dtype=np.float32)
     if method == "pca":
-        from microrep.analysis.evaluate import pca_projection
+        from microrep.analysis.svm import pca_projection
 
         scores = pca_projection(embeddings, 2)[0]
         return scores if scores.shape[1] == 2 else np.c_[scores, np.zeros(len(scores))]

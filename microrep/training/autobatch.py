@@ -16,30 +16,19 @@ import json
 import math
 from pathlib import Path
 
+import keras
 import numpy as np
 
+from microrep.config import AUTO
 from microrep.device import accelerator, is_out_of_memory
 from microrep.errors import ConfigError
+from microrep.nn.tower import build_siamese, build_tower
+from microrep.registry import LOSSES
+from microrep.training.compile import compile_siamese
 
-AUTO = "auto"
 REFERENCE_BATCH = 64  # TrainConfig's default batch: the learning rates given are for it
 CANDIDATES = (1024, 512, 256, 128, 64, 32, 16, 8)
 RECORD = "auto_batch.json"
-
-
-def parse_batch_size(value):
-    """A positive integer or 'auto' (the CLI type and the config-file check)."""
-    if isinstance(value, str) and value.strip().lower() == AUTO:
-        return AUTO
-    if isinstance(value, bool):
-        raise ConfigError(f"batch size must be a positive integer or 'auto', got {value!r}")
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"batch size must be a positive integer or 'auto', got {value!r}") from None
-    if isinstance(value, float) and not value.is_integer():
-        raise ConfigError(f"batch size must be a positive integer or 'auto', got {value!r}")
-    return number
 
 
 def largest_fitting(try_batch, candidates=CANDIDATES):
@@ -59,20 +48,14 @@ def largest_fitting(try_batch, candidates=CANDIDATES):
 
 def probe_training_step(config, candidates=CANDIDATES):
     """Largest candidate batch of pairs one real training step of `config`'s model fits."""
-    import keras
-
-    from microrep.model import build_siamese, build_tower
-    from microrep.train_frozen import pair_loss
-
     size = config.model.input_size
     rng = np.random.default_rng(0)
 
     def try_batch(batch):
         keras.backend.clear_session()
-        siamese = build_siamese(build_tower(config.model))
-        siamese.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=pair_loss(config))
+        siamese = compile_siamese(build_siamese(build_tower(config.model)), config)
         pair = [rng.integers(0, 256, (batch, size, size, 1), dtype=np.uint8) for _ in range(2)]
-        target = rng.integers(0, 3 if config.similarity == "graded" else 2, batch).astype("float32")
+        target = rng.integers(0, LOSSES[config.similarity].levels, batch).astype("float32")
         siamese.train_on_batch(pair, target)
         del siamese
 

@@ -8,12 +8,14 @@ have drawn, and TensorFlow's tf.data and backend-agnostic Keras
 identical batches. Crops stay uint8 grayscale until the model.
 
 A pair's label is 1 for the same class and 0 for different classes, the
-convention of `microrep.losses.contrastive_loss`.
+convention of `microrep.nn.losses.contrastive_loss`; graded samplers give
+levels (0, 1, 2) for losses whose registry entry is `graded`.
 """
 
 import numpy as np
 
 from microrep.errors import DataError
+from microrep.registry import LOSSES
 
 #: Columns of a pair plan: image index, crop row, crop column, flip, rotation.
 PLAN_FIELDS = ("index", "top", "left", "flip", "rot90")
@@ -122,7 +124,7 @@ class GradedPairSampler(PairSampler):
 
 
 def pair_levels(labels, relations, first, second):
-    """Level of each pair (microrep.losses' levels): 2 same relation and class, 1 same class, 0 else."""
+    """Level of each pair (microrep.nn.losses' levels): 2 same relation and class, 1 same class, 0 else."""
     same_label = labels[first] == labels[second]
     same_relation = relations[first] == relations[second]
     return np.where(same_label & same_relation, 2, np.where(same_label, 1, 0)).astype(np.float32)
@@ -170,83 +172,10 @@ def check_images_fit(images, size, names=None):
                             f"{size}x{size} crops; lower --input-size, or leave it out")
 
 
-# ----------------------------------------------------------------- adapters
-
-def pair_batches(sampler, images, batch_size, epoch):
-    """Yield ((crops_a, crops_b), labels) NumPy batches of one epoch."""
-    plan_a, plan_b, same = sampler.epoch_plan(epoch)
-    size = sampler.crop_size
-    for start in range(0, len(same), batch_size):
-        stop = start + batch_size
-        yield ((crops_from_plan(images, plan_a[start:stop], size),
-                crops_from_plan(images, plan_b[start:stop], size)), same[start:stop])
-
-
-def make_pydataset(sampler, images, batch_size, initial_epoch=0, **kwargs):
-    """A keras.utils.PyDataset of pairs: works on every Keras backend, no TensorFlow."""
-    import keras
-
-    class PairSequence(keras.utils.PyDataset):
-        """Index `i` of epoch `e` is batch `i` of the sampler's plan for `e`."""
-
-        def __init__(self):
-            super().__init__(**kwargs)
-            self.epoch = initial_epoch
-            self._plan = sampler.epoch_plan(self.epoch)
-
-        def __len__(self):
-            return int(np.ceil(sampler.pairs_per_epoch / batch_size))
-
-        def __getitem__(self, index):
-            plan_a, plan_b, same = self._plan
-            part = slice(index * batch_size, (index + 1) * batch_size)
-            size = sampler.crop_size
-            return ((crops_from_plan(images, plan_a[part], size),
-                     crops_from_plan(images, plan_b[part], size)), same[part])
-
-        def on_epoch_end(self):
-            self.epoch += 1
-            self._plan = sampler.epoch_plan(self.epoch)
-
-    return PairSequence()
-
-
-def make_tf_dataset(sampler, images, batch_size, initial_epoch=0):
-    """A tf.data.Dataset of pairs, epoch after epoch without end.
-
-    Images sit in one padded uint8 tensor; crops, flips and rotations run as
-    TensorFlow ops in parallel, following the sampler's NumPy plan.
-    Pass `steps_per_epoch = ceil(pairs_per_epoch / batch_size)` to `fit`.
-    """
-    import tensorflow as tf
-
-    size = sampler.crop_size
-    height = max(max(im.shape[0] for im in images), size)
-    width = max(max(im.shape[1] for im in images), size)
-    stack = np.zeros((len(images), height, width), dtype=np.uint8)
-    for index, image in enumerate(images):
-        if image.shape[0] < size or image.shape[1] < size:
-            image = np.pad(image, ((0, max(size - image.shape[0], 0)),
-                                   (0, max(size - image.shape[1], 0))), mode="reflect")
-        stack[index, :image.shape[0], :image.shape[1]] = image
-    stack = tf.constant(stack)
-
-    def plans():
-        epoch = initial_epoch
-        while True:
-            plan_a, plan_b, same = sampler.epoch_plan(epoch)
-            for row in range(len(same)):
-                yield plan_a[row], plan_b[row], same[row]
-            epoch += 1
-
-    def tf_crop(plan):
-        patch = stack[plan[0], plan[1]:plan[1] + size, plan[2]:plan[2] + size]
-        patch = tf.cond(plan[3] > 0, lambda: tf.reverse(patch, axis=[1]), lambda: patch)
-        return tf.image.rot90(patch[..., None], k=tf.cast(plan[4], tf.int32))
-
-    plan_spec = tf.TensorSpec((len(PLAN_FIELDS),), tf.int64)
-    dataset = tf.data.Dataset.from_generator(
-        plans, output_signature=(plan_spec, plan_spec, tf.TensorSpec((), tf.float32)))
-    dataset = dataset.map(lambda a, b, y: ((tf_crop(a), tf_crop(b)), y),
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+def sampler_for(config, labels, relations, shapes, crop_size, pairs_per_epoch, augment):
+    """The pair sampler a TrainConfig's loss needs: graded levels, or same/different class."""
+    if LOSSES[config.similarity].graded:
+        return GradedPairSampler(labels, relations, shapes, crop_size, pairs_per_epoch,
+                                 augment=augment, seed=config.seed)
+    return PairSampler(labels, shapes, crop_size, pairs_per_epoch, config.pairs.positive_fraction,
+                       augment, config.seed)

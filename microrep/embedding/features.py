@@ -1,10 +1,10 @@
-"""Siamese training on a frozen VGG16 base, from features computed once.
+"""Frozen-base features: VGG16's pooled features of a crop bank and of every tile, cached.
 
 Why: with the base frozen (`--no-train-base`, as `reproduce --quick` runs),
 only the projection head learns, and the base's pooled features of a crop
 never change. So the base runs once per crop, for a bank of augmented crops of
 every image (random position, flip and quarter turn, as the pair sampler draws
-them) and for every image's embedding tiles; training (`train_frozen.fit_head`,
+them) and for every image's embedding tiles; training (`microrep.training.frozen`,
 for `microrep train` and for each fold of `reproduce`) then fits only the head
 on those vectors, under the loss and pair sampling its TrainConfig asks for. The tower this gives
 (`tower_from_head`) is the Siamese tower trained on crops drawn from the bank,
@@ -19,9 +19,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from microrep.embed import iter_tile_batches
-from microrep.model import build_tower, head_layers
-from microrep.pairs import crops_from_plan, random_crop_plan
+from microrep._version import __version__
+from microrep.embedding.tiles import iter_tile_batches
+from microrep.fileio import atomic_path
+from microrep.nn.pooling import pooled_layers
+from microrep.nn.tower import build_head, build_tower
+from microrep.pairs.samplers import crops_from_plan, random_crop_plan
 
 
 def image_keys(images):
@@ -52,9 +55,7 @@ def model_key(feature_tower):
     Layer names that Keras numbers per process (inputs) are left out, so the same
     tower built twice gets the same key.
     """
-    from microrep import __version__
-
-    pooled = sorted(layer.name for layer in feature_tower.layers if layer.name.startswith("pool"))
+    pooled = pooled_layers(feature_tower)
     digest = hashlib.sha256(repr((__version__, pooled, feature_tower.input_shape,
                                   feature_tower.output_shape)).encode())
     digest.update(keras.config.dtype_policy().name.encode())
@@ -68,12 +69,14 @@ class FrozenFeatures:
     """Pooled features of a frozen feature tower: a crop bank and the tiles of every image.
 
     `bank` is (n_images * per_image, d), crops of image i in rows
-    i * per_image ... (i + 1) * per_image - 1; `tiles` is (n_images, grid**2, d).
+    i * per_image ... (i + 1) * per_image - 1; `tiles` is (n_images, grid**2, d);
+    `feature_tower` is the model that computed them (its VGG16 weights go into the tower).
     """
 
     bank: np.ndarray
     tiles: np.ndarray
     per_image: int
+    feature_tower: object = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def pooled(self):
@@ -88,7 +91,7 @@ class FrozenFeatures:
         """The features of some images only, in the given order."""
         images = np.asarray(images, dtype=np.int64)
         return FrozenFeatures(self.bank[self.bank_rows(images).ravel()], self.tiles[images],
-                              self.per_image)
+                              self.per_image, self.feature_tower)
 
 
 def _run(feature_tower, batches):
@@ -133,8 +136,6 @@ def _load(path):
 
 
 def _store(path, arrays):
-    from microrep.fileio import atomic_path
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
@@ -156,26 +157,6 @@ def _compute(feature_tower, images, keys, grid, per_image, seed, batch_size, pro
     tiles = _run(feature_tower, (batch for _, batch in tile_batches))
     return FrozenFeatures(np.concatenate(bank), np.concatenate(tiles).reshape(len(images), grid * grid, -1),
                           per_image)
-
-
-def build_head(feature_dim, model_config):
-    """The tower's trainable part on pooled features: `microrep.model.head_layers`."""
-    features = keras.Input((feature_dim,), name="features")
-    return keras.Model(features, head_layers(features, model_config), name="head")
-
-
-def bank_pairs(features, image_rows, sampler, epoch, seed=0):
-    """([side_a, side_b], targets) of one epoch: the sampler's image pairs, a bank crop each.
-
-    The sampler indexes `image_rows` (positions in `features`); each side takes one
-    of its image's cached crops at random.
-    """
-    pairs, target = sampler.epoch_pairs(epoch)
-    rng = np.random.default_rng([seed, epoch, 2])
-    picks = rng.integers(0, features.per_image, pairs.shape)
-    bank_rows = features.bank_rows(np.asarray(image_rows))
-    return ([features.bank[bank_rows[pairs[:, 0], picks[:, 0]]],
-             features.bank[bank_rows[pairs[:, 1], picks[:, 1]]]], target)
 
 
 def embed_from_tiles(head, features, image_rows=None):

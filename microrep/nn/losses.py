@@ -8,10 +8,20 @@ dissimilar one, and d the Euclidean distance between the two embeddings:
 Similar pairs are pulled together; dissimilar pairs are pushed apart until
 they are `margin` away, after which they cost nothing. This is the convention
 of tensorflow-addons' `contrastive_loss` (end-of-life, no Keras 3 build).
+
+The losses a run can train under are entries of the `LOSSES` registry
+(`--similarity NAME`): a new loss is one `LOSSES.register` call, and the pair
+sampling, hard-pair labels and metrics follow from its entry.
 """
 
+import dataclasses
+from typing import Callable
+
 import keras
+import numpy as np
 from keras import ops
+
+from microrep.registry import LOSSES
 
 
 def contrastive_loss(y_true, distance, margin=1.0):
@@ -105,3 +115,41 @@ class GradedContrastiveLoss(keras.losses.Loss):
                 "same_class_within": self.same_class_within,
                 "same_sample_within": self.same_sample_within,
                 "same_class_beyond": self.same_class_beyond}
+
+
+@dataclasses.dataclass(frozen=True)
+class LossEntry:
+    """A pair loss and what its targets are.
+
+    `build(train_config)` -> a Keras loss of (target, distance); `graded`: the
+    targets are pair levels (DIFFERENT_CLASS, SAME_CLASS, SAME_SAMPLE) drawn from
+    what makes two images "the same sample", else 1 for one class and 0 for two;
+    `metrics(train_config)` -> the Keras metrics to watch while training.
+    """
+
+    build: Callable
+    graded: bool = False
+    metrics: Callable = lambda config: []
+
+    @property
+    def levels(self):
+        """How many target values pairs take (3 graded, 2 otherwise)."""
+        return 3 if self.graded else 2
+
+    def targets(self, levels):
+        """Pair levels (0, 1, 2) as this loss's targets (float32)."""
+        levels = np.asarray(levels, dtype=np.float32)
+        return levels if self.graded else (levels > 0).astype(np.float32)
+
+
+LOSSES.register("label", LossEntry(lambda config: ContrastiveLoss(config.margin),
+                                   metrics=lambda config: [PairAccuracy(config.margin)]))
+LOSSES.register("graded", LossEntry(
+    lambda config: GradedContrastiveLoss(config.margin, config.same_class_within,
+                                         config.same_sample_within, config.same_class_beyond),
+    graded=True))
+
+
+def pair_loss(config):
+    """The Keras loss a TrainConfig trains under (its `similarity`, from `LOSSES`)."""
+    return LOSSES[config.similarity].build(config)

@@ -14,20 +14,23 @@ import keras
 import numpy as np
 import pandas as pd
 
-from microrep import __version__
-from microrep.analysis.evaluate import check_cv_possible, pca_projection, raw_pixel_features
+from microrep._version import __version__
+from microrep.analysis.svm import check_cv_possible, pca_projection, raw_pixel_features
 from microrep.analysis.plots import (plot_accuracy_bars, plot_confusion, plot_pca_scatter,
                                      plot_training_curves)
-from microrep.analysis.stage import evaluate_features
+from microrep.analysis.scores import evaluate_features
 from microrep.config import EvalConfig, to_dict
 from microrep.data import load_dataset
-from microrep.embed import embed_images, write_embeddings
+from microrep.embedding.archive import write_embeddings
+from microrep.embedding.tiles import embed_images
 from microrep.errors import OutputExistsError
-from microrep.export import ExportError, export_tower
+from microrep.commands.export import export_tower
+from microrep.errors import ExportError
 from microrep.fileio import write_json, write_text
-from microrep.model import build_tower
-from microrep.report import demo_report
-from microrep.train import LOG, train
+from microrep.nn.tower import build_tower
+from microrep.analysis.report import demo_report
+from microrep.training import train
+from microrep.training.run_dir import LOG
 
 
 def stage_configs(config):

@@ -1,0 +1,61 @@
+"""`microrep embed`: every image given, labelled or not, embedded into an archive folder
+(a trained tower, or with --pretrained the untrained VGG16's pooled features, the baseline)."""
+
+from pathlib import Path
+
+from microrep.data.loaders import load_unlabelled_dataset, source_kind
+from microrep.embedding.archive import PROVENANCE, embed_to_disk, shard_name
+from microrep.errors import DataError
+from microrep.fileio import refuse_earlier_output, write_json
+from microrep.nn.backbone import MIXED_POLICY, dtype_policy
+from microrep.nn.tower import build_feature_tower
+from microrep.training.run_dir import load_tower
+
+
+def embedding_tower(config):
+    """The tower an EmbedConfig asks for: a trained one, or the untrained VGG16's features."""
+    if config.pretrained:
+        with dtype_policy(MIXED_POLICY if config.model.mixed_precision else "float32"):
+            return build_feature_tower(config.model)
+    return load_tower(config.model_path)
+
+
+def embed_provenance(config, dataset):
+    """What embed.json records: the model, the images and how they were tiled."""
+    kind, location = source_kind(config.data)
+    base = config.model
+    model = ({"pretrained": True, "weights": base.weights, "input_size": base.input_size,
+              "vgg_blocks": base.vgg_blocks, "feature_layers": base.feature_layers,
+              "pooling": base.pooling, "mixed_precision": base.mixed_precision} if config.pretrained
+             else {"pretrained": False, "model_path": str(config.model_path)})
+    return {**model, "data": kind, "data_dir": str(location), "task": config.data.task,
+            "images": len(dataset), "grid": config.grid, "num_shards": config.num_shards}
+
+
+def run_embed_stage(config, log=print):
+    """The embed stage of an EmbedConfig: every image given, labelled or not.
+
+    Returns (dataset, path of the embeddings file). Images are streamed (each
+    read once, while embedding) unless bad files are to be skipped, which needs
+    every image decoded first.
+    """
+    refuse_earlier_output(Path(config.out) / shard_name("embeddings", ".npy", config.shard_index,
+                                                        config.num_shards),
+                          "embeddings", config.overwrite)
+    tower = embedding_tower(config)
+    dataset = load_unlabelled_dataset(config.data, validate=config.data.skip_bad)
+    for note in dataset.notes:
+        log(f"note: {note}")
+    workers = None if config.read_workers < 0 else config.read_workers
+    out = Path(config.out)
+    created = not out.exists()
+    try:
+        path = embed_to_disk(tower, dataset, out, config.grid, config.batch_size,
+                             config.shard_index, config.num_shards, workers=workers)
+    except DataError as error:  # an image that could not be read half-way: say what to do
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # nothing was written: leave no empty folder behind
+        raise DataError(f"{error}; nothing was written. Pass --skip-bad to check every image "
+                        "first and leave the unusable ones out") from None
+    write_json(out / PROVENANCE, embed_provenance(config, dataset))
+    return dataset, path

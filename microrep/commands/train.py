@@ -1,0 +1,37 @@
+"""`microrep train`: load the images, say what will be trained, train through `train()`."""
+
+from microrep.data import load_dataset
+from microrep.device import cpu_has_native_bfloat16
+from microrep.nn.backbone import feature_layer_names
+from microrep.training import train
+
+
+def describe_training(config):
+    """One line: what is trained, how, and in which precision."""
+    model = config.model
+    precision = "bfloat16" if model.mixed_precision else "float32"
+    if not model.train_base:
+        why = (" (this CPU multiplies bfloat16 natively)" if model.mixed_precision and
+               cpu_has_native_bfloat16() else "")
+        layers = "+".join(feature_layer_names(model)) or f"{model.vgg_blocks} blocks"
+        return (f"frozen VGG16 ({layers} {model.pooling}-pooled, "
+                f"{model.input_size} px, {precision}{why}); {model.head} head under "
+                f"{config.similarity} contrastive loss, {config.epochs} epochs x "
+                f"{config.pairs.pairs_per_epoch} pairs" +
+                (f", {config.hard_pairs:.0%} of them hard pairs from epoch 2 on (the loss rises "
+                 "there: those pairs are the ones it gets wrong)" if config.hard_pairs else ""))
+    return (f"fine-tuning VGG16 ({model.vgg_blocks} blocks, {model.input_size} px, {precision}), "
+            f"{model.head} head under {config.similarity} contrastive loss, {config.epochs} epochs "
+            f"x {config.pairs.pairs_per_epoch} pairs; on a CPU at 224 px this takes hours")
+
+
+def run_train(config, log=print):
+    """The train command: the dataset's notes and classes, the plan in one line, then training."""
+    dataset = load_dataset(config.data)
+    for note in dataset.notes:
+        log(f"note: {note}")
+    counts = dataset.table["label"].astype(str).value_counts()
+    log(f"training on {len(dataset)} images of {len(counts)} classes ({config.data.task}): "
+        + ", ".join(f"{label} {count}" for label, count in counts.items()))
+    log(describe_training(config))
+    return train(config, dataset)

@@ -1,0 +1,10 @@
+"""Running a model over images: tiles and reader threads, the frozen-feature cache, the archive format."""
+
+from microrep.embedding.archive import (EMBEDDINGS, PROVENANCE, TABLE, embed_to_disk,
+                                        read_embeddings, read_shards, shard_name, shard_rows,
+                                        write_embeddings)
+from microrep.embedding.features import (FrozenFeatures, compute_frozen_features, crop_bank_plan,
+                                         embed_from_tiles, head_from_tower, head_outputs,
+                                         image_keys, model_key, tower_from_head)
+from microrep.embedding.tiles import (LazyImages, default_read_workers, embed_images,
+                                      iter_embeddings, iter_tile_batches)

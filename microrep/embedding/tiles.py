@@ -1,0 +1,102 @@
+"""Running a tower over images: each image's embedding is the mean over a grid of tiles.
+
+Why tiles: micrographs (645x484 in UHCSDB) are larger than the model's input
+(224x224 by default); averaging the embeddings of a regular grid of tiles
+covers the whole image, so its embedding does not depend on one crop.
+"""
+
+import collections
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from microrep.data.images import grid_tiles
+
+
+def default_read_workers():
+    """Threads that decode images ahead of the model: one per core, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def iter_tile_batches(images, tile, grid, batch_size, workers=0, lookahead=2):
+    """Yield (image indices, uint8 tile batch) with whole images per batch, in order.
+
+    With `workers` > 1, images are decoded and tiled by a thread pool up to
+    `lookahead` batches ahead, while the model embeds the current batch: PNG
+    and TIFF decoding releases the GIL, and decoding a 645x484 micrograph costs
+    about as much host time as the GPU needs to embed all its tiles. Memory stays
+    bounded by the batches in flight.
+    """
+    per_image = grid * grid
+    images_per_batch = max(batch_size // per_image, 1)
+    chunks = [range(start, min(start + images_per_batch, len(images)))
+              for start in range(0, len(images), images_per_batch)]
+
+    def tiles_of(index):
+        return grid_tiles(images[index], tile, grid)
+
+    if workers <= 1:
+        for chunk in chunks:
+            yield list(chunk), np.concatenate([tiles_of(i) for i in chunk])[..., None]
+        return
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="microrep-read")
+    try:
+        in_flight = collections.deque()
+        for chunk in chunks:
+            in_flight.append((chunk, [pool.submit(tiles_of, i) for i in chunk]))
+            if len(in_flight) > lookahead:
+                done, futures = in_flight.popleft()
+                yield list(done), np.concatenate([f.result() for f in futures])[..., None]
+        while in_flight:
+            done, futures = in_flight.popleft()
+            yield list(done), np.concatenate([f.result() for f in futures])[..., None]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def iter_embeddings(tower, images, grid=3, batch_size=64, progress=False, workers=None):
+    """Yield (image indices, their mean tile embeddings), batch by batch.
+
+    `workers` threads read images ahead (None: `default_read_workers()`; 0: none).
+    """
+    tile = int(tower.input_shape[1])
+    per_image = grid * grid
+    workers = default_read_workers() if workers is None else workers
+    batches = iter_tile_batches(images, tile, grid, batch_size, workers)
+    if progress:
+        from tqdm.auto import tqdm
+
+        total = -(-len(images) // max(batch_size // per_image, 1))
+        batches = tqdm(batches, total=total, desc="embedding", unit="batch")
+    for indices, tiles in batches:
+        vectors = np.asarray(tower.predict_on_batch(tiles), dtype=np.float32)
+        yield indices, vectors.reshape(len(indices), per_image, -1).mean(axis=1)
+
+
+def embed_images(tower, images, grid=3, batch_size=64, progress=False, workers=None):
+    """Mean tile embedding of each image, float32 (n_images, embedding_dim).
+
+    `images` is a sequence of 2-D uint8 arrays (a Dataset's images, or a lazy
+    list); they are read batch by batch.
+    """
+    outputs = [vectors for _, vectors in
+               iter_embeddings(tower, images, grid, batch_size, progress, workers)]
+    return np.concatenate(outputs) if outputs else np.zeros((0, tower.output_shape[-1]), np.float32)
+
+
+class LazyImages:
+    """A sequence view of some of a Dataset's images, decoded on access, never cached.
+
+    Used for archives too large to hold in memory: each image is read when its
+    batch is embedded and dropped afterwards.
+    """
+
+    def __init__(self, dataset, rows):
+        self.dataset, self.rows = dataset, list(rows)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        return self.dataset.read(self.rows[index])

@@ -1,0 +1,47 @@
+"""`train()`: the one entry point of training, for the CLI, notebooks, reproduce and held-out runs.
+
+It checks what can be checked cheaply (images, input size, weights file), takes
+the run folder (locked, fresh or resumed), then dispatches: a frozen base
+trains its head on cached features (`microrep.training.frozen`), otherwise the
+whole tower is fine-tuned on crops (`microrep.training.fine_tune`).
+"""
+
+from pathlib import Path
+
+from microrep.data import load_dataset
+from microrep.fileio import write_json
+from microrep.nn.backbone import check_input_size, check_weights_source
+from microrep.pairs.samplers import check_images_fit
+from microrep.training.autobatch import RECORD as AUTO_BATCH_RECORD
+from microrep.training.autobatch import resolve_batch_size
+from microrep.training.fine_tune import fine_tune
+from microrep.training.frozen import train_on_frozen_base
+from microrep.training.run_dir import (RunLock, TrainResult, load_tower, prepare_run_dir,
+                                       removed_if_refused)
+
+
+def train(config, dataset=None, verbose="auto", features=None):
+    """Train under `config` (a TrainConfig); return a TrainResult.
+
+    `dataset` may be passed to skip loading (the demo reuses its own);
+    `features`, with a frozen base, are the dataset's FrozenFeatures when the
+    caller computed them already (reproduce's folds, held-out splits).
+    """
+    run_dir = Path(config.out)
+    dataset = dataset if dataset is not None else load_dataset(config.data)
+    check_images_fit(dataset.images(), config.model.input_size, dataset.table["path"])
+    check_input_size(config.model.input_size)
+    check_weights_source(config.model.weights)
+    log = print if verbose else (lambda *_: None)
+    config, auto_batch = resolve_batch_size(config, log=log)
+    fresh = not (run_dir / "config.json").is_file() or config.overwrite
+    with removed_if_refused(run_dir, fresh), RunLock(run_dir):
+        initial_epoch = prepare_run_dir(config)  # only once the data is known to be usable
+        if auto_batch is not None and not (run_dir / AUTO_BATCH_RECORD).is_file():
+            write_json(run_dir / AUTO_BATCH_RECORD, auto_batch)
+        if initial_epoch >= config.epochs:  # resuming a finished run changes nothing
+            return TrainResult(run_dir, load_tower(run_dir), {}, initial_epoch,
+                               already_complete=True)
+        if not config.model.train_base:
+            return train_on_frozen_base(config, dataset, run_dir, log, features)
+        return fine_tune(config, dataset, run_dir, initial_epoch, verbose)
