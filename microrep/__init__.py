@@ -32,11 +32,13 @@ PUBLIC = {
         "from_dict", "apply_preset", "PRESETS")},
     # data
     "load_dataset": "microrep.data", "Dataset": "microrep.data",
+    "generate_micrograph": "microrep.data.synthetic", "CONDITIONS": "microrep.data.synthetic",
+    "diffusion_index": "microrep.data.synthetic",
     # model parts and their registries
     "build_tower": "microrep.nn", "build_siamese": "microrep.nn",
     "build_feature_tower": "microrep.nn", "contrastive_loss": "microrep.nn",
     "ContrastiveLoss": "microrep.nn", "LOSSES": "microrep.registry", "HEADS": "microrep.registry",
-    "POOLINGS": "microrep.registry",
+    "POOLINGS": "microrep.registry", "load_vgg16": "microrep.nn.backbone",
     # pairs
     "PairSampler": "microrep.pairs", "GradedPairSampler": "microrep.pairs",
     "pair_batches": "microrep.pairs",

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from microrep.errors import DiskFullError
+from microrep.errors import DiskFullError, OutputExistsError
 
 
 def _current_umask():
@@ -106,8 +106,6 @@ def refuse_earlier_output(path, what, overwrite):
     Why: a second evaluation or embedding into the same --out would silently replace
     the first one's results, which a user may still be comparing against.
     """
-    from microrep.errors import OutputExistsError
-
     if Path(path).exists() and not overwrite:
         raise OutputExistsError(f"{Path(path).parent} already holds {what} ({Path(path).name}); "
                                 "pass --overwrite to replace it, or choose another --out")

@@ -9,6 +9,8 @@ usual question being "which *other* micrographs look like this one".
 
 import numpy as np
 
+from microrep.errors import ConfigError
+
 def faiss_available():
     import importlib.util
 
@@ -17,8 +19,6 @@ def faiss_available():
 
 def resolve_backend(backend, index_size):
     """'exact' or 'faiss': auto picks faiss for indexes above 200,000 rows when it is installed."""
-    from microrep.errors import ConfigError
-
     if backend == "faiss" and not faiss_available():
         raise ConfigError("--backend faiss needs faiss: pip install microrep[faiss] "
                           "(or faiss-cpu)")

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from microrep.data.images import read_image  # noqa: E402
 from microrep.fileio import atomic_path  # noqa: E402
 
 
@@ -135,8 +136,6 @@ def plot_neighbours(neighbours, path, max_queries=12, thumb=96):
 
     `neighbours` is `microrep search`'s table (query, rank, distance, path, label...).
     """
-    from microrep.data.images import read_image
-
     queries = list(dict.fromkeys(neighbours["query"]))[:max_queries]
     k = int(neighbours["rank"].max()) if len(neighbours) else 0
     figure, axes = plt.subplots(len(queries), k + 1, figsize=(1.5 * (k + 1), 1.75 * len(queries)),

@@ -1,5 +1,7 @@
 """Markdown reports of a run, written for a reader rather than a parser."""
 
+from microrep.analysis.interpret import strongest
+
 
 def _accuracy(summary):
     if not summary:
@@ -132,8 +134,6 @@ def image_scale_words(scale):
 
 def reproduce_report(table, confusions, interpretation, meta, out):
     """results.md of `microrep reproduce`: the side-by-side table, figures, PCA reading."""
-    from microrep.analysis.interpret import strongest
-
     settings = flat_settings(meta["settings"])
     lines = ["# microrep: the paper, reproduced", "",
              "Sardeshmukh et al., *Towards better microstructure representations using deep "

@@ -18,6 +18,7 @@ import pandas as pd
 from PIL import Image
 
 from microrep.analysis.neighbours import NeighbourSearch
+from microrep.analysis.svm import pca_projection
 from microrep.data.images import read_image
 from microrep.errors import ConfigError
 from microrep.fileio import atomic_path, write_text
@@ -33,8 +34,6 @@ def project(embeddings, method="pca", seed=0):
     """(n, 2) map of the embeddings: PCA of standardised features, or t-SNE / UMAP."""
     embeddings = np.asarray(embeddings, dtype=np.float32)
     if method == "pca":
-        from microrep.analysis.svm import pca_projection
-
         scores = pca_projection(embeddings, 2)[0]
         return scores if scores.shape[1] == 2 else np.c_[scores, np.zeros(len(scores))]
     if method == "tsne":

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from microrep.analysis.neighbours import nearest_neighbours, resolve_backend
+from microrep.analysis.plots import plot_neighbours
 from microrep.commands.embed import embedding_tower
 from microrep.config import EmbedConfig, ModelConfig
 from microrep.data.folders import image_files
@@ -130,7 +131,6 @@ def run_search(config, log=print):
         query_groups, rows, backend)
     result = neighbour_table(query_table, table, distances, neighbours)
     write_text(Path(config.out) / "neighbours.csv", result.to_csv(index=False))
-    from microrep.analysis.plots import plot_neighbours
 
     plot_neighbours(result, Path(config.out) / "neighbours.png", MAX_DRAWN)
     log(f"{len(query_table)} quer{'y' if len(query_table) == 1 else 'ies'}, {config.k} nearest "

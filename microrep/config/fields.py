@@ -13,6 +13,7 @@ import typing
 from pathlib import Path
 
 from microrep.errors import ConfigError
+from microrep.fileio import write_json
 
 def option(default, help, choices=None, at_least=None, above=None, at_most=None, below=None,
            parse=None, aliases=(), nargs=None):
@@ -264,8 +265,6 @@ def to_dict(config):
 
 
 def save_config(config, path):
-    from microrep.fileio import write_json
-
     write_json(path, to_dict(config))
 
 

@@ -312,7 +312,7 @@ def paper_train_config():
 
     ImageNet VGG16 at 224 px fine-tuned under the contrastive loss on class labels,
     a 64-d projection head; unpublished settings (epochs, batch, learning rate,
-    margin) as recorded in PROTOCOL.md.
+    margin) are not published; these are microrep's choices (README, reproduce).
     """
     return TrainConfig(
         model=ModelConfig(input_size=224, embedding_dim=64, weights="imagenet", vgg_blocks=5,

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from microrep.data.images import read_image
+from microrep.data.uhcsdb import rescale
 from microrep.errors import DataError
 
 
@@ -72,8 +73,6 @@ class Dataset:
             return self._cache[index]
         image = self.reader(self.image_path(index))
         if "scale_factor" in self.table.columns:
-            from microrep.data.uhcsdb import rescale
-
             image = rescale(image, float(self.table.at[index, "scale_factor"]))
         return image
 

@@ -24,6 +24,8 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from microrep.data.images import IMAGE_SUFFIXES, read_image
+from microrep.data.uhcsdb import load_uhcsdb_table
 from microrep.errors import DataError, FetchError
 from microrep.fileio import write_json
 
@@ -202,8 +204,6 @@ def check_images(folder, progress=True):
     """Decode every image; return the number read. FetchError names the first bad one."""
     from tqdm.auto import tqdm
 
-    from microrep.data.images import IMAGE_SUFFIXES, read_image
-
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     bad = []
     for path in tqdm(files, desc="checking images", disable=not progress):
@@ -257,7 +257,6 @@ def fetch_uhcsdb(config, progress=True, log=print):
         extract_zip(dest / FILES[1], dest)
     count = check_images(dest / "micrographs", progress) if config.verify_images else None
     warnings = record_manifest(dest, entries)
-    from microrep.data.uhcsdb import load_uhcsdb_table
 
     table, missing = load_uhcsdb_table(dest)
     return {"dest": str(dest), "files": entries, "images": count,

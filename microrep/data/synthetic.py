@@ -24,6 +24,7 @@ from scipy import ndimage
 
 from microrep.config import option
 from microrep.errors import ConfigError
+from microrep.fileio import atomic_path, write_text
 
 #: The primary microconstituent classes of UHCSDB (DeCost et al. 2017).
 CLASSES = (
@@ -366,8 +367,6 @@ def write_synthetic_dataset(out_dir, config):
     """
     import pandas as pd
     from PIL import Image
-
-    from microrep.fileio import atomic_path, write_text
 
     out_dir = Path(out_dir)
     rows = []
