@@ -82,7 +82,8 @@ def _import_backend_quietly():
 
 #: What Ctrl-C leaves behind, per command.
 INTERRUPTED = {
-    "train": "completed epochs (and cached VGG16 features) are kept; continue with --resume",
+    "train": "VGG16 features computed so far stay in --feature-cache (unless it is empty) and "
+             "completed epochs in --out; the same command with --resume computes only what is missing",
     "reproduce": "finished folds are kept; run the same command again to continue",
     "": "files are written whole or not at all, so nothing half-written was left; run it again",
 }
@@ -116,15 +117,20 @@ def print_evaluation(metrics, config):
         print(f"note: {note}")
     if config.test_embeddings:
         accuracy, retrieval = metrics["accuracy"], metrics["retrieval"]["all"]
+        balanced = {kernel: result["balanced_accuracy"] for kernel, result in metrics["heldout"].items()}
         print(f"held-out accuracy (fit on {metrics['n_fit']}, tested on {metrics['n_test']} images): "
-              f"linear SVM {accuracy['linear']:.1%}, RBF SVM {accuracy['rbf']:.1%}")
+              f"linear SVM {accuracy['linear']:.1%} (balanced {balanced['linear']:.1%}), "
+              f"RBF SVM {accuracy['rbf']:.1%} (balanced {balanced['rbf']:.1%})")
         print(f"retrieval of test images among the fit set: P@1 {retrieval['precision_at_1']:.1%}, "
               f"R-Precision {retrieval['r_precision']:.1%}, MAP@R {retrieval['map_at_r']:.1%}")
         print(f"metrics.json and confusion.png in {config.out}")
         return
     summary, retrieval = metrics["stratified"], metrics["retrieval"]["all"]
-    print(f"SVM accuracy: {summary['accuracy_mean']:.1%} ± {summary['accuracy_std']:.1%} "
-          f"({config.folds}-fold stratified CV); retrieval among themselves: P@1 "
+    print(f"SVM accuracy: {summary['accuracy_mean']:.1%} ± {summary['accuracy_std']:.1%}, "
+          f"balanced {summary['balanced_accuracy']:.1%} ({config.folds}-fold stratified CV); "
+          "recall per class: " + ", ".join(f"{name} {value:.0%}" for name, value in
+                                          summary["recall"].items()))
+    print(f"retrieval among themselves: P@1 "
           f"{retrieval['precision_at_1']:.1%}, MAP@R {retrieval['map_at_r']:.1%}; figures and "
           f"metrics.json in {config.out}")
 

@@ -60,3 +60,15 @@ def test_reproduce_summary_uses_the_same_engine():
                enumerate([(["a", "a", "b"], ["a", "b", "b"]), (["a", "b", "b"], ["a", "b", "b"])])]
     row = summarise_folds(records).set_index("method").loc["baseline"]
     assert row["mean"] == pytest.approx(5 / 6) and row["std"] == pytest.approx(np.std([2 / 3, 1.0]))
+
+
+def test_balanced_accuracy_and_recall_show_what_plain_accuracy_hides():
+    from microrep.analysis.svm import score_folds
+
+    truth = ["big"] * 8 + ["small"] * 2
+    predicted = ["big"] * 10  # a classifier that always answers the large class
+    result = score_folds([(truth, predicted)])
+    assert result.mean == 0.8
+    assert result.recall == {"big": 1.0, "small": 0.0}
+    assert result.balanced == 0.5
+    assert result.summary()["balanced_accuracy"] == 0.5

@@ -111,6 +111,9 @@ def test_explorer_works_offline_in_a_real_browser(tmp_path):
     folder = archive(tmp_path, 30)
     page = tmp_path / "explorer.html"
     assert main(["explore", str(folder), "--out", str(page), "--neighbours", "5"]) == 0
+    assert main(["explore", str(folder), "--out", str(page)]) == 2, "an earlier page is kept"
+    assert main(["explore", str(folder), "--out", str(page), "--neighbours", "5",
+                 "--overwrite"]) == 0
     driver = chrome(tmp_path)
     try:
         driver.get(page.as_uri())

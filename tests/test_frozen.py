@@ -19,8 +19,7 @@ def setting(tiny_dataset):
     keras.utils.set_random_seed(0)
     feature_tower = build_feature_tower(ModelConfig(input_size=TINY_INPUT, weights="none", vgg_blocks=2))
     images = tiny_dataset.images()
-    frozen = compute_frozen_features(feature_tower, images, grid=2, per_image=4, seed=0,
-                                     batch_size=16)
+    frozen = compute_frozen_features(feature_tower, images, grid=2, per_image=4, seed=0)
     return feature_tower, images, frozen, tiny_dataset.labels
 
 

@@ -91,8 +91,22 @@ class CVResult:
     def std(self):
         return float(np.std(self.fold_accuracies))
 
+    @property
+    def recall(self):
+        """{class: share of its test images classified as it}, from the summed confusion matrix."""
+        totals = self.confusion.sum(axis=1)
+        return {name: float(self.confusion[i, i] / totals[i]) if totals[i] else float("nan")
+                for i, name in enumerate(self.classes)}
+
+    @property
+    def balanced(self):
+        """Balanced accuracy: the mean recall over the classes tested (plain accuracy flatters
+        a classifier that favours a large class)."""
+        return float(np.nanmean(list(self.recall.values())))
+
     def summary(self):
         return {"accuracy_mean": self.mean, "accuracy_std": self.std,
+                "balanced_accuracy": self.balanced, "recall": self.recall,
                 "fold_accuracies": [float(a) for a in self.fold_accuracies],
                 "classes": list(self.classes), "confusion": self.confusion.tolist()}
 

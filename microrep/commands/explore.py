@@ -21,7 +21,7 @@ from microrep.analysis.neighbours import NeighbourSearch
 from microrep.analysis.svm import pca_projection
 from microrep.data.images import read_image
 from microrep.errors import ConfigError
-from microrep.fileio import atomic_path, write_text
+from microrep.fileio import atomic_path, refuse_earlier_output, write_text
 from microrep.commands.search import read_index
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -151,6 +151,7 @@ def write_explorer(config, log=print):
     from bokeh.embed import file_html
     from bokeh.resources import INLINE
 
+    refuse_earlier_output(config.out, "an explorer page", config.overwrite)
     embeddings, table, _ = read_index(config.embeddings)
     embeddings = np.asarray(embeddings, dtype=np.float32)
     xy = project(embeddings, config.projection, config.seed)

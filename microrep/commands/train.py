@@ -4,6 +4,7 @@ from microrep.data import load_dataset
 from microrep.device import cpu_has_native_bfloat16
 from microrep.nn.backbone import feature_layer_names
 from microrep.training import train
+from microrep.training.train import check_before_reading
 
 
 def describe_training(config):
@@ -26,7 +27,11 @@ def describe_training(config):
 
 
 def run_train(config, log=print):
-    """The train command: the dataset's notes and classes, the plan in one line, then training."""
+    """The train command: the dataset's notes and classes, the plan in one line, then training.
+
+    Settings, weights file and run folder are checked before any image is decoded.
+    """
+    check_before_reading(config)
     dataset = load_dataset(config.data)
     for note in dataset.notes:
         log(f"note: {note}")

@@ -252,6 +252,7 @@ class ExploreConfig:
     tensorboard: str = option("", "also write TensorBoard projector files (tensor, metadata.tsv, "
                               "sprite, projector_config.pbtxt) into this folder")
     seed: int = option(0, "seed of t-SNE / UMAP")
+    overwrite: bool = option(False, "replace an explorer page written earlier to --out")
 
 
 @dataclasses.dataclass

@@ -50,7 +50,7 @@ def frozen_features(config, images, log, grid=GRID):
         # the bank's crops depend on each image alone (not on --seed), so the cache
         # serves every run on the same images: other seeds, splits, heads
         features = compute_frozen_features(feature_tower, images, grid, config.feature_bank,
-                                           BANK_SEED, progress=True, cache_dir=cache)
+                                           BANK_SEED, progress=True, cache_dir=cache, log=log)
     log(f"VGG16 features of {len(images)} images ({config.feature_bank} crops and {grid * grid} tiles each, "
         f"{policy}) ready in {time.time() - started:.0f} s" + (f"; cached in {cache}" if cache else ""))
     return dataclasses.replace(features, feature_tower=feature_tower)

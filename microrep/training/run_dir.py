@@ -17,7 +17,9 @@ with the same pair schedule (pairs depend only on seed and epoch).
 
 import contextlib
 import dataclasses
+import fcntl
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -82,10 +84,18 @@ class RunLock:
         self.path = Path(run_dir) / LOCK
         self.handle = None
 
-    def __enter__(self):
-        import fcntl
-        import os
+    @staticmethod
+    def free(run_dir):
+        """True when no process holds the lock of `run_dir` (tested by taking and releasing it)."""
+        with open(Path(run_dir) / LOCK, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return False
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return True
 
+    def __enter__(self):
         self.created_dir = not self.path.parent.exists()
         self.created_file = not self.path.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,38 +142,68 @@ def truncate_log(run_dir, epochs_completed):
             write_text(log_path, log[log["epoch"] < epochs_completed].to_csv(index=False))
 
 
+def run_dir_refusal(config, check_lock=True):
+    """The OutputExistsError `train()` would meet in `config.out`, or None; writes nothing.
+
+    A run already there (without --resume or --overwrite), a resume with other
+    settings, a folder of other files, or (with `check_lock`) another process
+    training into it.
+    """
+    run_dir = Path(config.out)
+    saved_config = run_dir / "config.json"
+    if check_lock and (run_dir / LOCK).is_file() and not RunLock.free(run_dir):
+        holder = (run_dir / LOCK).read_text().strip() or "another process"
+        return OutputExistsError(f"{run_dir} is in use: {holder} is training into it; wait for "
+                                 "it to finish or choose another --out")
+    if config.overwrite:
+        return None
+    if saved_config.is_file():
+        if not config.resume:
+            return OutputExistsError(f"{run_dir} already holds a training run; pass --resume to "
+                                     "continue it, --overwrite to replace it, or choose another --out")
+        # through the settings reader: settings added since the run began take their defaults
+        previous = to_dict(from_dict(TrainConfig, json.loads(saved_config.read_text()), str(saved_config)))
+        differences = differing_settings(previous, to_dict(config))
+        if differences:
+            return OutputExistsError(
+                f"{run_dir} holds a run with other settings ({differences}); resume with "
+                "only --resume --out (the run's own settings), or choose another --out")
+        return None
+    # a run killed while writing its first file, config.json, leaves only that file's
+    # temporary: the folder holds no run and no user file, and starts afresh
+    ignored = {LOCK, *(path.name for path in stale_temporaries(run_dir, saved_config.name))} \
+        if run_dir.is_dir() else set()
+    if run_dir.is_dir() and any(entry.name not in ignored for entry in run_dir.iterdir()):
+        return OutputExistsError(f"{run_dir} is not empty; choose another --out or pass --overwrite")
+    return None
+
+
+def check_run_dir(config):
+    """Refuse now, before any image is decoded, a run folder that train() would refuse."""
+    refusal = run_dir_refusal(config)
+    if refusal is not None:
+        raise refusal
+
+
 def prepare_run_dir(config):
     """Create or check the run folder; return the number of epochs already done."""
     run_dir = Path(config.out)
     saved_config = run_dir / "config.json"
+    refusal = run_dir_refusal(config, check_lock=False)  # this process holds the lock
+    if refusal is not None:
+        raise refusal
     if config.overwrite and run_dir.exists():
         for entry in run_dir.iterdir():  # everything but the lock this process holds
             if entry.name != LOCK:
                 shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-    if saved_config.is_file():
-        # through the settings reader: settings added since the run began take their defaults
-        previous = to_dict(from_dict(TrainConfig, json.loads(saved_config.read_text()), str(saved_config)))
-        if config.resume:
-            differences = differing_settings(previous, to_dict(config))
-            if differences:
-                raise OutputExistsError(
-                    f"{run_dir} holds a run with other settings ({differences}); resume with "
-                    "only --resume --out (the run's own settings), or choose another --out")
-            state_path = run_dir / STATE
-            done = json.loads(state_path.read_text())["epochs_completed"] if state_path.is_file() else 0
-            remove_stale_temporaries(run_dir)
-            truncate_log(run_dir, done)
-            return done
-        raise OutputExistsError(
-            f"{run_dir} already holds a training run; pass --resume to continue it, "
-            "--overwrite to replace it, or choose another --out")
+    if saved_config.is_file():  # resuming (any refusal was raised above)
+        state_path = run_dir / STATE
+        done = json.loads(state_path.read_text())["epochs_completed"] if state_path.is_file() else 0
+        remove_stale_temporaries(run_dir)
+        truncate_log(run_dir, done)
+        return done
     if run_dir.is_dir():
-        # a run killed while writing its first file, config.json, leaves only that
-        # file's temporary: the folder holds no run and no user file, so start afresh
         remove_stale_temporaries(run_dir, saved_config.name)
-    if run_dir.exists() and any(entry.name != LOCK for entry in run_dir.iterdir()):
-        if not config.overwrite:
-            raise OutputExistsError(f"{run_dir} is not empty; choose another --out or pass --overwrite")
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, saved_config)
     return 0

@@ -16,8 +16,15 @@ from microrep.training.autobatch import RECORD as AUTO_BATCH_RECORD
 from microrep.training.autobatch import resolve_batch_size
 from microrep.training.fine_tune import fine_tune
 from microrep.training.frozen import train_on_frozen_base
-from microrep.training.run_dir import (RunLock, TrainResult, load_tower, prepare_run_dir,
-                                       removed_if_refused)
+from microrep.training.run_dir import (RunLock, TrainResult, check_run_dir, load_tower,
+                                       prepare_run_dir, removed_if_refused)
+
+
+def check_before_reading(config):
+    """What can be refused without reading an image: input size, weights file, run folder."""
+    check_input_size(config.model.input_size)
+    check_weights_source(config.model.weights)
+    check_run_dir(config)
 
 
 def train(config, dataset=None, verbose="auto", features=None):
@@ -28,10 +35,9 @@ def train(config, dataset=None, verbose="auto", features=None):
     caller computed them already (reproduce's folds, held-out splits).
     """
     run_dir = Path(config.out)
+    check_before_reading(config)
     dataset = dataset if dataset is not None else load_dataset(config.data)
     check_images_fit(dataset.images(), config.model.input_size, dataset.table["path"])
-    check_input_size(config.model.input_size)
-    check_weights_source(config.model.weights)
     log = print if verbose else (lambda *_: None)
     config, auto_batch = resolve_batch_size(config, log=log)
     fresh = not (run_dir / "config.json").is_file() or config.overwrite
