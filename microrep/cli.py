@@ -9,6 +9,7 @@ exit code 2; Ctrl-C exits with 130.
 
 import argparse
 import dataclasses
+import difflib
 import errno
 import os
 import sys
@@ -234,7 +235,17 @@ def build_parser():
     subs["explore"].add_argument("embeddings_dir", nargs="?", metavar="EMB_DIR",
                                  help="the folder written by `microrep embed` (or --embeddings)")
     subs["fetch"].add_argument("dataset", choices=["uhcsdb"], help="the dataset to fetch")
+    parser.commands = subs
     return parser
+
+
+def refuse_unknown(command_parser, extras):
+    """The command's own usage and 'did you mean --data-dir?' for a mistyped flag; exits 2."""
+    known = list(command_parser._option_string_actions)
+    guesses = [difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.6)
+               for word in extras if word.startswith("-")]
+    hint = "; ".join(f"did you mean {guess[0]}?" for guess in guesses if guess)
+    command_parser.error(f"unrecognized arguments: {' '.join(extras)}" + (f" ({hint})" if hint else ""))
 
 
 def run_command(args):
@@ -271,7 +282,9 @@ def main(argv=None):
         # before parsing: settings naming a registered part (a loss, a head) load Keras
         _import_backend_quietly()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        refuse_unknown(parser.commands[args.command], extras)
     from microrep.errors import MicrorepError
 
     try:

@@ -55,3 +55,17 @@ def test_a_run_folder_in_the_way_is_named_before_any_image_is_read(tmp_path, cap
     code, err = run_train(capsys, folder_with_a_bad_image, "--weights", "none", "--out",
                           str(tmp_path / "fresh"))
     assert code == 2 and "broken" in err
+
+
+def test_embed_checks_every_header_first_and_names_every_image_it_leaves_out(tmp_path, capsys,
+                                                                            folder_with_a_bad_image):
+    (folder_with_a_bad_image / "b" / "empty.png").write_bytes(b"")
+    args = ["embed", "--pretrained", "--weights", "none", "--images", str(folder_with_a_bad_image),
+            "--input-size", "32", "--vgg-blocks", "1", "--feature-layers", "", "--grid", "1"]
+    assert main([*args, "--out", str(tmp_path / "emb")]) == 2
+    err = capsys.readouterr().err
+    assert "2 of 6 images cannot be used" in err and "broken.png" in err and "empty.png" in err
+    assert not (tmp_path / "emb").exists(), "refused before anything was embedded"
+    assert main([*args, "--out", str(tmp_path / "emb"), "--skip-bad"]) == 0
+    out = capsys.readouterr().out
+    assert "left out 2 unusable image(s)" in out and "broken.png" in out and "empty.png" in out

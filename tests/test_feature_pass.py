@@ -85,7 +85,7 @@ def test_an_interrupted_pass_keeps_what_it_computed_and_the_rerun_does_only_the_
     assert report == {"interrupted": False, "computed": 0}, "a complete cache computes nothing"
 
 
-def test_the_pass_says_how_long_it_will_take_measured_on_its_first_image(tmp_path):
+def test_the_pass_says_how_long_it_will_take_measured_on_its_second_image(tmp_path):
     from microrep.config import ModelConfig
     from microrep.embedding.features import compute_frozen_features
     from microrep.nn import build_feature_tower

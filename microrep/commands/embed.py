@@ -3,7 +3,7 @@
 
 from pathlib import Path
 
-from microrep.data.loaders import load_unlabelled_dataset, source_kind
+from microrep.data.loaders import labels_named, load_unlabelled_dataset, source_kind
 from microrep.embedding.archive import PROVENANCE, embed_to_disk, shard_name
 from microrep.errors import DataError
 from microrep.fileio import refuse_earlier_output, write_json
@@ -20,16 +20,23 @@ def embedding_tower(config):
     return load_tower(config.model_path)
 
 
-def embed_provenance(config, dataset):
-    """What embed.json records: the model, the images and how they were tiled."""
+def precision_of(tower):
+    """'bfloat16' when the tower's weighted layers compute in it, else 'float32'."""
+    computed = {layer.compute_dtype for layer in tower.layers if layer.weights}
+    return "bfloat16" if "bfloat16" in computed else "float32"
+
+
+def embed_provenance(config, dataset, tower):
+    """What embed.json records: the model and its precision, the images, how they were tiled."""
     kind, location = source_kind(config.data)
     base = config.model
     model = ({"pretrained": True, "weights": base.weights, "input_size": base.input_size,
               "vgg_blocks": base.vgg_blocks, "feature_layers": base.feature_layers,
               "pooling": base.pooling, "mixed_precision": base.mixed_precision} if config.pretrained
              else {"pretrained": False, "model_path": str(config.model_path)})
-    return {**model, "data": kind, "data_dir": str(location), "task": config.data.task,
-            "images": len(dataset), "grid": config.grid, "num_shards": config.num_shards}
+    return {**model, "data": kind, "data_dir": str(location), "task": labels_named(config.data),
+            "images": len(dataset), "grid": config.grid, "num_shards": config.num_shards,
+            "precision": precision_of(tower)}
 
 
 def run_embed_stage(config, log=print):
@@ -51,11 +58,11 @@ def run_embed_stage(config, log=print):
     created = not out.exists()
     try:
         path = embed_to_disk(tower, dataset, out, config.grid, config.batch_size,
-                             config.shard_index, config.num_shards, workers=workers)
+                             config.shard_index, config.num_shards, workers=workers, log=log)
     except DataError as error:  # an image that could not be read half-way: say what to do
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # nothing was written: leave no empty folder behind
         raise DataError(f"{error}; nothing was written. Pass --skip-bad to check every image "
                         "first and leave the unusable ones out") from None
-    write_json(out / PROVENANCE, embed_provenance(config, dataset))
+    write_json(out / PROVENANCE, embed_provenance(config, dataset, tower))
     return dataset, path

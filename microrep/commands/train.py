@@ -1,6 +1,7 @@
 """`microrep train`: load the images, say what will be trained, train through `train()`."""
 
 from microrep.data import load_dataset
+from microrep.data.loaders import labels_named
 from microrep.device import cpu_has_native_bfloat16
 from microrep.nn.backbone import feature_layer_names
 from microrep.training import train
@@ -36,7 +37,7 @@ def run_train(config, log=print):
     for note in dataset.notes:
         log(f"note: {note}")
     counts = dataset.table["label"].astype(str).value_counts()
-    log(f"training on {len(dataset)} images of {len(counts)} classes ({config.data.task}): "
+    log(f"training on {len(dataset)} images of {len(counts)} classes ({labels_named(config.data)}): "
         + ", ".join(f"{label} {count}" for label, count in counts.items()))
     log(describe_training(config))
     return train(config, dataset)

@@ -131,16 +131,26 @@ def from_dict(cls, values, where="config", base=None):
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"unknown setting(s) in {where}: {', '.join(unknown)}")
+    mistakes = [f"unknown setting(s) in {where}: {', '.join(unknown)}"] if unknown else []
     kwargs = {}
     for name, value in values.items():
-        if _is_dataclass_type(hints[name]):
-            kwargs[name] = from_dict(hints[name], value, f"{where}.{name}", getattr(base, name))
-        else:
-            parse = next(f for f in dataclasses.fields(cls) if f.name == name).metadata.get("parse")
-            kwargs[name] = _coerce(value, hints[name], name, parse)
-    return validate(dataclasses.replace(base, **kwargs))
+        if name in unknown:
+            continue
+        try:
+            if _is_dataclass_type(hints[name]):
+                kwargs[name] = from_dict(hints[name], value, f"{where}.{name}", getattr(base, name))
+            else:
+                parse = next(f for f in dataclasses.fields(cls) if f.name == name).metadata.get("parse")
+                kwargs[name] = _coerce(value, hints[name], name, parse)
+        except ConfigError as error:  # every mistake is named, not only the first
+            mistakes.append(str(error))
+    try:
+        config = validate(dataclasses.replace(base, **kwargs))
+    except ConfigError as error:
+        mistakes.append(str(error))
+    if mistakes:
+        raise ConfigError("; ".join(dict.fromkeys(mistakes)))
+    return config
 
 
 def nest_flat_keys(cls, values, where="config"):
@@ -206,16 +216,25 @@ def _inner_groups(cls, prefix=()):
 
 
 def validate(config):
-    """Check choices of every field (recursively); return the config."""
+    """Check choices and bounds of every field (recursively); return the config.
+
+    ConfigError names every setting that is out of place, not only the first.
+    """
+    mistakes = []
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
-        if dataclasses.is_dataclass(value):
-            validate(value)
-        choices = field.metadata.get("choices")
-        if choices is not None and value not in choices:
-            raise ConfigError(f"{setting_name(field.name)} must be one of "
-                              f"{', '.join(map(str, choices))}, got {value!r}")
-        check_bounds(field, value)
+        try:
+            if dataclasses.is_dataclass(value):
+                validate(value)
+            choices = field.metadata.get("choices")
+            if choices is not None and value not in choices:
+                raise ConfigError(f"{setting_name(field.name)} must be one of "
+                                  f"{', '.join(map(str, choices))}, got {value!r}")
+            check_bounds(field, value)
+        except ConfigError as error:
+            mistakes.append(str(error))
+    if mistakes:
+        raise ConfigError("; ".join(mistakes))
     return config
 
 
@@ -255,9 +274,24 @@ def read_config_file(path):
 
             values = yaml.safe_load(text)
     except Exception as error:  # yaml and json raise many kinds
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ConfigError(f"config file {path} is not valid YAML/JSON: {first_line}") from None
+        raise ConfigError(f"config file {path} is not valid YAML/JSON{_where_in_file(error)}: "
+                          f"{_first_line(error)}") from None
     return values or {}
+
+
+def _where_in_file(error):
+    """' (line 3, column 7)' of a YAML or JSON parse error, where the parser says."""
+    mark = getattr(error, "problem_mark", None)  # yaml's MarkedYAMLError
+    if mark is not None:
+        return f" (line {mark.line + 1}, column {mark.column + 1})"
+    if isinstance(error, json.JSONDecodeError):
+        return f" (line {error.lineno}, column {error.colno})"
+    return ""
+
+
+def _first_line(error):
+    text = getattr(error, "problem", None) or getattr(error, "msg", None) or str(error)
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def to_dict(config):

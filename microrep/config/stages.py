@@ -5,6 +5,7 @@ hold a TrainConfig with their own defaults) instead of repeating its settings.
 """
 
 import dataclasses
+import os
 
 from microrep.config.fields import _paths, count_option, group, option, parse_batch_size
 from microrep.registry import HEADS, LOSSES, POOLINGS
@@ -21,8 +22,8 @@ class DataConfig:
                        "(metadata.csv, as `microrep generate` writes), 'images' (one sub-folder "
                        "per class) or 'csv' (a file with path,label[,group] columns)",
                        ("synthetic", "uhcsdb", "folder", "images", "csv"))
-    data_dir: str = option("", "dataset folder (a CSV file for --data csv); for 'synthetic' "
-                           "it is generated there if missing (default: microrep-data/synthetic)")
+    data_dir: str = option("", "dataset folder (a CSV file for --data csv); empty for "
+                           "'synthetic' means microrep-data/synthetic, generated there if missing")
     images: str = option("", "shortcut for --data images --data-dir DIR: one sub-folder per class")
     csv: str = option("", "shortcut for --data csv --data-dir FILE: columns path,label[,group]")
     task: str = option("constituent", "what to classify: every primary microconstituent, "
@@ -40,6 +41,19 @@ class DataConfig:
     synthetic_image_size: int = count_option(160, "synthetic data: image side in pixels", 32,
                                              aliases=("image_size",))
     synthetic_seed: int = option(0, "synthetic data: random seed")
+
+    def __post_init__(self):
+        """--images DIR and --csv FILE stand for --data images/csv --data-dir PATH (absolute), so a
+        run records where its images came from, whichever way they were named."""
+        for kind in ("images", "csv"):
+            if getattr(self, kind):
+                self.data, self.data_dir = kind, os.path.abspath(getattr(self, kind))
+                setattr(self, kind, "")
+
+    @property
+    def own_labels(self):
+        """True where labels come with the images (class folders, a CSV), not from a task."""
+        return self.data in ("images", "csv")
 
 
 # Settings of the VGG16 base, declared once and used by every stage that builds one.

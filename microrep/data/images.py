@@ -85,6 +85,34 @@ def read_image(path):
     return gray
 
 
+def check_header(path):
+    """DataError now for a file that cannot be a usable image, from its header alone.
+
+    Cheap (no pixel is decoded), so a command can check every image of an archive
+    before its long work: missing files, folders, empty files, unknown formats,
+    decompression bombs and images too small to use. A file whose pixels are
+    damaged past its header is still only found when it is decoded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        kind = "a folder, not an image" if path.is_dir() else "not found (or a broken link)"
+        raise DataError(f"image {path} is {kind}")
+    try:
+        if path.stat().st_size == 0:
+            raise ValueError("the file is empty")
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tiff:
+                shape = tiff.pages[0].shape
+        else:
+            with Image.open(path) as image:
+                shape = (image.height, image.width)
+        _check_pixels(shape)
+    except Exception as error:  # readers raise many kinds on hostile files
+        raise DataError(f"cannot read image {path}: {error or type(error).__name__}") from None
+
+
 def _check_pixels(shape):
     pixels = int(np.prod(shape[:2]))
     if pixels > MAX_PIXELS:

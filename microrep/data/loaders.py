@@ -10,7 +10,7 @@ import pandas as pd
 from microrep.data import uhcsdb
 from microrep.data.dataset import Dataset
 from microrep.data.folders import class_folder_table, csv_table
-from microrep.data.images import read_image
+from microrep.data.images import check_header, read_image
 from microrep.data.synthetic import SyntheticConfig, write_synthetic_dataset
 from microrep.data.tasks import apply_task, drop_rare_classes, task_labels
 from microrep.errors import DataError
@@ -54,12 +54,13 @@ def read_metadata_table(data_dir):
 
 
 def source_kind(data_config):
-    """(kind, location) of the configured source, with the --images/--csv shortcuts applied."""
-    if data_config.images:
-        return "images", data_config.images
-    if data_config.csv:
-        return "csv", data_config.csv
+    """(kind, location) of the configured source (DataConfig resolves --images/--csv)."""
     return data_config.data, data_config.data_dir
+
+
+def labels_named(data_config):
+    """What the labels are, in words: the task, or the source's own labels."""
+    return f"labels of the {data_config.data}" if data_config.own_labels else data_config.task
 
 
 def source_table(data_config, require_labels=True):
@@ -122,6 +123,7 @@ def load_unlabelled_dataset(data_config, validate=False):
     table = labels_where_known(table, data_config.task, has_metadata)
     kind, _ = source_kind(data_config)
     dataset = Dataset(table, root=root, name=kind, reader=reader, notes=[note] if note else [])
+    dataset = check_headers(dataset, data_config.skip_bad)
     return validate_images(dataset, data_config.skip_bad, 1, require_classes=False) if validate else dataset
 
 
@@ -150,6 +152,39 @@ def load_dataset(data_config, min_per_class=None, validate=True):
     return dataset
 
 
+def named(problems, shown=5):
+    """'a.png: why; b.png: why (and 3 more)': the unusable images, for one line."""
+    listed = "; ".join(list(problems)[:shown])
+    return listed + (f" (and {len(problems) - shown} more)" if len(problems) > shown else "")
+
+
+def check_headers(dataset, skip_bad):
+    """Every image file's header checked before any is decoded (`images.check_header`):
+    refused in one line naming them, or left out with --skip-bad (and named)."""
+    if dataset.reader is not read_image:  # a source with its own reader decodes to check
+        return dataset
+    bad = {}
+    for index in range(len(dataset)):
+        try:
+            check_header(dataset.image_path(index))
+        except DataError as error:
+            bad[index] = str(error)
+    return leave_out(dataset, bad, skip_bad)
+
+
+def leave_out(dataset, bad, skip_bad):
+    """The dataset without the rows of `bad` ({row: why}) with --skip-bad, else DataError."""
+    if not bad:
+        return dataset
+    if not skip_bad:
+        raise DataError(f"{len(bad)} of {len(dataset)} images cannot be used: "
+                        f"{named(bad.values())}. Fix or remove them, or pass --skip-bad to leave "
+                        "them out")
+    kept = dataset.subset([i for i in range(len(dataset)) if i not in bad])
+    kept.notes.append(f"left out {len(bad)} unusable image(s) (--skip-bad): {named(bad.values())}")
+    return kept
+
+
 def validate_images(dataset, skip_bad, min_per_class, require_classes=True):
     """Decode every image; refuse, or leave out (skip_bad), the ones that fail."""
     bad = {}
@@ -160,12 +195,7 @@ def validate_images(dataset, skip_bad, min_per_class, require_classes=True):
             bad[index] = str(error)
     if not bad:
         return dataset
-    first = next(iter(bad.values()))
-    if not skip_bad:
-        raise DataError(f"{len(bad)} of {len(dataset)} images cannot be used; first: {first}. "
-                        "Fix or remove them, or pass --skip-bad to leave them out")
-    kept = dataset.subset([i for i in range(len(dataset)) if i not in bad])
-    kept.notes.append(f"left out {len(bad)} unusable image(s) (--skip-bad); first: {first}")
+    kept = leave_out(dataset, bad, skip_bad)
     if not require_classes:
         return kept
     _, rare = drop_rare_classes(kept.table, min_per_class)

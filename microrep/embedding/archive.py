@@ -35,7 +35,7 @@ def shard_name(stem, suffix, shard_index, num_shards):
 
 
 def embed_to_disk(tower, dataset, out_dir, grid=3, batch_size=64, shard_index=0, num_shards=1,
-                  progress=True, workers=None):
+                  progress=True, workers=None, log=None):
     """Embed one shard of `dataset` straight into a .npy on disk, batch by batch.
 
     Neither all images nor all embeddings are held in memory: the array is a
@@ -49,7 +49,8 @@ def embed_to_disk(tower, dataset, out_dir, grid=3, batch_size=64, shard_index=0,
     with atomic_path(target) as tmp:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
                                           shape=(len(images), int(tower.output_shape[-1])))
-        for indices, vectors in iter_embeddings(tower, images, grid, batch_size, progress, workers):
+        for indices, vectors in iter_embeddings(tower, images, grid, batch_size, progress, workers,
+                                                log):
             array[indices[0]:indices[-1] + 1] = vectors
         array.flush()
         del array

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from microrep._version import __version__
 from microrep.data.images import grid_tiles
+from microrep.embedding.tiles import duration_words
 from microrep.fileio import atomic_path
 from microrep.nn.pooling import pooled_layers
 from microrep.nn.tower import build_head, build_tower
@@ -107,7 +108,7 @@ def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, prog
     image's bytes and the crop plan: an interrupted pass loses at most the image in
     hand, and a rerun (another split, a resumed run, another head) computes only the
     images not yet cached. `log` gets one line with the time the pass will take on
-    this machine, measured on its first image; `on_image(done, total)` follows it.
+    this machine, measured on its second image; `on_image(done, total)` follows each.
     """
     keys = image_keys(images)
     setting = f"{model_key(feature_tower)}-{int(feature_tower.input_shape[1])}-{grid}-{per_image}-{seed}"
@@ -124,8 +125,9 @@ def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, prog
             found[index] = _compute_one(feature_tower, images[index], keys[index], grid, per_image, seed)
             if cache is not None:
                 _store(cache / f"{entries[index]}.npz", found[index])
-            if count == 0 and log is not None:
-                log(estimate_line(len(todo), len(found) - 1, time.perf_counter() - started, cache))
+            if count == 1 and log is not None:  # the first image also builds the model's graph
+                log(estimate_line(len(todo), len(images) - len(todo),
+                                  time.perf_counter() - started, cache))
             bar.update(1)
             if on_image is not None:
                 on_image(len(found), len(images))
@@ -135,14 +137,12 @@ def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, prog
                           np.stack([found[i]["tiles"] for i in range(len(images))]), int(per_image))
 
 
-def estimate_line(todo, cached, first_seconds, cache):
-    """'VGG16 features: 206 images to compute (12 cached), about 31 min on this machine ...'."""
-    minutes = todo * first_seconds / 60
-    when = f"about {minutes:.0f} min" if minutes >= 1 else f"about {todo * first_seconds:.0f} s"
-    kept = (f"; each image is cached in {cache} as it is done, so an interrupted pass "
+def estimate_line(todo, cached, seconds_each, cache):
+    """'VGG16 features: 206 image(s) to compute (12 cached), about 31 min on this machine ...'."""
+    kept = (f"; each image is cached in {cache} as soon as it is done, so an interrupted pass "
             "resumes where it stopped") if cache is not None else ""
-    return (f"VGG16 features: {todo} image(s) to compute ({cached} cached), {when} on this "
-            f"machine (measured on the first){kept}")
+    return (f"VGG16 features: {todo} image(s) to compute ({cached} cached), "
+            f"{duration_words(todo * seconds_each)} on this machine (measured on the second){kept}")
 
 
 def _load(path):

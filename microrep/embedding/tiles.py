@@ -7,6 +7,7 @@ covers the whole image, so its embedding does not depend on one crop.
 
 import collections
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -55,23 +56,38 @@ def iter_tile_batches(images, tile, grid, batch_size, workers=0, lookahead=2):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def iter_embeddings(tower, images, grid=3, batch_size=64, progress=False, workers=None):
+def duration_words(seconds):
+    """'about 31 min' / 'about 40 s' / 'about 2.5 h': an expected duration for people."""
+    if seconds >= 5400:
+        return f"about {seconds / 3600:.1f} h"
+    return f"about {seconds / 60:.0f} min" if seconds >= 90 else f"about {seconds:.0f} s"
+
+
+def iter_embeddings(tower, images, grid=3, batch_size=64, progress=False, workers=None, log=None):
     """Yield (image indices, their mean tile embeddings), batch by batch.
 
     `workers` threads read images ahead (None: `default_read_workers()`; 0: none).
+    `log` gets one line with the time the whole pass will take on this machine,
+    measured on its second batch (the first also builds the model's graph).
     """
     tile = int(tower.input_shape[1])
     per_image = grid * grid
     workers = default_read_workers() if workers is None else workers
+    total = -(-len(images) // max(batch_size // per_image, 1))
     batches = iter_tile_batches(images, tile, grid, batch_size, workers)
     if progress:
         from tqdm.auto import tqdm
 
-        total = -(-len(images) // max(batch_size // per_image, 1))
         batches = tqdm(batches, total=total, desc="embedding", unit="batch")
-    for indices, tiles in batches:
+    started = time.perf_counter()
+    for number, (indices, tiles) in enumerate(batches):
         vectors = np.asarray(tower.predict_on_batch(tiles), dtype=np.float32)
         yield indices, vectors.reshape(len(indices), per_image, -1).mean(axis=1)
+        if number == 1 and log is not None:
+            log(f"embedding {len(images)} images ({per_image} tiles each): "
+                f"{duration_words(total * (time.perf_counter() - started))} on this machine "
+                "(measured on the second batch)")
+        started = time.perf_counter()
 
 
 def embed_images(tower, images, grid=3, batch_size=64, progress=False, workers=None):

@@ -6,6 +6,7 @@ layers are named as in the paper and in DeCost et al.; its max-pooling is
 """
 
 import contextlib
+import socket
 from pathlib import Path
 
 import keras
@@ -14,6 +15,8 @@ from microrep.errors import ConfigError, WeightsError
 from microrep.nn.layers import ReshapeMaxPool
 
 MIN_INPUT_SIZE = 32  # VGG16 halves the side five times
+#: Seconds to wait for the ImageNet weights' server before giving up (offline machines).
+DOWNLOAD_TIMEOUT = 15
 
 #: feature_layers "auto": blocks 4 and 5 together (on the UHCSDB development copy their
 #: pooled maps trained best; block 4 alone beats block 5 as pretrained features), else
@@ -75,13 +78,19 @@ def load_vgg16(input_size, weights):
     if weights in (None, "none", "None", ""):
         return keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
     if weights == "imagenet":
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # offline, fail in seconds rather than minutes
         try:
             return keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=shape)
         except Exception as error:  # urllib/http/ssl errors vary by platform
+            reason = str(getattr(error, "reason", "") or error).strip().splitlines()
             raise WeightsError(
-                "could not download the ImageNet VGG16 weights "
-                f"({type(error).__name__}); when offline pass --weights FILE with a local "
-                "vgg16 *_notop.weights.h5 (or .h5) file, or --weights none") from None
+                "could not download the ImageNet VGG16 weights (58 MB, kept in ~/.keras/models "
+                f"once downloaded): {type(error).__name__}"
+                f"{': ' + reason[0] if reason else ''}; when offline pass --weights FILE with a "
+                "local vgg16 *_notop.weights.h5 (or .h5) file, or --weights none") from None
+        finally:
+            socket.setdefaulttimeout(previous)
     path = Path(weights)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
