@@ -91,10 +91,12 @@ INTERRUPTED = {
 
 
 def print_demo(metrics, config):
-    print("\nSVM accuracy (stratified CV):")
+    split = metrics["split"]
+    print(f"\nlinear SVM fitted on the {split['training_images']} training micrographs, scored on "
+          f"the {split['unseen_images']} micrographs of samples the training never saw:")
     for name, result in metrics["methods"].items():
-        summary = result["stratified"]
-        print(f"  {name:18s} {summary['accuracy_mean']:.1%} ± {summary['accuracy_std']:.1%}")
+        heldout = result["heldout"]
+        print(f"  {name:18s} {heldout['accuracy_mean']:.1%} (balanced {heldout['balanced_accuracy']:.1%})")
     print(f"\nreport: {os.path.join(config.out, 'report.md')}")
 
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from microrep.cli import main
@@ -32,7 +33,18 @@ def test_tiny_demo_end_to_end(tmp_path):
                  "accuracy.png", "export/tower.keras", "export/savedmodel/saved_model.pb",
                  "embeddings/embeddings.npy", "run/tower.keras"):
         assert (out / name).is_file(), name
-    assert "| learned embedding |" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "| learned embedding |" in report and "never seen in training" in report
+    split = metrics["split"]
+    assert split["training_images"] + split["unseen_images"] == metrics["dataset"]["images"]
+    assert split["training_samples"] == split["unseen_samples"] == 7  # one of each class's two
+    assert metrics["recipe"] == "scratch" and "not the recipe microrep recommends" in report
+    trained_on = pd.read_csv(out / "embeddings" / "embeddings.csv")
+    run_images = json.loads((out / "run" / "config.json").read_text())
+    assert trained_on["trained_on"].sum() == split["training_images"] and run_images
+    for result in metrics["methods"].values():
+        assert 0.0 <= result["heldout"]["accuracy_mean"] <= 1.0
+        assert "balanced_accuracy" in result["heldout"]
 
     # a second demo into the same folder is refused with one line, not a traceback
     again = run_cli("demo", "--out", str(out), *TINY_DEMO)
@@ -40,8 +52,6 @@ def test_tiny_demo_end_to_end(tmp_path):
     assert "--overwrite" in again.stderr and "Traceback" not in again.stderr
 
     # the demo's embeddings are an archive to search and explore, its trained tower the model
-    import pandas as pd
-
     table = pd.read_csv(out / "embeddings" / "embeddings.csv")
     query = out / "data" / table["path"].iloc[2]
     assert main(["search", "--index", str(out / "embeddings"), "--query", str(query), "--k", "3",
@@ -50,6 +60,24 @@ def test_tiny_demo_end_to_end(tmp_path):
     assert found["row"].iloc[0] == 2 and found["distance"].iloc[0] < 1e-3  # itself, re-embedded
     assert main(["explore", str(out / "embeddings"), "--out", str(tmp_path / "explorer.html")]) == 0
     assert (tmp_path / "explorer.html").stat().st_size > 100_000
+
+
+@pytest.mark.slow
+def test_demo_with_pretrained_weights_trains_the_recommended_recipe(tmp_path):
+    from microrep.nn.backbone import load_vgg16
+
+    weights = tmp_path / "vgg16.weights.h5"
+    load_vgg16(32, "none").save_weights(weights)  # a weights file, as a user's ImageNet copy
+    out = tmp_path / "demo"
+    done = run_cli("demo", "--out", str(out), *TINY_DEMO, "--weights", str(weights),
+                   "--feature-cache", str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["recipe"] == "recommended"
+    trained = metrics["train_settings"]
+    assert (trained["model"]["train_base"], trained["model"]["head"], trained["similarity"]) == \
+        (False, "residual", "graded")
+    assert "recommended recipe" in (out / "report.md").read_text()
 
 
 @pytest.mark.slow

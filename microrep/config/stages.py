@@ -301,6 +301,12 @@ class DemoConfig:
     """The whole pipeline at demo scale."""
 
     train: TrainConfig = group(demo_train_config, hidden=STAGE_OWNED)
+    recipe: str = option("auto", "what trains: 'recommended' (microrep train's defaults: frozen "
+                         "pretrained VGG16, residual head, graded loss, hard pairs, at the demo's "
+                         "crop size), 'scratch' (the paper's loss on a VGG16 from random weights, "
+                         "the demo's settings), or 'auto': recommended when --weights names "
+                         "pretrained weights (imagenet or a file), else scratch",
+                         ("auto", "recommended", "scratch"))
     out: str = option("microrep-demo", "report folder (data, run, embeddings, figures, export)")
     grid: int = grid_option()
     folds: int = folds_option()
