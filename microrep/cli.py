@@ -234,8 +234,8 @@ def build_parser():
         add_config_flags(subs[name], settings(config_name))
         subs[name].set_defaults(config_class=settings(config_name))
     subs["generate"].add_argument("--out", default="microrep-data/synthetic", help="dataset folder to write")
-    subs["explore"].add_argument("embeddings_dir", nargs="?", metavar="EMB_DIR",
-                                 help="the folder written by `microrep embed` (or --embeddings)")
+    subs["explore"].add_argument("embeddings_dir", nargs="*", metavar="EMB_DIR",
+                                 help="folders written by `microrep embed` (or --embeddings)")
     subs["fetch"].add_argument("dataset", choices=["uhcsdb"], help="the dataset to fetch")
     parser.commands = subs
     return parser
@@ -257,7 +257,7 @@ def run_command(args):
     if args.command == "generate":
         return generate(config, args.out)
     if args.command == "explore" and args.embeddings_dir:
-        config = dataclasses.replace(config, embeddings=args.embeddings_dir)
+        config = dataclasses.replace(config, embeddings=",".join(args.embeddings_dir))
     _, _, run, show = COMMANDS[args.command]
     result = run(config)
     if show is not None:

@@ -135,11 +135,15 @@ def test_explorer_works_offline_in_a_real_browser(tmp_path):
         wait.until(lambda d: d.execute_script(DEEP_QUERY, "img.microrep-neighbour") == 5)
         assert driver.execute_script(
             "return Bokeh.documents[0].get_model_by_name('points_source').selected.indices") == [7]
+        legend_before = driver.execute_script(
+            "return Bokeh.documents[0].get_model_by_name('legend').text")
         driver.execute_script("""const s = Bokeh.documents[0].get_model_by_name('colour');
                                  s.value = 'anneal_time';""")  # colour by another column
         wait.until(lambda d: d.execute_script(
             "const d = Bokeh.documents[0].get_model_by_name('points_source').data;"
             "return d._colour[0] === d._colour_anneal_time[0] && d._colour[29] === d._colour_anneal_time[29]"))
+        legend_after = driver.execute_script("return Bokeh.documents[0].get_model_by_name('legend').text")
+        assert legend_before and legend_after and legend_after != legend_before, "the legend follows"
         driver.save_screenshot(str(tmp_path / "explorer.png"))
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         assert not errors, errors
@@ -162,6 +166,26 @@ def test_metadata_with_gaps_and_mixed_types_still_colours(tmp_path):
     table = pd.DataFrame({"path": ["a", "b", "c", "d"], "label": ["x", "y", "x", "y"],
                           "cool": pd.array(["Q", None, "FC", "Q"], dtype="string"),
                           "time": [1.0, np.nan, 3.0, 1.0]})
-    colours = colour_columns(table)
+    colours, legends = colour_columns(table)
     assert set(colours) == {"label", "cool", "time"} and len(colours["cool"]) == 4
     assert colours["cool"][0] == colours["cool"][3] != colours["cool"][1]
+    assert set(legends) == set(colours) and "(none)" in legends["cool"] and colours["cool"][1] in legends["cool"]
+
+
+def test_an_archive_and_a_new_batch_share_one_map_and_other_models_are_refused(tmp_path, capsys):
+    import json
+
+    from microrep.commands.explore import read_folders
+
+    archive_folder = archive(tmp_path / "archive", 9)
+    batch = archive(tmp_path / "batch", 6)
+    embeddings, table = read_folders([str(archive_folder), str(batch)])
+    assert embeddings.shape == (15, 16) and len(table) == 15
+    assert list(table["folder"].unique()) == [str(archive_folder), str(batch)]
+    assert main(["explore", str(archive_folder), str(batch), "--out", str(tmp_path / "both.html")]) == 0
+    other = archive(tmp_path / "other", 6)
+    info = json.loads((other / "embed.json").read_text())
+    (other / "embed.json").write_text(json.dumps({**info, "weights": "none"}))
+    capsys.readouterr()
+    assert main(["explore", str(archive_folder), str(other), "--out", str(tmp_path / "x.html")]) == 2
+    assert "another model" in capsys.readouterr().err

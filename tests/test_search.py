@@ -92,6 +92,7 @@ def test_search_by_image_files_and_by_rows(archive, tmp_path, capsys):
     for row in (0, 5):
         hits = rows[rows["query"] == table["path"].iloc[row]]
         assert len(hits) == 4 and (hits["group"] != table["group"].iloc[row]).all()
+        assert (hits["query_label"] == table["label"].iloc[row]).all(), "the query's own label"
     capsys.readouterr()
     assert main(["search", "--index", str(archive / "index"), "--query-rows", "999",
                  "--out", str(tmp_path / "bad")]) == 2

@@ -4,6 +4,9 @@ Every function draws onto a new figure and writes a PNG atomically; the Agg
 backend is used so plotting works on machines without a display.
 """
 
+import textwrap
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -138,7 +141,7 @@ def plot_neighbours(neighbours, path, max_queries=12, thumb=96):
     """
     queries = list(dict.fromkeys(neighbours["query"]))[:max_queries]
     k = int(neighbours["rank"].max()) if len(neighbours) else 0
-    figure, axes = plt.subplots(len(queries), k + 1, figsize=(1.5 * (k + 1), 1.75 * len(queries)),
+    figure, axes = plt.subplots(len(queries), k + 1, figsize=(1.6 * (k + 1), 2.0 * len(queries)),
                                 squeeze=False)
 
     def show(axis, image_path, title):
@@ -152,16 +155,22 @@ def plot_neighbours(neighbours, path, max_queries=12, thumb=96):
         axis.set_xticks([])
         axis.set_yticks([])
 
+    def wrapped(text, width=16):  # class names like "pearlite+spheroidite" break after a "+"
+        if str(text) in ("", "nan"):
+            return ""
+        lines = textwrap.wrap(str(text).replace("+", "+ "), width, break_long_words=False)
+        return "\n".join(line.replace("+ ", "+") for line in lines[:2])
+
     for row, query in enumerate(queries):
-        show(axes[row, 0], query, "query")
-        axes[row, 0].patch.set_edgecolor("tab:red")
         found = neighbours[neighbours["query"] == query].sort_values("rank")
+        query_label = found["query_label"].iloc[0] if "query_label" in found and len(found) else ""
+        show(axes[row, 0], query, f"query: {Path(str(query)).name[:18]}\n{wrapped(query_label)}".strip())
+        axes[row, 0].patch.set_edgecolor("tab:red")
         for column in range(1, k + 1):
             axis = axes[row, column]
             if column - 1 < len(found):
                 hit = found.iloc[column - 1]
-                label = str(hit.get("label", ""))[:14]
-                show(axis, hit["path"], f"{hit['distance']:.2f} {label}")
+                show(axis, hit["path"], f"{hit['distance']:.2f}\n{wrapped(hit.get('label', ''))}")
             else:
                 axis.axis("off")
     figure.suptitle("Nearest micrographs (distance, label)", fontsize=9)

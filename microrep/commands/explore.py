@@ -9,6 +9,7 @@ With `--tensorboard DIR` it also writes TensorBoard's projector files.
 """
 
 import base64
+import html
 import io
 import json
 from pathlib import Path
@@ -20,7 +21,7 @@ from PIL import Image
 from microrep.analysis.neighbours import NeighbourSearch
 from microrep.analysis.svm import pca_projection
 from microrep.data.images import read_image
-from microrep.errors import ConfigError
+from microrep.errors import ConfigError, DataError
 from microrep.fileio import atomic_path, refuse_earlier_output, write_text
 from microrep.commands.search import read_index
 
@@ -68,8 +69,9 @@ def data_uri(image, quality=80):
 
 
 def colour_columns(table):
-    """{column: colours per row}: categories get the palette (cycled), numbers a grey-blue ramp."""
-    columns = {}
+    """({column: colours per row}, {column: legend HTML}): categories get the palette (cycled),
+    numbers a grey-blue ramp from low to high."""
+    columns, legends = {}, {}
     for name in table.columns:
         if name in NOT_COLOURS or name.startswith("_"):
             continue
@@ -79,13 +81,25 @@ def colour_columns(table):
         if pd.api.types.is_numeric_dtype(values) and values.nunique() > 12:
             low, high = float(values.min()), float(values.max())
             share = ((values.fillna(low) - low) / (high - low or 1.0)).to_numpy()
-            columns[name] = [f"#{int(40 + 180 * s):02x}{int(80 + 100 * s):02x}{int(200 - 150 * s):02x}"
-                             for s in share]
+            columns[name] = [ramp(s) for s in share]
+            legends[name] = (f"{_swatch(ramp(0.0))} {low:g} &rarr; {_swatch(ramp(0.5))} &rarr; "
+                             f"{_swatch(ramp(1.0))} {high:g}")
         else:
             text = [("(none)" if pd.isna(v) else str(v)) for v in values]  # NaN is a category too
             order = {v: i for i, v in enumerate(sorted(set(text)))}
             columns[name] = [PALETTE[order[v] % len(PALETTE)] for v in text]
-    return columns
+            legends[name] = " ".join(f"<span style='white-space:nowrap'>{_swatch(PALETTE[i % len(PALETTE)])} "
+                                     f"{html.escape(v)}</span>" for v, i in order.items())
+    return columns, legends
+
+
+def ramp(share):
+    return f"#{int(40 + 180 * share):02x}{int(80 + 100 * share):02x}{int(200 - 150 * share):02x}"
+
+
+def _swatch(colour):
+    return (f"<span style='display:inline-block;width:11px;height:11px;background:{colour};"
+            "border:1px solid #888'></span>")
 
 
 HOVER = """
@@ -112,6 +126,7 @@ panel.text = html;
 ON_COLOUR = """
 const data = source.data;
 data['_colour'] = data['_colour_' + select.value];
+legend.text = legends[select.value];
 source.change.emit();
 """
 
@@ -122,7 +137,7 @@ def build_page(table, xy, thumbs, neighbours, title):
     from bokeh.models import ColumnDataSource, CustomJS, Div, HoverTool, Select
     from bokeh.plotting import figure
 
-    colours = colour_columns(table)
+    colours, legends = colour_columns(table)
     default = "label" if "label" in colours else next(iter(colours), None)
     names = [Path(str(p)).name for p in table["path"]]
     cards = ["<br>".join(f"<b>{c}</b>: {table[c].iloc[i]}" for c in table.columns
@@ -140,10 +155,39 @@ def build_page(table, xy, thumbs, neighbours, title):
     panel = Div(text="<i>click a point to see its nearest neighbours</i>", width=760,
                 name="neighbours")
     select = Select(title="colour by", value=default or "", options=list(colours), name="colour")
-    select.js_on_change("value", CustomJS(args=dict(source=source, select=select), code=ON_COLOUR))
+    legend = Div(text=legends.get(default, ""), width=760, name="legend")
+    select.js_on_change("value", CustomJS(args=dict(source=source, select=select, legend=legend,
+                                                    legends=legends), code=ON_COLOUR))
     source.selected.js_on_change("indices", CustomJS(args=dict(source=source, panel=panel),
                                                      code=ON_TAP))
-    return column(select, plot, panel)
+    return column(select, legend, plot, panel)
+
+
+#: embed.json entries that must agree for folders to share one map (the same model and tiling).
+SAME_MODEL = ("pretrained", "model_path", "weights", "input_size", "vgg_blocks", "feature_layers",
+              "pooling", "grid")
+
+
+def read_folders(folders):
+    """(embeddings, table) of one or more embeddings folders, with a `folder` column when several.
+
+    Folders embedded by different models are refused: their distances would mean nothing.
+    """
+    parts = [read_index(folder) for folder in folders]
+    first_info = parts[0][2]
+    for folder, (vectors, _, info) in zip(folders[1:], parts[1:]):
+        differing = [key for key in SAME_MODEL if info.get(key) != first_info.get(key)]
+        if differing or vectors.shape[1] != parts[0][0].shape[1]:
+            raise DataError(f"{folder} was embedded with another model or tiling than {folders[0]} "
+                            f"({', '.join(differing) or 'embedding size'} differ); one map needs "
+                            "one model: embed both with the same --model-path")
+    names = [Path(folder).name for folder in folders]
+    if len(set(names)) < len(names):  # e.g. two runs' `emb` folders: name them by their paths
+        names = [str(Path(folder)) for folder in folders]
+    tables = [table.assign(folder=name) if len(folders) > 1 else table
+              for name, (_, table, _) in zip(names, parts)]
+    embeddings = np.concatenate([np.asarray(vectors, dtype=np.float32) for vectors, _, _ in parts])
+    return embeddings, pd.concat(tables, ignore_index=True)
 
 
 def write_explorer(config, log=print):
@@ -152,15 +196,15 @@ def write_explorer(config, log=print):
     from bokeh.resources import INLINE
 
     refuse_earlier_output(config.out, "an explorer page", config.overwrite)
-    embeddings, table, _ = read_index(config.embeddings)
-    embeddings = np.asarray(embeddings, dtype=np.float32)
+    folders = [f.strip() for f in config.embeddings.split(",") if f.strip()]
+    embeddings, table = read_folders(folders)
     xy = project(embeddings, config.projection, config.seed)
     k = min(config.neighbours, len(embeddings) - 1)
     _, neighbours = NeighbourSearch().fit(embeddings).query(
         embeddings, k, query_rows=np.arange(len(embeddings)))
     small = [thumbnail(path, config.thumbnail_size) for path in table["path"]]
     thumbs = [data_uri(image) for image in small]
-    title = f"{len(table)} micrographs of {Path(config.embeddings).resolve().name} " \
+    title = f"{len(table)} micrographs of {', '.join(Path(f).resolve().name for f in folders)} " \
             f"({config.projection.upper()})"
     page = file_html(build_page(table, xy, thumbs, neighbours, title), INLINE, "microrep explorer")
     write_text(config.out, page)

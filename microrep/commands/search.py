@@ -85,7 +85,7 @@ def embed_queries(config, info):
     model = index_model(info, config.index)
     images = [read_image(path) for path in files]
     vectors = embed_images(embedding_tower(model), images, model.grid, workers=0)
-    return vectors, pd.DataFrame({"query": [str(p) for p in files]})
+    return vectors, pd.DataFrame({"query": [str(p) for p in files], "query_label": ""})
 
 
 def parse_rows(text, size):
@@ -112,7 +112,9 @@ def run_search(config, log=print):
     if config.query_rows:
         rows = parse_rows(config.query_rows, len(index))
         queries = np.asarray(index[rows])
-        query_table = pd.DataFrame({"query": table["path"].iloc[rows].to_numpy()})
+        query_table = pd.DataFrame({"query": table["path"].iloc[rows].to_numpy(),
+                                    "query_label": (table["label"].iloc[rows].to_numpy()
+                                                    if "label" in table else "")})
         query_groups = groups[rows] if config.exclude_same_group else None
     else:
         queries, query_table = embed_queries(config, info)
@@ -141,10 +143,11 @@ def run_search(config, log=print):
 def neighbour_table(query_table, table, distances, neighbours):
     """One row per (query, rank): the query, the neighbour's distance and its metadata row."""
     records = []
-    for q, query in enumerate(query_table["query"]):
+    for q, (query, query_label) in enumerate(zip(query_table["query"], query_table["query_label"])):
         for rank, (distance, row) in enumerate(zip(distances[q], neighbours[q]), start=1):
             if row < 0:
                 break
-            records.append({"query": query, "rank": rank, "distance": float(distance),
-                            "row": int(row), **table.iloc[int(row)].to_dict()})
+            records.append({"query": query, "query_label": query_label, "rank": rank,
+                            "distance": float(distance), "row": int(row),
+                            **table.iloc[int(row)].to_dict()})
     return pd.DataFrame(records)

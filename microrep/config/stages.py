@@ -256,8 +256,9 @@ class SearchConfig:
 class ExploreConfig:
     """An offline, interactive map of an embedded archive (one HTML file), and TensorBoard's."""
 
-    embeddings: str = option("runs/embeddings", "a folder written by `microrep embed` (also the "
-                             "first argument)")
+    embeddings: str = option("runs/embeddings", "one or more folders written by `microrep embed` "
+                             "with one model (also the first arguments): an archive and a new "
+                             "batch on one map, coloured by `folder`", parse=_paths, nargs="+")
     out: str = option("explorer.html", "the HTML file to write (self-contained: no network)")
     projection: str = option("pca", "the 2-D map: PCA, t-SNE, or UMAP (pip install umap-learn)",
                              ("pca", "tsne", "umap"))
