@@ -58,7 +58,7 @@ PUBLIC = {
     "plot_pca_scatter": "microrep.analysis.plots", "plot_training_curves": "microrep.analysis.plots",
     # whole commands
     "run_embed_stage": "microrep.commands.embed", "evaluate_embeddings": "microrep.commands.evaluate",
-    "run_search": "microrep.commands.search", "write_explorer": "microrep.commands.explore",
+    "run_search": "microrep.commands.search", "quiet_start": "microrep.backend", "write_explorer": "microrep.commands.explore",
     "export_tower": "microrep.commands.export", "compare_on_splits": "microrep.commands.heldout",
     "reproduce": "microrep.commands.reproduce", "run_demo": "microrep.commands.demo",
 }

@@ -15,6 +15,7 @@ import os
 import sys
 
 from microrep._version import __version__
+from microrep.backend import import_backend_quietly, quiet_logs
 
 DESCRIPTION = """Learned microstructure representations: a Siamese VGG16 trained under
 contrastive loss on pairs of micrographs (Sardeshmukh et al., MRS Communications),
@@ -35,50 +36,8 @@ EXAMPLES = """examples:
 """
 
 
-def _quiet_backends():
-    """Hide TensorFlow's start-up chatter (CUDA probing on CPU machines) unless asked for."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3":
-        import logging
-
-        logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. retracing notices
-
-
 #: Commands that build or run a Keras model.
 MODEL_COMMANDS = {"train", "embed", "export", "demo", "reproduce", "search"}
-
-
-def _import_backend_quietly():
-    """Import Keras and start its backend with stderr silenced at the file-descriptor level.
-
-    Why: TensorFlow's C++ start-up lines (absl, oneDNN, CUDA probing on a CPU machine)
-    ignore TF_CPP_MIN_LOG_LEVEL and would come before every command's own first line.
-    If the import fails, what was silenced is printed after all. TF_CPP_MIN_LOG_LEVEL
-    below 3 keeps everything visible.
-    """
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
-        return
-    import tempfile
-
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            import keras
-
-            if keras.backend.backend() == "tensorflow":
-                import tensorflow as tf
-
-                tf.config.list_physical_devices("GPU")
-                tf.constant(0.0) + 1.0  # the first op probes the devices (and logs it)
-        except BaseException:
-            os.dup2(saved, 2)
-            sink.seek(0)
-            sys.stderr.write(sink.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 #: What Ctrl-C leaves behind, per command.
@@ -278,11 +237,11 @@ def internal_error(command, error):
 
 
 def main(argv=None):
-    _quiet_backends()
+    quiet_logs()
     words = sys.argv[1:] if argv is None else argv
     if words and words[0] in MODEL_COMMANDS:
         # before parsing: settings naming a registered part (a loss, a head) load Keras
-        _import_backend_quietly()
+        import_backend_quietly()
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:

@@ -81,3 +81,21 @@ def test_relative_folder_and_csv_locations(tmp_path, monkeypatch):
     assert dataset.image(0).shape == (30, 40)
     (tmp_path / "mine" / "list.csv").write_text("path,label\na/1.png,A\na/2.png,A\nb/1.png,B\nb/2.png,B\n")
     assert load_dataset(DataConfig(csv="mine/list.csv")).image(3).shape == (30, 40)
+
+
+def test_a_plain_folder_or_any_tree_of_images_embeds_without_labels(tmp_path, capsys):
+    from microrep.cli import main
+
+    write_image(tmp_path / "archive" / "scan-001.png")
+    write_image(tmp_path / "archive" / "scan-002.png")
+    write_image(tmp_path / "archive" / "2024-05" / "sem-a" / "x.png")
+    assert main(["embed", "--pretrained", "--weights", "none", "--images", str(tmp_path / "archive"),
+                 "--input-size", "32", "--vgg-blocks", "1", "--feature-layers", "", "--grid", "1",
+                 "--out", str(tmp_path / "emb")]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "emb" / "embeddings.csv", keep_default_na=False)
+    assert sorted(table["group"]) == ["2024-05/sem-a/x.png", "scan-001.png", "scan-002.png"]
+    assert list(table.sort_values("group")["label"]) == ["2024-05", "", ""]
+    with pytest.raises(DataError, match="no class sub-folders"):  # training still needs classes
+        load_dataset(DataConfig(images=str(tmp_path / "archive" / "2024-05" / "sem-a")))

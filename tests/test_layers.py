@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "microrep"
 #: Bottom to top. A module belongs to the first layer whose prefix names it.
 LAYERS = (
     ("ground", ("microrep._version", "microrep.errors", "microrep.fileio", "microrep.device",
-                "microrep.registry")),
+                "microrep.registry", "microrep.backend")),
     ("config", ("microrep.config",)),
     ("data", ("microrep.data",)),
     ("nn", ("microrep.nn",)),

@@ -29,3 +29,7 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     errors = [o for c in book.cells if c.cell_type == "code" for o in c.outputs
               if o.output_type == "error"]
     assert not errors
+    streams = "".join(o.get("text", "") for c in book.cells if c.cell_type == "code"
+                      for o in c.outputs if o.output_type == "stream")
+    for chatter in ("absl::InitializeLog", "oneDNN custom operations", "cuda drivers"):
+        assert chatter not in streams, f"TensorFlow's start-up line in the output: {chatter}"

@@ -24,7 +24,8 @@ class DataConfig:
                        ("synthetic", "uhcsdb", "folder", "images", "csv"))
     data_dir: str = option("", "dataset folder (a CSV file for --data csv); empty for "
                            "'synthetic' means microrep-data/synthetic, generated there if missing")
-    images: str = option("", "shortcut for --data images --data-dir DIR: one sub-folder per class")
+    images: str = option("", "shortcut for --data images --data-dir DIR: for training one "
+                         "sub-folder per class; to embed, any folder (tree) of images")
     csv: str = option("", "shortcut for --data csv --data-dir FILE: columns path,label[,group]")
     task: str = option("constituent", "what to classify: every primary microconstituent, "
                        "DeCost's 3 phases, or the processing condition",

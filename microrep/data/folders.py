@@ -39,6 +39,28 @@ def class_folder_table(root):
     return pd.DataFrame(rows)
 
 
+def archive_table(root):
+    """Every image below `root`, at any depth, for embedding: an archive needs no labels.
+
+    A plain folder, a tree by date or microscope, or class sub-folders all work; an
+    image in a sub-folder is labelled with the sub-folder's name (so class folders keep
+    their classes), one directly in `root` is unlabelled. Each image is its own group.
+    """
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root}")
+    files = image_files(root)
+    if not files:
+        raise DataError(f"{root} holds no images (at any depth; images must end in "
+                        f"{', '.join(IMAGE_SUFFIXES)})")
+    rows = []
+    for path in files:
+        relative = path.relative_to(root)
+        rows.append({"path": str(path), "label": relative.parts[0] if len(relative.parts) > 1 else "",
+                     "group": str(relative)})
+    return pd.DataFrame(rows)
+
+
 def csv_separator(csv_path):
     """',' unless the header line is clearly separated by ';' or tabs (spreadsheet exports)."""
     with open(csv_path, encoding="utf-8-sig", errors="replace") as handle:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from microrep.data import uhcsdb
 from microrep.data.dataset import Dataset
-from microrep.data.folders import class_folder_table, csv_table
+from microrep.data.folders import archive_table, class_folder_table, csv_table
 from microrep.data.images import check_header, read_image
 from microrep.data.synthetic import SyntheticConfig, write_synthetic_dataset
 from microrep.data.tasks import apply_task, drop_rare_classes, task_labels
@@ -69,7 +69,8 @@ def source_table(data_config, require_labels=True):
     if kind in ("images", "csv") and not location:
         raise DataError(f"--data {kind} needs a location: pass --{kind} PATH")
     if kind == "images":
-        return class_folder_table(location), Path(location), read_image, ""
+        table = class_folder_table(location) if require_labels else archive_table(location)
+        return table, Path(location), read_image, ""
     if kind == "csv":
         return csv_table(location, require_labels), Path(location).parent, read_image, ""
     if kind == "uhcsdb":
