@@ -36,8 +36,8 @@ EXAMPLES = """examples:
 """
 
 
-#: Commands that build or run a Keras model.
-MODEL_COMMANDS = {"train", "embed", "export", "demo", "reproduce", "search"}
+#: Commands that load Keras (to build or run a model, or through the embeddings archive).
+MODEL_COMMANDS = {"train", "embed", "export", "demo", "reproduce", "search", "evaluate", "explore"}
 
 
 #: What Ctrl-C leaves behind, per command.
@@ -64,14 +64,15 @@ def print_trained(result, config):
         print(f"{result.run_dir} already completed {result.epochs_completed} epochs: the "
               "run is already complete, nothing changed (raise --epochs to train further)")
         return
-    print(f"trained {result.epochs_completed} epochs on {result.devices} device(s); "
+    print(f"trained {result.epochs_completed} epoch(s) on {result.devices} device(s); "
           f"tower: {result.run_dir / 'tower.keras'}")
 
 
 def print_embedded(result, config):
     dataset, path = result
     what = "pretrained VGG16 features" if config.pretrained else "embeddings"
-    print(f"wrote {what} of {len(dataset)} images ({dataset.name}) to {path}")
+    print(f"wrote {what} of {len(dataset)} images (from {config.data.data_dir or config.data.data}) "
+          f"to {path}")
 
 
 def print_evaluation(metrics, config):

@@ -38,7 +38,7 @@ def test_embed_takes_every_image_labelled_or_not(folder, tmp_path, capsys):
     table = metadata(folder)
     listing = write_csv(tmp_path / "unlabelled.csv", table.head(5), with_labels=False)
     assert main(["embed", *PRETRAINED, "--csv", str(listing), "--out", str(tmp_path / "emb")]) == 0
-    assert "of 5 images (csv)" in capsys.readouterr().out
+    assert "of 5 images (from " in capsys.readouterr().out  # the source it read
     embeddings, embedded = read_embeddings(tmp_path / "emb")
     assert embeddings.shape == (5, 128) and list(embedded["path"]) == list(table["path"].head(5))
     info = json.loads((tmp_path / "emb" / "embed.json").read_text())

@@ -18,12 +18,12 @@ def describe_training(config):
         layers = "+".join(feature_layer_names(model)) or f"{model.vgg_blocks} blocks"
         return (f"frozen VGG16 ({layers} {model.pooling}-pooled, "
                 f"{model.input_size} px, {precision}{why}); {model.head} head under "
-                f"{config.similarity} contrastive loss, {config.epochs} epochs x "
+                f"{config.similarity} contrastive loss, {config.epochs} epoch(s) x "
                 f"{config.pairs.pairs_per_epoch} pairs" +
                 (f", {config.hard_pairs:.0%} of them hard pairs from epoch 2 on (the loss rises "
                  "there: those pairs are the ones it gets wrong)" if config.hard_pairs else ""))
     return (f"fine-tuning VGG16 ({model.vgg_blocks} blocks, {model.input_size} px, {precision}), "
-            f"{model.head} head under {config.similarity} contrastive loss, {config.epochs} epochs "
+            f"{model.head} head under {config.similarity} contrastive loss, {config.epochs} epoch(s) "
             f"x {config.pairs.pairs_per_epoch} pairs; on a CPU at 224 px this takes hours")
 
 

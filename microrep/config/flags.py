@@ -33,7 +33,7 @@ def config_example(cls):
             lines += ["", f"# --- {group[0]} settings"] if group else []
         help_text = field.metadata.get("help", "")
         choices = field.metadata.get("choices")
-        if choices:
+        if choices is not None:
             help_text += f" (one of: {', '.join(map(str, choices))})"
         lines += [f"# {line}" for line in textwrap.wrap(help_text, 88)]
         lines.append(f"{path[-1].replace('_', '-')}: {json.dumps(_stage_default(defaults, path))}")
@@ -79,7 +79,14 @@ def add_config_flags(parser, cls):
                                 type=(None if nargs else _flag_type(field.metadata.get("parse")))
                                 or field_type,
                                 choices=field.metadata.get("choices"), help=help_text,
-                                metavar=None if field.metadata.get("choices") else path[-1].upper())
+                                metavar=_metavar(field, path))
+
+
+def _metavar(field, path):
+    """{a,b} for fixed choices; NAME for a registry's, whose names are known once it loads
+    (argparse would otherwise load Keras to print any help)."""
+    choices = field.metadata.get("choices")
+    return None if isinstance(choices, (tuple, list)) else path[-1].upper()
 
 
 def _flag_type(parse):

@@ -94,13 +94,14 @@ class ModelConfig:
                                  "(e.g. block4_conv3,block5_conv3); 'auto': blocks 4 and 5 with "
                                  "all 5 kept, else the last block's last convolution; empty: the "
                                  "last block's output")
-    pooling: str = option("mean", "how each tapped layer's maps become a vector (a registered "
-                          "pooling, microrep.nn.pooling)", POOLINGS)
+    pooling: str = option("mean", "how each tapped layer's maps become a vector: 'mean' (the "
+                          "paper's), 'max', or another pooling registered in microrep.registry",
+                          POOLINGS)
     head: str = option("projection", "'projection': a dense layer to --embedding-dim; "
                        "'residual': standardised pooled features plus a learned correction that "
                        "starts at zero, so training starts from the pretrained representation "
-                       "(--embedding-dim is then the pooled feature size)",
-                       HEADS)
+                       "(--embedding-dim is then the pooled feature size); or another head "
+                       "registered in microrep.registry", HEADS)
     l2_normalize: bool = option(True, "L2-normalise embeddings (distances then lie in [0, 2])")
     train_base: bool = option(True, "fine-tune the VGG16 base (a GPU's job); frozen, only the "
                               "head trains, on VGG16 features computed once per crop, which keeps "
@@ -158,7 +159,8 @@ class TrainConfig:
     similarity: str = option("graded", "'graded': pairs from one sample (or processing condition) "
                              "are pulled closest, other pairs of one class less, different "
                              "classes pushed past --margin; 'label': the paper's contrastive loss "
-                             "on same/different class (a registered loss, microrep.nn.losses)",
+                             "on same/different class; or another loss registered in "
+                             "microrep.registry",
                              LOSSES)
     margin: float = option(1.8, "contrastive margin: different-class pairs are pushed this far apart",
                            above=0.0)
