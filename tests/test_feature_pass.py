@@ -74,8 +74,8 @@ def test_an_interrupted_pass_keeps_what_it_computed_and_the_rerun_does_only_the_
         assert code == -9 and report is None
     else:
         assert code == 130 and report == {"interrupted": True, "computed": 4}
-    assert len(list(cache.glob("*.npz"))) == 4, "each finished image was cached at once"
-    assert not list(cache.glob(".*")), "no half-written entry is left behind"
+    assert len(list(cache.glob("*/*.npz"))) == 4, "each finished image was cached at once"
+    assert not list(cache.glob("*/.*")), "no half-written entry is left behind"
     code, report, resumed = run_pass(tmp_path, weights, cache)
     assert code == 0 and report == {"interrupted": False, "computed": IMAGES - 4}
     with np.load(whole) as expected, np.load(resumed) as got:

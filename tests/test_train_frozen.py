@@ -80,14 +80,14 @@ def test_the_recipe_trains_validates_and_its_tower_embeds_as_the_cached_features
     log = pd.read_csv(tmp_path / "run" / "training_log.csv")
     assert list(log.columns) == ["epoch", "loss", "val_loss", "val_map_at_r"]
     assert len(log) == 3 and log["val_map_at_r"].between(0, 1).all()
-    cached = sorted(cache.glob("*.npz"))
+    cached = sorted(cache.glob("*/*.npz"))
     assert len(cached) == len(tiny_dataset)
 
     from microrep.training.frozen import frozen_features
 
     keras.utils.set_random_seed(5)
     features = frozen_features(config, tiny_dataset.images(), lambda *_: None)
-    assert sorted(cache.glob("*.npz")) == cached, "a second run reads the cache"
+    assert sorted(cache.glob("*/*.npz")) == cached, "a second run reads the cache"
     head = head_from_tower(result.tower, features.tiles.shape[-1], config.model)
     np.testing.assert_allclose(embed_images(result.tower, tiny_dataset.images(), grid=3),
                                embed_from_tiles(head, features), rtol=1e-4, atol=1e-5)

@@ -35,12 +35,13 @@ def shard_name(stem, suffix, shard_index, num_shards):
 
 
 def embed_to_disk(tower, dataset, out_dir, grid=3, batch_size=64, shard_index=0, num_shards=1,
-                  progress=True, workers=None, log=None):
+                  progress=True, workers=None, log=None, embed=None):
     """Embed one shard of `dataset` straight into a .npy on disk, batch by batch.
 
     Neither all images nor all embeddings are held in memory: the array is a
     memory map written in place, renamed into its final name when complete.
-    Returns the path of the embeddings file.
+    `embed(images)` yields (indices, embeddings) in order; by default the tower
+    runs over each image's tiles (`iter_embeddings`). Returns the embeddings file.
     """
     out_dir = Path(out_dir)
     rows = shard_rows(len(dataset), shard_index, num_shards)
@@ -49,8 +50,9 @@ def embed_to_disk(tower, dataset, out_dir, grid=3, batch_size=64, shard_index=0,
     with atomic_path(target) as tmp:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
                                           shape=(len(images), int(tower.output_shape[-1])))
-        for indices, vectors in iter_embeddings(tower, images, grid, batch_size, progress, workers,
-                                                log):
+        batches = embed(images) if embed is not None else \
+            iter_embeddings(tower, images, grid, batch_size, progress, workers, log)
+        for indices, vectors in batches:
             array[indices[0]:indices[-1] + 1] = vectors
         array.flush()
         del array

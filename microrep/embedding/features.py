@@ -26,7 +26,7 @@ from microrep.data.images import grid_tiles
 from microrep.embedding.tiles import duration_words
 from microrep.fileio import atomic_path
 from microrep.nn.pooling import pooled_layers
-from microrep.nn.tower import build_head, build_tower
+from microrep.nn.tower import build_feature_tower, build_head, build_tower
 from microrep.pairs.samplers import crops_from_plan, random_crop_plan
 
 
@@ -111,11 +111,10 @@ def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, prog
     this machine, measured on its second image; `on_image(done, total)` follows each.
     """
     keys = image_keys(images)
-    setting = f"{model_key(feature_tower)}-{int(feature_tower.input_shape[1])}-{grid}-{per_image}-{seed}"
-    entries = [hashlib.sha256(f"{setting}-{k}".encode()).hexdigest()[:32] for k in keys]
+    entries = cache_entries(feature_tower, keys, grid, f"{per_image}-{seed}")
     cache = Path(cache_dir) if cache_dir else None
-    found = {i: _load(cache / f"{e}.npz") for i, e in enumerate(entries)
-             if cache is not None and (cache / f"{e}.npz").is_file()}
+    found = {i: _load(_find(cache, e)) for i, e in enumerate(entries)
+             if cache is not None and _find(cache, e) is not None}
     todo = [i for i in range(len(images)) if i not in found]
     bar = tqdm(total=len(images), initial=len(found), desc="VGG16 features", unit="image",
                disable=not progress or not todo)
@@ -124,7 +123,7 @@ def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, prog
             started = time.perf_counter()
             found[index] = _compute_one(feature_tower, images[index], keys[index], grid, per_image, seed)
             if cache is not None:
-                _store(cache / f"{entries[index]}.npz", found[index])
+                _store(_nested(cache, entries[index]), found[index])
             if count == 1 and log is not None:  # the first image also builds the model's graph
                 log(estimate_line(len(todo), len(images) - len(todo),
                                   time.perf_counter() - started, cache))
@@ -135,6 +134,54 @@ def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, prog
         bar.close()
     return FrozenFeatures(np.concatenate([found[i]["bank"] for i in range(len(images))]),
                           np.stack([found[i]["tiles"] for i in range(len(images))]), int(per_image))
+
+
+def cache_entries(feature_tower, keys, grid, what):
+    """Cache entry names of images (their keys) for a feature tower, tiling and `what` is stored."""
+    setting = f"{model_key(feature_tower)}-{int(feature_tower.input_shape[1])}-{grid}-{what}"
+    return [hashlib.sha256(f"{setting}-{k}".encode()).hexdigest()[:32] for k in keys]
+
+
+def _nested(cache, entry):
+    """Where an entry is written: a sub-folder per first two hex digits (256 folders, so an
+    archive of millions never puts millions of files in one folder)."""
+    return cache / entry[:2] / f"{entry}.npz"
+
+
+def _find(cache, entry):
+    """The stored file of an entry (nested, or flat as earlier versions wrote it), or None."""
+    if cache is None:
+        return None
+    for path in (_nested(cache, entry), cache / f"{entry}.npz"):
+        if path.is_file():
+            return path
+    return None
+
+
+def tile_features(feature_tower, images, grid, cache_dir, bank=None, progress=False):
+    """(len(images), grid**2, d) tile features of a frozen base, as embedding needs them.
+
+    Read from the cache where training's feature pass left them (`bank`: its
+    (per_image, seed), whose entries hold the tiles too) or an earlier embedding did;
+    computed otherwise (tiles only, no crop bank) and cached, one entry per image.
+    """
+    keys = image_keys(images)
+    cache = Path(cache_dir)
+    own = cache_entries(feature_tower, keys, grid, "tiles")
+    trained = cache_entries(feature_tower, keys, grid, f"{bank[0]}-{bank[1]}") if bank else [None] * len(keys)
+    size = int(feature_tower.input_shape[1])
+    tiles = []
+    for image, entry, bank_entry in tqdm(list(zip(images, own, trained)), desc="tile features",
+                                         unit="image", disable=not progress):
+        stored = _find(cache, entry) or _find(cache, bank_entry)
+        if stored is not None:
+            tiles.append(_load(stored)["tiles"])
+            continue
+        tiles.append(np.asarray(feature_tower.predict_on_batch(grid_tiles(image, size, grid)[..., None]),
+                                dtype=np.float32))
+        _store(_nested(cache, entry), {"tiles": tiles[-1]})
+    return np.stack(tiles) if tiles else np.zeros((0, grid * grid, int(feature_tower.output_shape[-1])),
+                                                  np.float32)
 
 
 def estimate_line(todo, cached, seconds_each, cache):
@@ -149,14 +196,14 @@ def _load(path):
     """One cached entry, read whole and closed (an open NpzFile per image would hold a file
     descriptor each, and archives of thousands of images would run out of them)."""
     with np.load(path) as stored:
-        return {"bank": stored["bank"], "tiles": stored["tiles"]}
+        return {name: stored[name] for name in stored.files}
 
 
 def _store(path, arrays):
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
-            np.savez(handle, bank=arrays["bank"], tiles=arrays["tiles"])
+            np.savez(handle, **arrays)
 
 
 def _compute_one(feature_tower, image, key, grid, per_image, seed):
@@ -171,6 +218,11 @@ def _compute_one(feature_tower, image, key, grid, per_image, seed):
 def embed_from_tiles(head, features, image_rows=None):
     """Each image's embedding: the head applied to every tile's features, averaged."""
     tiles = features.tiles if image_rows is None else features.tiles[np.asarray(image_rows)]
+    return embed_tile_features(head, tiles)
+
+
+def embed_tile_features(head, tiles):
+    """(n, grid**2, d) tile features -> (n, embedding) means of the head's tile embeddings."""
     count, per_image, dim = tiles.shape
     return head_outputs(head, tiles.reshape(-1, dim)).reshape(count, per_image, -1).mean(axis=1)
 
@@ -205,3 +257,14 @@ def head_from_tower(tower, feature_dim, model_config):
         if layer.weights:
             layer.set_weights(tower.get_layer(layer.name).get_weights())
     return head
+
+
+def feature_tower_of(tower, model_config):
+    """The frozen base of an assembled tower as a feature tower (pooled maps out), same weights.
+
+    Built under Keras' current dtype policy (callers choose the one the run used, which
+    keys the feature cache).
+    """
+    feature_tower = build_feature_tower(dataclasses.replace(model_config, weights="none"))
+    feature_tower.get_layer("vgg16").set_weights(tower.get_layer("vgg16").get_weights())
+    return feature_tower
