@@ -49,20 +49,15 @@ def to_uint8_gray(array):
 
 def read_image(path):
     """Read one micrograph as a 2-D uint8 array; DataError names the file if it fails."""
-    path = Path(path)
-    if not path.is_file():
-        kind = "a folder, not an image" if path.is_dir() else "not found (or a broken link)"
-        raise DataError(f"image {path} is {kind}")
+    path = _existing_file(path)
     try:
-        if path.stat().st_size == 0:
-            raise ValueError("the file is empty")
+        _refuse_empty(path)
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
             with tifffile.TiffFile(path) as tiff:  # a multi-page TIFF: its first page
                 page = tiff.pages[0]
-                _check_pixels(page.shape[-3:-1] if page.samplesperpixel > 1 and
-                              page.planarconfig == 1 else page.shape[-2:])
+                _check_pixels(_tiff_shape(page))
                 array = page.asarray()
                 if page.samplesperpixel > 1 and page.planarconfig == 2:  # planar RGB: (3, H, W)
                     array = np.moveaxis(array, 0, -1)
@@ -93,24 +88,42 @@ def check_header(path):
     decompression bombs and images too small to use. A file whose pixels are
     damaged past its header is still only found when it is decoded.
     """
-    path = Path(path)
-    if not path.is_file():
-        kind = "a folder, not an image" if path.is_dir() else "not found (or a broken link)"
-        raise DataError(f"image {path} is {kind}")
+    path = _existing_file(path)
     try:
-        if path.stat().st_size == 0:
-            raise ValueError("the file is empty")
+        _refuse_empty(path)
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
             with tifffile.TiffFile(path) as tiff:
-                shape = tiff.pages[0].shape
+                shape = _tiff_shape(tiff.pages[0])
         else:
             with Image.open(path) as image:
                 shape = (image.height, image.width)
         _check_pixels(shape)
     except Exception as error:  # readers raise many kinds on hostile files
         raise DataError(f"cannot read image {path}: {error or type(error).__name__}") from None
+    if min(shape[:2]) < MIN_SIDE:
+        raise DataError(f"image {path} is only {shape[1]}x{shape[0]} pixels "
+                        f"(at least {MIN_SIDE} on each side are needed)")
+
+
+def _existing_file(path):
+    """`path` as a Path, or DataError saying it is a folder or missing."""
+    path = Path(path)
+    if not path.is_file():
+        kind = "a folder, not an image" if path.is_dir() else "not found (or a broken link)"
+        raise DataError(f"image {path} is {kind}")
+    return path
+
+
+def _refuse_empty(path):
+    if path.stat().st_size == 0:
+        raise ValueError("the file is empty")
+
+
+def _tiff_shape(page):
+    """(rows, columns) of a TIFF page, whether its samples are interleaved or planar."""
+    return page.shape[-3:-1] if page.samplesperpixel > 1 and page.planarconfig == 1 else page.shape[-2:]
 
 
 def _check_pixels(shape):
