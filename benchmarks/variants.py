@@ -1,6 +1,6 @@
 """The Siamese training step as it was, kept beside the benchmarks as the baseline to beat.
 
-The product's step (`microrep.model`) pools with `ReshapeMaxPool` and runs
+The product's step (`microrep.nn`) pools with `ReshapeMaxPool` and runs
 both sides of a pair through the tower as one batch. The variants rebuild the
 earlier step around the same weights, so one run can time each change:
 

@@ -53,7 +53,8 @@ def test_interpret_takes_embeddings_and_trains_nothing(tmp_path):
     truth = summary["correlations"].query("source == 'ground truth' and pc == 'PC1'")
     assert abs(float(truth["spearman"].iloc[0])) > 0.9  # PC1 follows the varying column
     loaded = subprocess.run([sys.executable, "-c", "import sys, microrep.analysis.interpret; "
-                             "print(sorted(m for m in sys.modules if m in ('microrep.reproduce', "
-                             "'microrep.train', 'microrep.train_frozen')))"],
+                             "print(sorted(m for m in sys.modules if m in ("
+                             "'microrep.commands.reproduce', 'microrep.training', "
+                             "'microrep.training.train', 'microrep.training.frozen')))"],
                             capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"

@@ -131,7 +131,7 @@ def test_a_second_process_training_into_the_same_folder_is_refused(tmp_path, tin
 
     run = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from microrep.train import RunLock\n"
+        [sys.executable, "-c", "import sys; from microrep.training import RunLock\n"
          f"with RunLock({str(run)!r}):\n    print('locked', flush=True); sys.stdin.read()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
