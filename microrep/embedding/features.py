@@ -169,7 +169,6 @@ def tile_features(feature_tower, images, grid, cache_dir, bank=None, progress=Fa
     cache = Path(cache_dir)
     own = cache_entries(feature_tower, keys, grid, "tiles")
     trained = cache_entries(feature_tower, keys, grid, f"{bank[0]}-{bank[1]}") if bank else [None] * len(keys)
-    size = int(feature_tower.input_shape[1])
     tiles = []
     for image, entry, bank_entry in tqdm(list(zip(images, own, trained)), desc="tile features",
                                          unit="image", disable=not progress):
@@ -177,8 +176,7 @@ def tile_features(feature_tower, images, grid, cache_dir, bank=None, progress=Fa
         if stored is not None:
             tiles.append(_load(stored)["tiles"])
             continue
-        tiles.append(np.asarray(feature_tower.predict_on_batch(grid_tiles(image, size, grid)[..., None]),
-                                dtype=np.float32))
+        tiles.append(_tile_features_of(feature_tower, image, grid))
         _store(_nested(cache, entry), {"tiles": tiles[-1]})
     return np.stack(tiles) if tiles else np.zeros((0, grid * grid, int(feature_tower.output_shape[-1])),
                                                   np.float32)
@@ -210,9 +208,18 @@ def _compute_one(feature_tower, image, key, grid, per_image, seed):
     """{'bank': (per_image, d), 'tiles': (grid**2, d)} of one image: its crops, then its tiles."""
     size = int(feature_tower.input_shape[1])
     plan = crop_bank_plan([image.shape], size, per_image, seed, [key])
-    run = lambda batch: np.asarray(feature_tower.predict_on_batch(batch), dtype=np.float32)  # noqa: E731
-    return {"bank": run(crops_from_plan([image], plan, size)),
-            "tiles": run(grid_tiles(image, size, grid)[..., None])}
+    return {"bank": _features(feature_tower, crops_from_plan([image], plan, size)),
+            "tiles": _tile_features_of(feature_tower, image, grid)}
+
+
+def _tile_features_of(feature_tower, image, grid):
+    """(grid**2, d): one image's tiles through the feature tower, as one batch."""
+    size = int(feature_tower.input_shape[1])
+    return _features(feature_tower, grid_tiles(image, size, grid)[..., None])
+
+
+def _features(feature_tower, batch):
+    return np.asarray(feature_tower.predict_on_batch(batch), dtype=np.float32)
 
 
 def embed_from_tiles(head, features, image_rows=None):
