@@ -37,7 +37,8 @@ EXAMPLES = """examples:
 
 
 #: Commands that load Keras (to build or run a model, or through the embeddings archive).
-MODEL_COMMANDS = {"train", "embed", "export", "demo", "reproduce", "search", "evaluate", "explore"}
+MODEL_COMMANDS = {"train", "embed", "export", "demo", "reproduce", "search", "evaluate", "explore",
+                  "status", "index"}
 
 
 #: What Ctrl-C leaves behind, per command.
@@ -47,6 +48,12 @@ INTERRUPTED = {
     "reproduce": "finished folds are kept; run the same command again to continue",
     "": "files are written whole or not at all, so nothing half-written was left; run it again",
 }
+
+
+class IncompleteArchive(Exception):
+    """`microrep status` of an archive with parts still to do: exit code 3 (already printed)."""
+
+    exit_code = 3
 
 
 def print_demo(metrics, config):
@@ -69,10 +76,39 @@ def print_trained(result, config):
 
 
 def print_embedded(result, config):
-    dataset, path = result
+    status = result["status"]
     what = "pretrained VGG16 features" if config.pretrained else "embeddings"
-    print(f"wrote {what} of {len(dataset)} images (from {config.data.data_dir or config.data.data}) "
-          f"to {path}")
+    if result["launcher"] != "local":
+        print(result["message"])
+    else:
+        done_before = f"; {len(result['skipped'])} already done" if result["skipped"] else ""
+        print(f"embedded {len(result['embedded'])} part(s) of {what}{done_before}")
+        if result["bad"]:
+            print(f"note: {result['bad']} image(s) could not be read; recorded as bad in their "
+                  f"part (status, reason) and left out of analysis: {', '.join(result['bad_images'])}"
+                  + (", ..." if result["bad"] > len(result["bad_images"]) else ""))
+    print_status(status, config.out)
+
+
+def print_status(status, archive):
+    from microrep.embedding.manifest import ranges_text
+
+    print(f"{archive}: {len(status.done)} of {status.parts} part(s) done "
+          f"({status.rows} images listed; {status.bad_rows} bad in done parts)")
+    if status.missing:
+        print(f"  missing: {ranges_text(status.missing)} (run the same `microrep embed` again)")
+    for part, why in status.inconsistent.items():
+        print(f"  part {part}: {why}")
+
+
+def archive_status(config):
+    from microrep.embedding.parts import archive_status as status_of
+
+    status = status_of(config.archive, verify=config.verify)
+    print_status(status, config.archive)
+    if not status.complete:
+        raise IncompleteArchive(f"{config.archive} is incomplete")
+    return status
 
 
 def print_evaluation(metrics, config):
@@ -163,6 +199,8 @@ COMMANDS = {
               stage("microrep.commands.train", "run_train", log=say), print_trained),
     "embed": ("embed micrographs with a trained tower", "EmbedConfig",
               stage("microrep.commands.embed", "run_embed_stage", log=say), print_embedded),
+    "status": ("which parts of an embedded archive are done, missing or inconsistent (exit "
+               "code 3 while it is incomplete)", "StatusConfig", archive_status, None),
     "evaluate": ("PCA and SVM cross-validation of embeddings", "EvalConfig",
                  stage("microrep.commands.evaluate", "evaluate_embeddings"), print_evaluation),
     "search": ("find the micrographs of an embedded archive nearest to query images",
@@ -196,6 +234,8 @@ def build_parser():
     subs["generate"].add_argument("--out", default="microrep-data/synthetic", help="dataset folder to write")
     subs["explore"].add_argument("embeddings_dir", nargs="*", metavar="EMB_DIR",
                                  help="folders written by `microrep embed` (or --embeddings)")
+    subs["status"].add_argument("archive_dir", nargs="?", metavar="ARCHIVE",
+                                help="the archive folder (or --archive)")
     subs["fetch"].add_argument("dataset", choices=["uhcsdb"], help="the dataset to fetch")
     parser.commands = subs
     return parser
@@ -218,6 +258,8 @@ def run_command(args):
         return generate(config, args.out)
     if args.command == "explore" and args.embeddings_dir:
         config = dataclasses.replace(config, embeddings=",".join(args.embeddings_dir))
+    if args.command == "status" and args.archive_dir:
+        config = dataclasses.replace(config, archive=args.archive_dir)
     _, _, run, show = COMMANDS[args.command]
     result = run(config)
     if show is not None:
@@ -251,6 +293,8 @@ def main(argv=None):
 
     try:
         run_command(args)
+    except IncompleteArchive:
+        return IncompleteArchive.exit_code
     except MicrorepError as error:
         print(f"microrep {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code

@@ -47,14 +47,18 @@ def atomic_path(final_path):
         os.replace(tmp_path, final_path)
     except OSError as error:
         tmp_path.unlink(missing_ok=True)
-        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise DiskFullError(
-                f"no space left to write {final_path}; free some disk space and "
-                "run again (earlier outputs are intact)") from error
+        raise_if_disk_full(error, final_path)
         raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def raise_if_disk_full(error, final_path):
+    """A DiskFullError (one line for the user) if `error` says the disk or quota is full."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        raise DiskFullError(f"no space left to write {final_path}; free some disk space and "
+                            "run again (earlier outputs are intact)") from error
 
 
 def stale_temporaries(folder, final_name=None):
@@ -84,6 +88,11 @@ def write_json(path, data):
     write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+def read_json(path):
+    """The JSON document in `path` (a file this package wrote)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
 def _json_default(value):
     if hasattr(value, "tolist"):
         return value.tolist()
@@ -109,3 +118,18 @@ def refuse_earlier_output(path, what, overwrite):
     if Path(path).exists() and not overwrite:
         raise OutputExistsError(f"{Path(path).parent} already holds {what} ({Path(path).name}); "
                                 "pass --overwrite to replace it, or choose another --out")
+
+
+def python_string_tables():
+    """Make pandas keep text columns as Python strings, even where pyarrow is installed.
+
+    Why: pandas 3 stores text in pyarrow arrays when pyarrow is present (it is, for
+    Parquet manifests and Ray); those cannot hold file names that are not UTF-8 (Linux
+    allows any bytes, and we keep them as surrogate escapes so the files still open).
+    """
+    import pandas as pd
+
+    try:
+        pd.set_option("mode.string_storage", "python")
+    except (KeyError, ValueError, pd.errors.OptionError):  # an older pandas: already Python strings
+        pass

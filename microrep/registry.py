@@ -63,3 +63,5 @@ LOSSES = Registry("loss", "microrep.nn.losses")
 POOLINGS = Registry("pooling", "microrep.nn.pooling")
 #: Heads on pooled features (`--head`): microrep.nn.heads.HeadEntry values.
 HEADS = Registry("head", "microrep.nn.heads")
+#: Who embeds an archive's parts (`embed --launcher`): functions EmbedJob -> summary dict.
+LAUNCHERS = Registry("launcher", "microrep.launchers")

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from microrep.cli import main
+from microrep.embedding.archive import read_embeddings
 
 
 @pytest.fixture
@@ -62,10 +63,8 @@ def test_embed_checks_every_header_first_and_names_every_image_it_leaves_out(tmp
     (folder_with_a_bad_image / "b" / "empty.png").write_bytes(b"")
     args = ["embed", "--pretrained", "--weights", "none", "--images", str(folder_with_a_bad_image),
             "--input-size", "32", "--vgg-blocks", "1", "--feature-layers", "", "--grid", "1"]
-    assert main([*args, "--out", str(tmp_path / "emb")]) == 2
-    err = capsys.readouterr().err
-    assert "2 of 6 images cannot be used" in err and "broken.png" in err and "empty.png" in err
-    assert not (tmp_path / "emb").exists(), "refused before anything was embedded"
-    assert main([*args, "--out", str(tmp_path / "emb"), "--skip-bad"]) == 0
+    assert main([*args, "--out", str(tmp_path / "emb")]) == 0  # an archive: bad files never stop it
     out = capsys.readouterr().out
-    assert "left out 2 unusable image(s)" in out and "broken.png" in out and "empty.png" in out
+    assert "2 image(s) could not be read" in out and "broken.png" in out and "empty.png" in out
+    embeddings, table = read_embeddings(tmp_path / "emb")
+    assert len(table) == 4 and not table["path"].str.contains("broken|empty").any()

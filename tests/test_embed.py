@@ -2,11 +2,12 @@ import keras
 import numpy as np
 import pytest
 
-from microrep.config import ModelConfig
+from microrep.commands.embed import run_embed_stage
+from microrep.config import EmbedConfig, ModelConfig
 from microrep.data import load_dataset
-from microrep.embedding.archive import embed_to_disk, read_embeddings
+from microrep.embedding.archive import read_embeddings
 from microrep.embedding.tiles import embed_images
-from microrep.errors import DataError
+from microrep.errors import DataError, OutputExistsError
 from microrep.nn.tower import build_tower
 
 from conftest import TINY_INPUT
@@ -27,25 +28,44 @@ def test_embedding_is_the_mean_over_tiles(tower):
     np.testing.assert_allclose(whole[0], expected, rtol=1e-5, atol=1e-6)
 
 
-def test_shards_stream_to_disk_and_join_to_the_whole(tower, tiny_data_config, tmp_path):
-    dataset = load_dataset(tiny_data_config)
-    expected = embed_images(tower, dataset.images(), grid=2, batch_size=8)
-    fresh = load_dataset(tiny_data_config, validate=False)
+def embed_config(data_config, out, **overrides):
+    values = dict(data=data_config, pretrained=True, out=str(out), grid=2, batch_size=8,
+                  part_size=5, model=ModelConfig(input_size=TINY_INPUT, weights="none",
+                                                 vgg_blocks=1, feature_layers=""))
+    values.update(overrides)
+    return EmbedConfig(**values)
+
+
+def test_shards_of_parts_stream_to_disk_and_equal_one_pass(tiny_data_config, tmp_path):
+    one = run_embed_stage(embed_config(tiny_data_config, tmp_path / "one"), log=lambda _: None)
+    assert one["status"].complete and one["status"].parts > 2
     for shard in range(3):
-        embed_to_disk(tower, fresh, tmp_path, grid=2, batch_size=8, shard_index=shard,
-                      num_shards=3, progress=False)
-    assert fresh._cache == {}, "streaming embedding must not keep images in memory"
-    embeddings, table = read_embeddings(tmp_path)
-    order = np.concatenate([np.arange(s, len(dataset), 3) for s in range(3)])
-    np.testing.assert_allclose(embeddings, expected[order], rtol=1e-5, atol=1e-6)
-    assert list(table["path"]) == list(dataset.table["path"].iloc[order])
+        result = run_embed_stage(embed_config(tiny_data_config, tmp_path / "sharded", num_shards=3,
+                                              shard_index=shard), log=lambda _: None)
+        assert result["embedded"] == list(range(shard, one["status"].parts, 3))
+    whole, table = read_embeddings(tmp_path / "one")
+    joined, joined_table = read_embeddings(tmp_path / "sharded")
+    np.testing.assert_array_equal(joined, whole)
+    assert list(joined_table["path"]) == list(table["path"])
+    dataset = load_dataset(tiny_data_config, validate=False)
+    assert sorted(table["path"]) == sorted(str(dataset.image_path(i)) for i in range(len(dataset)))
 
 
-def test_a_missing_shard_is_named(tower, tiny_data_config, tmp_path):
-    dataset = load_dataset(tiny_data_config)
-    embed_to_disk(tower, dataset, tmp_path, grid=1, shard_index=1, num_shards=2, progress=False)
-    with pytest.raises(DataError, match="shard\\(s\\) 0 of 2"):
+def test_a_missing_part_is_named_and_the_same_command_finishes_it(tiny_data_config, tmp_path):
+    config = embed_config(tiny_data_config, tmp_path, parts="1")
+    assert run_embed_stage(config, log=lambda _: None)["embedded"] == [1]
+    with pytest.raises(DataError, match="missing: 0,2"):
         read_embeddings(tmp_path)
+    again = run_embed_stage(embed_config(tiny_data_config, tmp_path), log=lambda _: None)
+    assert again["skipped"] == [1] and again["status"].complete
+
+
+def test_parts_of_another_model_are_refused(tiny_data_config, tmp_path):
+    run_embed_stage(embed_config(tiny_data_config, tmp_path, parts="0"), log=lambda _: None)
+    other = embed_config(tiny_data_config, tmp_path)
+    other.model.vgg_blocks = 2
+    with pytest.raises(OutputExistsError, match="another model and settings"):
+        run_embed_stage(other, log=lambda _: None)
 
 
 def test_threaded_reading_matches_reading_in_order(tower, tiny_data_config):
@@ -63,17 +83,27 @@ def test_threaded_reading_matches_reading_in_order(tower, tiny_data_config):
                                rtol=1e-5, atol=1e-6)
 
 
-def test_a_corrupt_image_read_by_a_thread_stops_embedding_with_its_name(tower, tiny_data_config, tmp_path):
+def test_a_corrupt_image_is_recorded_bad_and_the_rest_embedded(tiny_data_config, tmp_path):
     import threading
 
+    good = run_embed_stage(embed_config(tiny_data_config, tmp_path / "good", read_workers=3),
+                           log=lambda _: None)
     dataset = load_dataset(tiny_data_config, validate=False)
     broken = dataset.image_path(len(dataset) - 2)
     original = broken.read_bytes()
     broken.write_bytes(original[:40])
     try:
-        with pytest.raises(DataError, match=broken.name):
-            embed_to_disk(tower, dataset, tmp_path, grid=2, batch_size=8, progress=False, workers=3)
+        result = run_embed_stage(embed_config(tiny_data_config, tmp_path / "bad", read_workers=3),
+                                 log=lambda _: None)
     finally:
         broken.write_bytes(original)
-    assert list(tmp_path.iterdir()) == [], "no embeddings file, whole or partial, may be left"
+    assert result["bad"] == 1 and result["status"].complete and good["bad"] == 0
+    embeddings, table = read_embeddings(tmp_path / "bad")
+    whole, whole_table = read_embeddings(tmp_path / "good")
+    kept = whole_table["path"] != str(broken)
+    np.testing.assert_array_equal(embeddings, whole[kept.to_numpy()])
+    from microrep.embedding.parts import PartsArchive
+
+    bad = PartsArchive(tmp_path / "bad").bad
+    assert list(bad["path"]) == [str(broken)] and bad["reason"].iloc[0]
     assert not [t for t in threading.enumerate() if t.name.startswith("microrep-read")]

@@ -4,6 +4,7 @@ only the head; its embeddings equal the assembled tower's."""
 import numpy as np
 
 from microrep.cli import main
+from microrep.embedding.archive import read_embeddings
 from microrep.training import train
 
 from test_train_frozen import recipe_config
@@ -25,8 +26,8 @@ def test_a_frozen_run_embeds_from_its_feature_cache(tmp_path, tiny_data_config, 
     assert "feature cache" in capsys.readouterr().out
     assert main(["embed", *source, "--model-path", str(tmp_path / "run" / "tower.keras"),
                  "--out", str(tmp_path / "tower")]) == 0  # a tower file: every tile through VGG16
-    cached = np.load(tmp_path / "cached" / "embeddings.npy")
-    direct = np.load(tmp_path / "tower" / "embeddings.npy")
+    cached = read_embeddings(tmp_path / "cached")[0]
+    direct = read_embeddings(tmp_path / "tower")[0]
     np.testing.assert_allclose(cached, direct, rtol=1e-4, atol=1e-5)
     new_entries = sorted(set(cache.glob("*/*.npz")) - set(trained_entries))
     assert len(cached) > len(tiny_dataset)  # the whole folder: the training images and others
@@ -39,4 +40,4 @@ def test_a_frozen_run_embeds_from_its_feature_cache(tmp_path, tiny_data_config, 
     assert main(["embed", *source, "--model-path", str(tmp_path / "run"),
                  "--out", str(tmp_path / "again")]) == 0
     assert sorted(cache.glob("*/*.npz")) == again, "a second embedding computes nothing"
-    np.testing.assert_array_equal(np.load(tmp_path / "again" / "embeddings.npy"), cached)
+    np.testing.assert_array_equal(read_embeddings(tmp_path / "again")[0], cached)

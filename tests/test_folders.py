@@ -6,6 +6,7 @@ from PIL import Image
 
 from microrep.config import DataConfig
 from microrep.data import load_dataset
+from microrep.embedding.archive import read_embeddings
 from microrep.errors import DataError
 
 
@@ -94,7 +95,7 @@ def test_a_plain_folder_or_any_tree_of_images_embeds_without_labels(tmp_path, ca
                  "--out", str(tmp_path / "emb")]) == 0
     import pandas as pd
 
-    table = pd.read_csv(tmp_path / "emb" / "embeddings.csv", keep_default_na=False)
+    table = read_embeddings(tmp_path / "emb")[1]
     assert sorted(table["group"]) == ["2024-05/sem-a/x.png", "scan-001.png", "scan-002.png"]
     assert list(table.sort_values("group")["label"]) == ["2024-05", "", ""]
     with pytest.raises(DataError, match="no class sub-folders"):  # training still needs classes

@@ -38,7 +38,7 @@ def test_embed_takes_every_image_labelled_or_not(folder, tmp_path, capsys):
     table = metadata(folder)
     listing = write_csv(tmp_path / "unlabelled.csv", table.head(5), with_labels=False)
     assert main(["embed", *PRETRAINED, "--csv", str(listing), "--out", str(tmp_path / "emb")]) == 0
-    assert "of 5 images (from " in capsys.readouterr().out  # the source it read
+    assert "1 of 1 part(s) done (5 images listed" in capsys.readouterr().out
     embeddings, embedded = read_embeddings(tmp_path / "emb")
     assert embeddings.shape == (5, 128) and list(embedded["path"]) == list(table["path"].head(5))
     info = json.loads((tmp_path / "emb" / "embed.json").read_text())
@@ -99,9 +99,11 @@ def test_evaluate_and_embed_do_not_replace_earlier_results_unless_asked(folder, 
     assert (tmp_path / "eval" / "metrics.json").read_text() == first
     assert main(evaluate + ["--seed", "5", "--overwrite"]) == 0
     assert '"seed": 5' in (tmp_path / "eval" / "metrics.json").read_text()
-    assert main(embed) == 2
-    assert "already holds embeddings (embeddings.npy)" in capsys.readouterr().err
-    assert main(embed + ["--overwrite"]) == 0
+    assert main(embed) == 0  # the same embedding again: every part is already done
+    assert "0 part(s)" in capsys.readouterr().out
+    assert main(embed + ["--grid", "2"]) == 2  # other settings never mix into the archive
+    assert "embedded with another settings" in capsys.readouterr().err
+    assert main(embed + ["--grid", "2", "--overwrite"]) == 0
 
 
 def test_evaluate_drops_classes_too_small_for_the_folds_with_a_note(folder, tmp_path, capsys):

@@ -24,6 +24,7 @@ from microrep.config import DataConfig, FetchConfig
 from microrep.data import load_dataset
 from microrep.data.fetch import FetchError, fetch_uhcsdb
 from microrep.data.images import read_image
+from microrep.embedding.archive import read_embeddings
 from microrep.errors import DataError
 
 from test_fetch import RecordServer, build_record
@@ -176,7 +177,7 @@ def test_odd_file_names_and_labels_survive_training_and_embedding(tmp_path):
                  "--feature-bank", "2", "--feature-cache", "", "--out", str(tmp_path / "run")]) == 0
     assert main(["embed", "--model-path", str(tmp_path / "run"), "--images",
                  str(tmp_path / "imgs"), "--out", str(tmp_path / "emb")]) == 0
-    table = pd.read_csv(tmp_path / "emb" / "embeddings.csv", encoding_errors="surrogateescape")
+    table = read_embeddings(tmp_path / "emb")[1]
     assert sorted(set(table["label"])) == ['ferrite, "coarse"', "pearlite; lamellar"]
     assert len(table) == 4 and all(os.path.isfile(path) for path in table["path"])
 
@@ -305,7 +306,7 @@ def test_a_stalled_source_and_an_html_page_with_status_200_give_way_to_the_next(
 
 
 @pytest.mark.slow
-def test_a_corrupt_image_met_while_embedding_names_it_and_points_to_skip_bad(tmp_path, capsys):
+def test_a_corrupt_image_met_while_embedding_is_named_and_recorded_not_fatal(tmp_path, capsys):
     for label in ("a", "b"):
         (tmp_path / "imgs" / label).mkdir(parents=True)
         for index in range(2):
@@ -315,9 +316,11 @@ def test_a_corrupt_image_met_while_embedding_names_it_and_points_to_skip_bad(tmp
     argv = ["embed", "--pretrained", "--weights", "none", "--input-size", "32", "--vgg-blocks",
             "1", "--feature-layers", "", "--images", str(tmp_path / "imgs"),
             "--out", str(tmp_path / "emb")]
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    last = err.strip().splitlines()[-1]  # after the progress bar: one line
-    assert last.startswith("microrep embed: error:") and "1.png" in last and "--skip-bad" in last
-    assert "Traceback" not in err and not (tmp_path / "emb").exists()
-    assert main(argv + ["--skip-bad"]) == 0
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "1 image(s) could not be read" in captured.out and "1.png" in captured.out
+    assert "Traceback" not in captured.err
+    from microrep.embedding.parts import PartsArchive
+
+    archive = PartsArchive(tmp_path / "emb")
+    assert len(archive) == 3 and list(archive.bad["path"]) == [str(tmp_path / "imgs" / "b" / "1.png")]

@@ -22,6 +22,7 @@ LAYERS = (
     ("analysis", ("microrep.analysis",)),
     ("embedding", ("microrep.embedding",)),
     ("training", ("microrep.training",)),
+    ("launchers", ("microrep.launchers",)),
     ("commands", ("microrep.commands",)),
     ("cli", ("microrep.cli", "microrep.__main__")),
     ("api", ("microrep",)),

@@ -8,6 +8,7 @@ import pytest
 
 from microrep.analysis.neighbours import nearest_neighbours
 from microrep.cli import main
+from microrep.embedding.archive import read_embeddings
 
 PRETRAINED = ["--pretrained", "--input-size", "32", "--vgg-blocks", "2",
               "--feature-layers", "block2_conv2", "--grid", "1"]
@@ -75,7 +76,7 @@ def archive(tmp_path_factory):
 
 @pytest.mark.slow
 def test_search_by_image_files_and_by_rows(archive, tmp_path, capsys):
-    table = pd.read_csv(archive / "index" / "embeddings.csv")
+    table = read_embeddings(archive / "index")[1]
     query = table["path"].iloc[4]
     assert main(["search", "--index", str(archive / "index"), "--query", query,
                  str(archive / "data" / "pearlite"), "--k", "3",

@@ -1,62 +1,24 @@
-"""`microrep embed`: every image given, labelled or not, embedded into an archive folder
-(a trained tower, or with --pretrained the untrained VGG16's pooled features, the baseline)."""
+"""`microrep embed`: every image given, labelled or not, embedded into an archive of parts
+(a trained tower, or with --pretrained the untrained VGG16's pooled features, the baseline).
 
-import json
+The first process lists the images into the archive's manifest; each part is then
+embedded by the launcher asked for (this process, a SLURM job array, Ray). Parts already
+done with the same model, settings and manifest are skipped, so the same command run
+again after a kill, a failed array task or a lost node finishes the archive.
+"""
+
+import shutil
 from pathlib import Path
 
-from microrep.config import TrainConfig, from_dict
-from microrep.data.loaders import labels_named, load_unlabelled_dataset, source_kind
-from microrep.embedding.archive import PROVENANCE, embed_to_disk, shard_name
-from microrep.embedding.features import (embed_tile_features, feature_tower_of, head_from_tower,
-                                         tile_features)
-from microrep.errors import DataError
-from microrep.fileio import refuse_earlier_output, write_json
-from microrep.nn.backbone import MIXED_POLICY, dtype_policy
-from microrep.nn.tower import build_feature_tower
-from microrep.training.frozen import BANK_SEED, GRID
-from microrep.training.run_dir import load_tower
-
-
-def embedding_tower(config):
-    """The tower an EmbedConfig asks for: a trained one, or the untrained VGG16's features."""
-    if config.pretrained:
-        with dtype_policy(MIXED_POLICY if config.model.mixed_precision else "float32"):
-            return build_feature_tower(config.model)
-    return load_tower(config.model_path)
-
-
-def frozen_run(config):
-    """The TrainConfig of the run in --model-path when its frozen base's feature cache can
-    serve this embedding (a frozen base, a cache, the tiling of its feature pass), else None."""
-    settings = Path(config.model_path) / "config.json"
-    if config.pretrained or not settings.is_file():
-        return None
-    run = from_dict(TrainConfig, json.loads(settings.read_text()), str(settings))
-    if run.model.train_base or not run.feature_cache or config.grid != GRID:
-        return None
-    return run
-
-
-def cached_embedder(tower, run, log, chunk=256):
-    """`embed(images)` for embed_to_disk: tile features from the run's feature cache (computed
-    and cached where missing), then only the head; chunk by chunk, so memory stays bounded."""
-    policy = MIXED_POLICY if run.model.mixed_precision else "float32"
-    with dtype_policy(policy):  # as in training: the precision keys the cache
-        feature_tower = feature_tower_of(tower, run.model)
-    head = head_from_tower(tower, int(feature_tower.output_shape[-1]), run.model)
-    cache = str(Path(run.feature_cache).expanduser())
-    log(f"frozen-base run: VGG16 tile features come from its feature cache {cache} where "
-        "training computed them; only the head runs")
-
-    def embed(images):
-        for start in range(0, len(images), chunk):
-            rows = list(range(start, min(start + chunk, len(images))))
-            with dtype_policy(policy):
-                tiles = tile_features(feature_tower, [images[i] for i in rows], GRID, cache,
-                                      bank=(run.feature_bank, BANK_SEED), progress=True)
-            yield rows, embed_tile_features(head, tiles)
-
-    return embed
+from microrep.data.loaders import labels_named, reader_name, source_kind, unlabelled_table
+from microrep.embedding.archive import EMBEDDINGS, TABLE
+from microrep.embedding.manifest import (MANIFEST, MANIFEST_INFO, parse_parts, publish_manifest)
+from microrep.embedding.parts import (IDENTITY_KEYS, PARTS, PROVENANCE, archive_status,
+                                      digest_of, weights_digest)
+from microrep.errors import OutputExistsError
+from microrep.fileio import read_json, refuse_earlier_output, write_json
+from microrep.launchers import LAUNCHERS, EmbedJob
+from microrep.launchers.local import embedding_tower
 
 
 def precision_of(tower):
@@ -65,45 +27,90 @@ def precision_of(tower):
     return "bfloat16" if "bfloat16" in computed else "float32"
 
 
-def embed_provenance(config, dataset, tower):
-    """What embed.json records: the model and its precision, the images, how they were tiled."""
-    kind, location = source_kind(config.data)
+def embed_settings(config, tower):
+    """The settings that change the vectors (and so key the archive's identity)."""
     base = config.model
     model = ({"pretrained": True, "weights": base.weights, "input_size": base.input_size,
               "vgg_blocks": base.vgg_blocks, "feature_layers": base.feature_layers,
               "pooling": base.pooling, "mixed_precision": base.mixed_precision} if config.pretrained
-             else {"pretrained": False, "model_path": str(config.model_path)})
-    return {**model, "data": kind, "data_dir": str(location), "task": labels_named(config.data),
-            "images": len(dataset), "grid": config.grid, "num_shards": config.num_shards,
-            "precision": precision_of(tower)}
+             else {"pretrained": False})
+    return {**model, "grid": config.grid, "precision": precision_of(tower)}
+
+
+def clear_archive(out):
+    """--overwrite: remove what an earlier embed wrote to `out` (nothing else)."""
+    for name in (MANIFEST, MANIFEST_INFO, PROVENANCE, EMBEDDINGS, TABLE):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / PARTS, ignore_errors=True)
+
+
+def list_archive(config, out, log):
+    """The manifest of `out`: listed now from the images given, or the one listed before."""
+    kind, location = source_kind(config.data)
+    source = {"data": kind, "location": str(location)}
+    if (out / MANIFEST_INFO).is_file():
+        info = read_json(out / MANIFEST_INFO)
+        listed = {key: info["source"].get(key) for key in source}
+        if listed != source:
+            raise OutputExistsError(f"{out} is the archive of {listed['data']} {listed['location']}, "
+                                    f"not of {kind} {location}; use another --out, or --overwrite")
+        if info["part_size"] != config.part_size:
+            log(f"note: {out} was listed in parts of {info['part_size']} images; keeping that "
+                f"(not --part-size {config.part_size})")
+        return info
+    table, root, reader, note = unlabelled_table(config.data)
+    if note:
+        log(f"note: {note}")
+    log(f"listing {len(table)} images into {out / MANIFEST} (parts of {config.part_size})")
+    return publish_manifest(out, table, root, config.part_size,
+                            {**source, "reader": reader_name(reader),
+                             "task": labels_named(config.data)})
+
+
+def claim_identity(config, out, info, tower):
+    """The archive's identity (model, settings, manifest), recorded in embed.json by the first
+    process; a later one with another model or settings is refused, so parts never mix."""
+    settings = embed_settings(config, tower)
+    identity = {"model": weights_digest(tower), "settings": digest_of(settings),
+                "manifest": info["sha256"]}
+    path = out / PROVENANCE
+    if path.is_file():
+        recorded = read_json(path)
+        other = [key for key in IDENTITY_KEYS if recorded.get(key) != identity[key]]
+        if other:
+            raise OutputExistsError(
+                f"{out} holds parts embedded with another {' and '.join(other)} "
+                f"({recorded.get('model_path') or 'pretrained VGG16'}); parts never mix: use "
+                "another --out, or --overwrite to start again")
+        return identity
+    model_path = None if config.pretrained else str(config.model_path)
+    write_json(path, {**settings, **identity, "model_path": model_path,
+                      "data": info["source"]["data"], "data_dir": info["source"]["location"],
+                      "task": info["source"]["task"], "images": info["rows"],
+                      "part_size": info["part_size"], "parts": info["parts"]})
+    return identity
+
+
+def prepare_job(config, log=print):
+    """List (or read) the manifest, claim the identity, and choose the parts asked for."""
+    out = Path(config.out)
+    if config.overwrite and config.shard_index == 0 and not config.parts:
+        clear_archive(out)
+    refuse_earlier_output(out / EMBEDDINGS, "single-file embeddings", config.overwrite)
+    tower = embedding_tower(config)
+    info = list_archive(config, out, log)
+    identity = claim_identity(config, out, info, tower)
+    parts = parse_parts(config.parts, info["parts"])[config.shard_index::config.num_shards]
+    return EmbedJob(config, out, info, identity, parts, tower, log)
 
 
 def run_embed_stage(config, log=print):
-    """The embed stage of an EmbedConfig: every image given, labelled or not.
+    """The embed stage of an EmbedConfig: returns what the launcher did and the archive's Status."""
+    if config.shard_index >= config.num_shards:
+        from microrep.errors import ConfigError
 
-    Returns (dataset, path of the embeddings file). Images are streamed (each
-    read once, while embedding) unless bad files are to be skipped, which needs
-    every image decoded first.
-    """
-    refuse_earlier_output(Path(config.out) / shard_name("embeddings", ".npy", config.shard_index,
-                                                        config.num_shards),
-                          "embeddings", config.overwrite)
-    tower = embedding_tower(config)
-    dataset = load_unlabelled_dataset(config.data, validate=config.data.skip_bad)
-    for note in dataset.notes:
-        log(f"note: {note}")
-    workers = None if config.read_workers < 0 else config.read_workers
-    out = Path(config.out)
-    created = not out.exists()
-    try:
-        run = frozen_run(config)
-        path = embed_to_disk(tower, dataset, out, config.grid, config.batch_size,
-                             config.shard_index, config.num_shards, workers=workers, log=log,
-                             embed=cached_embedder(tower, run, log) if run else None)
-    except DataError as error:  # an image that could not be read half-way: say what to do
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # nothing was written: leave no empty folder behind
-        raise DataError(f"{error}; nothing was written. Pass --skip-bad to check every image "
-                        "first and leave the unusable ones out") from None
-    write_json(out / PROVENANCE, embed_provenance(config, dataset, tower))
-    return dataset, path
+        raise ConfigError(f"--shard-index must lie in 0..{config.num_shards - 1}, got {config.shard_index}")
+    job = prepare_job(config, log)
+    summary = LAUNCHERS[config.launcher](job)
+    return {**summary, "archive": str(job.out), "asked": job.parts,
+            "status": archive_status(job.out)}

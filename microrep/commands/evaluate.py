@@ -22,7 +22,7 @@ def evaluate_heldout(config):
         if config.task:
             embeddings, table, dropped = relabel(embeddings, table, config.task, 1)
             notes += [f"{role} set: {note}" for note in dropped]
-        elif "label" not in table or table["label"].isna().all():
+        elif "label" not in table or table["label"].fillna("").astype(str).eq("").all():
             raise DataError(f"the {role} embeddings in {folder} carry no labels; pass --task "
                             "to label them from their metadata")
         sets.append((embeddings, *labels_and_groups(table)))

@@ -205,15 +205,43 @@ class EmbedConfig:
                               "its feature maps mean-pooled over the same tiles, the baseline a "
                               "learned embedding must beat (--weights, --input-size, --vgg-blocks, --feature-layers, --mixed-precision)")
     model: ModelConfig = group(lambda: pretrained_model_config(), hidden=HEAD_SETTINGS)
-    out: str = option("runs/embeddings", "folder for embeddings.npy and embeddings.csv")
+    out: str = option("runs/embeddings", "the archive folder: manifest.parquet, parts/ (an "
+                      "embeddings .npy, a table and a done file per part) and embed.json")
     grid: int = grid_option()
     batch_size: int = count_option(64, "tiles per batch")
     read_workers: int = option(-1, "threads that decode images ahead of the model "
                                "(-1: one per CPU core, at most 8; 0: read in the main thread)",
                                at_least=-1)
-    overwrite: bool = option(False, "replace embeddings an earlier run wrote to --out")
-    num_shards: int = count_option(1, "split the images into this many shards (one process each)")
-    shard_index: int = option(0, "which shard this process embeds (0 .. num_shards-1)", at_least=0)
+    overwrite: bool = option(False, "start the archive in --out again (otherwise parts already "
+                             "done are kept and only the rest is embedded)")
+    part_size: int = count_option(10000, "images per part: the unit that is embedded, resumed "
+                                  "and scheduled (fixed when the archive is first listed)")
+    parts: str = option("", "embed only these parts, e.g. 0-3,7 (default: all)")
+    num_shards: int = count_option(1, "split the parts into this many shards (one process each)")
+    shard_index: int = option(0, "which shard this process embeds (0 .. num_shards-1): parts "
+                              "shard_index, shard_index + num_shards, ...", at_least=0)
+    launcher: str = option("local", "who embeds the parts: 'local' (this process), 'slurm' (an "
+                           "sbatch job array, one task per part range, missing parts only) or "
+                           "'ray' (Ray Data: decoding tasks and an embedding actor pool; "
+                           "pip install microrep[ray])", ("local", "slurm", "ray"))
+    slurm_args: str = option("", "extra sbatch options for --launcher slurm, e.g. "
+                             "'--partition gpu --gres gpu:1 --time 2:00:00'")
+    parts_per_task: int = count_option(1, "--launcher slurm: parts embedded by each array task")
+    wait: bool = option(False, "--launcher slurm: wait for the job array to end (sbatch --wait) "
+                        "and report the archive's status")
+    ray_address: str = option("", "--launcher ray: the cluster to join (default: start a local Ray)")
+    ray_actors: int = option(0, "--launcher ray: embedding actors (0: one per GPU, else one)",
+                             at_least=0)
+
+
+@dataclasses.dataclass
+class StatusConfig:
+    """Which parts of an embedded archive are done, missing, bad or inconsistent."""
+
+    archive: str = option("runs/embeddings", "the archive folder written by `microrep embed` "
+                          "(also the first argument)")
+    verify: bool = option(False, "also check every done part's embeddings against the "
+                          "checksum in its done file (reads the whole archive)")
 
 
 @dataclasses.dataclass

@@ -113,15 +113,28 @@ def labels_where_known(table, task, has_metadata):
     return table.assign(label=labels.where(keep, "").astype(str))
 
 
+def unlabelled_table(data_config):
+    """(table, root, reader, note) of every image of the source, labelled where it can be."""
+    table, root, reader, note = source_table(data_config, require_labels=False)
+    has_metadata = "primary_microconstituent" in table.columns or data_config.task == "processing"
+    return labels_where_known(table, data_config.task, has_metadata), root, reader, note
+
+
+#: Image readers by name, as an archive's manifest records them.
+READERS = {"image": read_image, "uhcsdb": uhcsdb.read_uhcsdb_image}
+
+
+def reader_name(reader):
+    return next(name for name, known in READERS.items() if known is reader)
+
+
 def load_unlabelled_dataset(data_config, validate=False):
     """Every image of the configured source, labelled where it can be: for embedding.
 
     Labels belong to training and evaluation; embedding takes every image it is
     given, whatever its class and however rare.
     """
-    table, root, reader, note = source_table(data_config, require_labels=False)
-    has_metadata = "primary_microconstituent" in table.columns or data_config.task == "processing"
-    table = labels_where_known(table, data_config.task, has_metadata)
+    table, root, reader, note = unlabelled_table(data_config)
     kind, _ = source_kind(data_config)
     dataset = Dataset(table, root=root, name=kind, reader=reader, notes=[note] if note else [])
     dataset = check_headers(dataset, data_config.skip_bad)

@@ -1,8 +1,8 @@
 """Running a model over images: tiles and reader threads, the frozen-feature cache, the archive format."""
 
-from microrep.embedding.archive import (EMBEDDINGS, PROVENANCE, TABLE, embed_to_disk,
-                                        read_embeddings, read_shards, shard_name, shard_rows,
-                                        write_embeddings)
+from microrep.embedding.archive import (EMBEDDINGS, PROVENANCE, TABLE, embed_part,
+                                        read_embeddings, write_embeddings)
+from microrep.embedding.parts import PartsArchive, archive_status
 from microrep.embedding.features import (FrozenFeatures, compute_frozen_features, crop_bank_plan,
                                          embed_from_tiles, head_from_tower, head_outputs,
                                          image_keys, model_key, tower_from_head)

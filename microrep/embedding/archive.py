@@ -4,7 +4,8 @@
     embeddings.csv   one row per image: path, label, group and metadata
     embed.json       the settings and model used
 
-A sharded run writes `embeddings.shard-K-of-N.npy/.csv` per process; readers join them.
+An archive embedded by `microrep embed` is in parts instead (a manifest, then fixed-size
+parts with done files: see `manifest` and `parts`); `read_embeddings` reads either.
 """
 
 from pathlib import Path
@@ -12,54 +13,64 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from microrep.embedding.tiles import LazyImages, iter_embeddings
-from microrep.errors import ConfigError, DataError
+from microrep.embedding.manifest import manifest_info
+from microrep.embedding.parts import (PROVENANCE, PartsArchive, PartWriter, is_parts_archive,
+                                     part_manifest)
+from microrep.embedding.tiles import iter_embeddings
+from microrep.errors import DataError
 from microrep.fileio import atomic_path, write_json, write_text
 
 EMBEDDINGS = "embeddings.npy"
 TABLE = "embeddings.csv"
-PROVENANCE = "embed.json"
 
 
-def shard_rows(count, shard_index, num_shards):
-    """Rows of shard `shard_index` out of `num_shards` (every num_shards-th row)."""
-    if num_shards < 1 or not 0 <= shard_index < num_shards:
-        raise ConfigError(f"--shard-index must lie in 0..{num_shards - 1}, got {shard_index}")
-    return range(shard_index, count, num_shards)
+class TolerantImages:
+    """A part's images, decoded on access and never cached; an image that cannot be
+    decoded is recorded in `bad` (row -> reason) and stands in as a blank tile, so one
+    bad file never stops an archive (its row is marked bad and zeroed)."""
+
+    def __init__(self, dataset, tile):
+        self.dataset, self.tile, self.bad = dataset, tile, {}
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        try:
+            return self.dataset.read(index)
+        except Exception as error:  # decoders raise many kinds; the reason is kept, per row
+            self.bad[index] = (str(error).splitlines() or [type(error).__name__])[0]
+            return np.zeros((self.tile, self.tile), np.uint8)
 
 
-def shard_name(stem, suffix, shard_index, num_shards):
-    if num_shards == 1:
-        return stem + suffix
-    return f"{stem}.shard-{shard_index}-of-{num_shards}{suffix}"
+def part_dataset(table, info):
+    """The Dataset of some manifest rows (absolute paths; the reader the manifest names)."""
+    from microrep.data.dataset import Dataset
+    from microrep.data.loaders import READERS
+
+    return Dataset(table, root=Path("/"), name="archive", reader=READERS[info["source"]["reader"]])
 
 
-def embed_to_disk(tower, dataset, out_dir, grid=3, batch_size=64, shard_index=0, num_shards=1,
-                  progress=True, workers=None, log=None, embed=None):
-    """Embed one shard of `dataset` straight into a .npy on disk, batch by batch.
+def embed_part(out, part, tower, identity, grid=3, batch_size=64, progress=True, workers=None,
+               log=None, embed=None):
+    """Embed part `part` of archive `out` (its manifest rows) and write its files, done file last.
 
-    Neither all images nor all embeddings are held in memory: the array is a
-    memory map written in place, renamed into its final name when complete.
-    `embed(images)` yields (indices, embeddings) in order; by default the tower
-    runs over each image's tiles (`iter_embeddings`). Returns the embeddings file.
+    `embed(images)` yields (indices, embeddings) in order; by default the tower runs over
+    each image's tiles (`iter_embeddings`). Returns the part's done record.
     """
-    out_dir = Path(out_dir)
-    rows = shard_rows(len(dataset), shard_index, num_shards)
-    images = LazyImages(dataset, rows)
-    target = out_dir / shard_name("embeddings", ".npy", shard_index, num_shards)
-    with atomic_path(target) as tmp:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                          shape=(len(images), int(tower.output_shape[-1])))
+    rows, table = part_manifest(out, part)
+    info = manifest_info(out)
+    images = TolerantImages(part_dataset(table, info), int(tower.input_shape[1]))
+    writer = PartWriter(out, part, rows, int(tower.output_shape[-1]))
+    try:
         batches = embed(images) if embed is not None else \
             iter_embeddings(tower, images, grid, batch_size, progress, workers, log)
         for indices, vectors in batches:
-            array[indices[0]:indices[-1] + 1] = vectors
-        array.flush()
-        del array
-    table = dataset.table.iloc[list(rows)]
-    write_text(out_dir / shard_name("embeddings", ".csv", shard_index, num_shards),
-               table.to_csv(index=False))
-    return target
+            writer.put(indices[0], vectors)
+    except BaseException:
+        writer.abandon()
+        raise
+    return writer.finish(table, images.bad, identity)
 
 
 def write_embeddings(out_dir, embeddings, table, info=None):
@@ -74,36 +85,21 @@ def write_embeddings(out_dir, embeddings, table, info=None):
 
 
 def read_embeddings(folder, mmap=False):
-    """(embeddings, table) written by `write_embeddings` or by every shard of `embed_to_disk`.
+    """(embeddings, table) of an archive: its usable rows (status ok) of every part, in
+    manifest order, or a single embeddings.npy that `write_embeddings` wrote.
 
-    With `mmap`, a single embeddings file is memory-mapped instead of read (shards are joined).
+    For analyses that need the whole matrix (SVMs, PCA of a labelled set); search and
+    indexing read the parts one at a time (`PartsArchive`). With `mmap`, a single
+    embeddings file is memory-mapped instead of read.
     """
     folder = Path(folder)
+    if is_parts_archive(folder):
+        archive = PartsArchive(folder)
+        return archive.vectors(), archive.table
     if not (folder / EMBEDDINGS).is_file() or not (folder / TABLE).is_file():
-        shards = sorted(folder.glob("embeddings.shard-*-of-*.npy"))
-        if not shards:
-            raise DataError(f"{folder} holds no {EMBEDDINGS} and {TABLE}; run `microrep embed` first")
-        return read_shards(folder, shards)
+        raise DataError(f"{folder} holds no embeddings (parts/ or {EMBEDDINGS}); run `microrep embed` first")
     embeddings = np.load(folder / EMBEDDINGS, mmap_mode="r" if mmap else None, allow_pickle=False)
     table = pd.read_csv(folder / TABLE, encoding_errors="surrogateescape")
     if len(table) != len(embeddings):
         raise DataError(f"{folder}: {len(embeddings)} embeddings but {len(table)} table rows")
     return embeddings, table
-
-
-def read_shards(folder, shards):
-    """Join the shards of one sharded embedding run, refusing an incomplete set."""
-    num_shards = int(shards[0].name.split("-of-")[1].split(".")[0])
-    arrays, tables, missing = [], [], []
-    for index in range(num_shards):
-        npy = folder / shard_name("embeddings", ".npy", index, num_shards)
-        csv = folder / shard_name("embeddings", ".csv", index, num_shards)
-        if not npy.is_file() or not csv.is_file():
-            missing.append(str(index))
-            continue
-        arrays.append(np.load(npy, allow_pickle=False))
-        tables.append(pd.read_csv(csv, encoding_errors="surrogateescape"))
-    if missing:
-        raise DataError(f"{folder}: shard(s) {', '.join(missing)} of {num_shards} are missing; "
-                        "run `microrep embed --shard-index K` for each")
-    return np.concatenate(arrays), pd.concat(tables, ignore_index=True)

@@ -1,0 +1,197 @@
+"""The manifest of an archive: its images listed once, the row order every part follows.
+
+    manifest.parquet   row_id, path, size, mtime, label, group and any other metadata
+    manifest.json      rows, part size and count, the Parquet file's sha256, the source
+
+Why a manifest: an archive of millions of files is listed (and stat-ed) once, by the
+first process; every later process, array task or actor reads this table instead of
+walking the tree again, so all of them agree on which image is row 17,408 even while
+new files arrive. Parts are fixed-size, contiguous ranges of rows.
+"""
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from microrep.errors import DataError
+from microrep.fileio import raise_if_disk_full, read_json, write_json
+
+MANIFEST = "manifest.parquet"
+MANIFEST_INFO = "manifest.json"
+
+
+def file_sha256(path, block=1 << 20):
+    """sha256 of a file's bytes, read block by block."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def listed_table(table, root):
+    """`table` with row_id, absolute path, size and mtime (from one stat per file; -1 if none)."""
+    root = Path(root)
+    paths = [str(p if Path(p).is_absolute() else root / p) for p in table["path"].astype(str)]
+    sizes, mtimes = [], []
+    for path in paths:
+        try:
+            stat = os.stat(path)
+            sizes.append(stat.st_size)
+            mtimes.append(stat.st_mtime_ns)
+        except OSError:
+            sizes.append(-1)
+            mtimes.append(-1)
+    listed = table.reset_index(drop=True).assign(path=paths, size=np.array(sizes, np.int64),
+                                                 mtime_ns=np.array(mtimes, np.int64))
+    listed.insert(0, "row_id", np.arange(len(listed), dtype=np.int64))
+    return listed
+
+
+def _utf8(value):
+    try:
+        value.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _to_parquet(table, path, row_group_size=None):
+    """Parquet via pyarrow. Text columns holding names that are not UTF-8 (Linux allows
+    any bytes in file names) are stored as the raw bytes, and decoded back on reading."""
+    table = table.copy()
+    for column in table.columns:
+        if table[column].dtype.kind in "OT" or str(table[column].dtype) == "str":
+            values = [None if v is None or v != v else str(v) for v in table[column]]
+            if all(v is None or _utf8(v) for v in values):
+                table[column] = pd.array(values, dtype=object)
+            else:
+                table[column] = pd.array([None if v is None else os.fsencode(v) for v in values],
+                                         dtype=object)
+    try:
+        table.to_parquet(path, index=False, row_group_size=row_group_size)
+    except OSError as error:  # pyarrow names the errno only in its message
+        import re
+
+        found = re.search(r"\[errno (\d+)\]", str(error))
+        if error.errno is None and found:
+            raise OSError(int(found.group(1)), os.strerror(int(found.group(1))), str(path)) from None
+        raise
+
+
+def read_parquet_table(path, filters=None):
+    """A table `_to_parquet` wrote, with byte columns (non-UTF-8 names) decoded back."""
+    table = pd.read_parquet(path, filters=filters)
+    for column in table.columns:
+        if len(table) and table[column].dtype == object and isinstance(table[column].iloc[0], bytes):
+            table[column] = [None if v is None else os.fsdecode(v) for v in table[column]]
+    return table
+
+
+def publish_manifest(out, table, root, part_size, source):
+    """List `table` into `out`'s manifest unless one is already there; return its info.
+
+    The manifest is published with a hard link, which fails if another process
+    published first: the first listing wins and every process uses it.
+    """
+    out = Path(out)
+    if (out / MANIFEST_INFO).is_file():
+        return read_json(out / MANIFEST_INFO)
+    listed = listed_table(table, root)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{MANIFEST}.{os.getpid()}.tmp"
+    try:
+        _to_parquet(listed, tmp, row_group_size=part_size)  # one row group per part
+        digest = file_sha256(tmp)
+        os.link(tmp, out / MANIFEST)
+    except FileExistsError:
+        pass  # another process listed first: use its manifest
+    except OSError as error:
+        raise_if_disk_full(error, out / MANIFEST)
+        raise
+    else:
+        write_json(out / MANIFEST_INFO, {
+            "rows": len(listed), "part_size": part_size, "parts": part_count(len(listed), part_size),
+            "sha256": digest, "source": source})
+    finally:
+        tmp.unlink(missing_ok=True)
+    return wait_for_info(out)
+
+
+def wait_for_info(out, attempts=600):
+    """manifest.json of `out`, which the publishing process writes just after the Parquet file."""
+    import time
+
+    for _ in range(attempts):
+        if (Path(out) / MANIFEST_INFO).is_file():
+            return read_json(Path(out) / MANIFEST_INFO)
+        time.sleep(0.05)
+    raise DataError(f"{out} holds {MANIFEST} without {MANIFEST_INFO}: a listing was interrupted; "
+                    "delete both and run again")
+
+
+def part_count(rows, part_size):
+    return max(1, -(-rows // part_size))
+
+
+def part_range(info, part):
+    """Rows of part `part`: a contiguous range of the manifest."""
+    start = part * info["part_size"]
+    return range(start, min(start + info["part_size"], info["rows"]))
+
+
+def manifest_info(out):
+    """manifest.json of archive `out`: rows, part_size, parts, sha256, source."""
+    out = Path(out)
+    if not (out / MANIFEST_INFO).is_file():
+        raise DataError(f"{out} holds no {MANIFEST_INFO}; run `microrep embed` to list the archive")
+    return read_json(out / MANIFEST_INFO)
+
+
+def read_manifest(out, rows=None):
+    """(manifest table, info) of archive `out`; `rows` (a range) reads only those rows
+    (the row groups that hold them, not the whole file)."""
+    info = manifest_info(out)
+    filters = None if rows is None else [("row_id", ">=", rows.start), ("row_id", "<", rows.stop)]
+    table = read_parquet_table(Path(out) / MANIFEST, filters).reset_index(drop=True)
+    expected = info["rows"] if rows is None else len(rows)
+    if len(table) != expected:
+        raise DataError(f"{Path(out) / MANIFEST} has {len(table)} rows where {MANIFEST_INFO} "
+                        f"says {expected}; the manifest was changed after listing")
+    return table, info
+
+
+def parse_parts(text, count):
+    """Part numbers named by '3', '0-4', '1,5-7' (all of them for ''), checked against `count`."""
+    from microrep.errors import ConfigError
+
+    if not str(text).strip():
+        return list(range(count))
+    chosen = set()
+    for piece in str(text).split(","):
+        first, _, last = piece.strip().partition("-")
+        try:
+            low, high = int(first), int(last or first)
+        except ValueError:
+            raise ConfigError(f"--parts {text!r}: expected numbers and ranges like 0-3,7") from None
+        if not 0 <= low <= high < count:
+            raise ConfigError(f"--parts {text!r}: the archive has parts 0..{count - 1}")
+        chosen.update(range(low, high + 1))
+    return sorted(chosen)
+
+
+def ranges_text(numbers):
+    """[0, 1, 2, 5, 7, 8] -> '0-2,5,7-8': part lists short enough for a command line."""
+    pieces, numbers = [], sorted(numbers)
+    start = previous = None
+    for number in numbers + [None]:
+        if start is not None and number == previous + 1:
+            previous = number
+            continue
+        if start is not None:
+            pieces.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = number
+    return ",".join(pieces)

@@ -1,0 +1,221 @@
+"""Parts of an embedded archive: the unit every process, array task and actor writes.
+
+    parts/part-000012.npy        float32 (rows of the part, embedding_dim); zeros for bad rows
+    parts/part-000012.parquet    the part's manifest rows with status (ok / bad) and reason
+    parts/part-000012.done.json  written last: rows, counts, the .npy's sha256, and the
+                                 identity (model, settings, manifest) it was embedded with
+
+A part is done when its done file exists and names this archive's identity; anything
+else (no done file, a kill half-way, another model) is redone or refused. Readers take
+the parts as memory maps, one at a time, so no archive is ever concatenated in memory.
+"""
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from microrep.embedding.manifest import (file_sha256, manifest_info, part_range, read_manifest,
+                                         read_parquet_table)
+from microrep.errors import DataError
+from microrep.fileio import atomic_path, read_json, write_json
+
+PARTS = "parts"
+PROVENANCE = "embed.json"  # the archive's settings, model and identity
+IDENTITY_KEYS = ("model", "settings", "manifest")
+
+
+def part_stem(out, part):
+    return Path(out) / PARTS / f"part-{part:06d}"
+
+
+def part_files(out, part):
+    """(embeddings .npy, table .parquet, done .json) of part `part`."""
+    stem = part_stem(out, part)
+    return stem.with_suffix(".npy"), stem.with_suffix(".parquet"), stem.with_suffix(".done.json")
+
+
+def digest_of(value):
+    """sha256 (16 hex digits) of a JSON-able value or of bytes."""
+    import json
+
+    data = value if isinstance(value, bytes) else json.dumps(value, sort_keys=True).encode()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def weights_digest(model):
+    """A model's identity: the sha256 of every weight's bytes, in order."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(np.asarray(weight)).tobytes())
+    return digest.hexdigest()[:16]
+
+
+class PartWriter:
+    """Fills one part's embeddings in place (a memory map under a temporary name), then
+    `finish` writes its table and, last, its done file. A kill before `finish` leaves
+    no done file, so the part is redone; a done file means every file is complete."""
+
+    def __init__(self, out, part, rows, dim):
+        self.out, self.part, self.rows = Path(out), part, rows
+        self.npy, self.table, self.done = part_files(out, part)
+        self._tmp_context = atomic_path(self.npy)
+        tmp = self._tmp_context.__enter__()
+        self.array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                               shape=(len(rows), dim))
+
+    def put(self, start, vectors):
+        """Embeddings of the part's rows start .. start + len(vectors)."""
+        self.array[start:start + len(vectors)] = vectors
+
+    def finish(self, table, bad, identity):
+        """Rename the embeddings into place, write the table (status, reason) and the done file."""
+        status = np.array(["ok"] * len(table), dtype=object)
+        reasons = np.array([""] * len(table), dtype=object)
+        for row, reason in bad.items():
+            status[row], reasons[row] = "bad", reason
+            self.array[row] = 0.0
+        self.array.flush()
+        del self.array
+        self._tmp_context.__exit__(None, None, None)
+        from microrep.embedding.manifest import _to_parquet
+
+        with atomic_path(self.table) as tmp:
+            _to_parquet(table.reset_index(drop=True).assign(status=status, reason=reasons), tmp)
+        record = {"part": self.part, "rows": len(self.rows), "ok": len(table) - len(bad),
+                  "bad": len(bad), "sha256": file_sha256(self.npy), **identity}
+        write_json(self.done, record)
+        return {**record, "bad_images": [f"{Path(table['path'].iloc[row]).name} ({reason})"
+                                         for row, reason in sorted(bad.items())[:5]]}
+
+    def abandon(self):
+        del self.array
+        self._tmp_context.__exit__(DataError, DataError("abandoned"), None)
+
+
+def part_state(out, part, identity, verify=False):
+    """'done', 'missing', or 'inconsistent: why' for part `part` of archive `out`."""
+    npy, table, done = part_files(out, part)
+    if not done.is_file():
+        return "missing"
+    record = read_json(done)
+    other = [key for key in IDENTITY_KEYS if record.get(key) != identity.get(key)]
+    if other:
+        return f"inconsistent: embedded with another {' and '.join(other)}"
+    if not npy.is_file() or not table.is_file():
+        return "inconsistent: its done file names files that are gone"
+    if verify and file_sha256(npy) != record["sha256"]:
+        return "inconsistent: its embeddings differ from the checksum in its done file"
+    return "done"
+
+
+@dataclasses.dataclass
+class Status:
+    """What `microrep status` reports: each part's state and the bad images of done parts."""
+
+    parts: int
+    rows: int
+    states: dict
+    bad_rows: int
+
+    @property
+    def done(self):
+        return [p for p, s in self.states.items() if s == "done"]
+
+    @property
+    def missing(self):
+        return [p for p, s in self.states.items() if s == "missing"]
+
+    @property
+    def inconsistent(self):
+        return {p: s for p, s in self.states.items() if s.startswith("inconsistent")}
+
+    @property
+    def complete(self):
+        return len(self.done) == self.parts
+
+
+def archive_identity(out):
+    """The identity embed.json records for archive `out` (model, settings, manifest)."""
+    path = Path(out) / PROVENANCE
+    if not path.is_file():
+        raise DataError(f"{out} holds no {PROVENANCE}; run `microrep embed` to start the archive")
+    info = read_json(path)
+    return {key: info.get(key) for key in IDENTITY_KEYS}
+
+
+def archive_status(out, verify=False):
+    """The Status of every part of archive `out`."""
+    info = manifest_info(out)
+    identity = archive_identity(out)
+    states, bad = {}, 0
+    for part in range(info["parts"]):
+        states[part] = part_state(out, part, identity, verify)
+        if states[part] == "done":
+            bad += read_json(part_files(out, part)[2])["bad"]
+    return Status(info["parts"], info["rows"], states, bad)
+
+
+def is_parts_archive(folder):
+    return (Path(folder) / PARTS).is_dir()
+
+
+class PartsArchive:
+    """The done parts of an archive, each memory-mapped, with their tables.
+
+    `table` holds every usable row (status ok) with its `part` and `row` in it;
+    `parts()` yields (part, embeddings memory map, ok mask) one part at a time.
+    """
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        status = archive_status(self.folder)
+        if not status.complete:
+            raise DataError(f"{self.folder}: {len(status.done)} of {status.parts} parts are done "
+                            f"({describe_incomplete(status)}); run the same `microrep embed` again, "
+                            f"or `microrep status {self.folder}` to see which")
+        self.numbers = status.done
+        tables = []
+        for part in self.numbers:
+            table = read_parquet_table(part_files(self.folder, part)[1])
+            tables.append(table.assign(part=part, row=np.arange(len(table))))
+        full = pd.concat(tables, ignore_index=True)
+        self.table = full[full["status"] == "ok"].reset_index(drop=True)
+        self.bad = full[full["status"] != "ok"].reset_index(drop=True)
+        self.dim = int(np.load(part_files(self.folder, self.numbers[0])[0], mmap_mode="r").shape[1])
+
+    def __len__(self):
+        return len(self.table)
+
+    def parts(self):
+        for part in self.numbers:
+            embeddings = np.load(part_files(self.folder, part)[0], mmap_mode="r")
+            ok = (self.table["part"].to_numpy() == part)
+            yield part, embeddings, self.table.loc[ok, "row"].to_numpy()
+
+    def vectors(self):
+        """Every usable embedding in one array: for analyses that need the matrix (SVMs, PCA)."""
+        if not len(self):
+            return np.zeros((0, self.dim), np.float32)
+        return np.concatenate([np.asarray(e[rows]) for _, e, rows in self.parts()])
+
+
+def describe_incomplete(status):
+    from microrep.embedding.manifest import ranges_text
+
+    words = []
+    if status.missing:
+        words.append(f"missing: {ranges_text(status.missing)}")
+    if status.inconsistent:
+        words.append(f"inconsistent: {ranges_text(list(status.inconsistent))}")
+    return "; ".join(words)
+
+
+def part_manifest(out, part):
+    """(rows, manifest rows) of part `part`."""
+    info = manifest_info(out)
+    rows = part_range(info, part)
+    table, _ = read_manifest(out, rows=rows)
+    return rows, table

@@ -1,0 +1,91 @@
+"""The local launcher: this process embeds the parts it is given, one after another.
+
+It is also the body of every SLURM array task, so parts are the same whoever runs them.
+"""
+
+import json
+from pathlib import Path
+
+from microrep.config import TrainConfig, from_dict
+from microrep.embedding.archive import embed_part
+from microrep.embedding.features import (embed_tile_features, feature_tower_of, head_from_tower,
+                                         tile_features)
+from microrep.embedding.parts import part_state
+from microrep.errors import DataError
+from microrep.nn.backbone import MIXED_POLICY, dtype_policy
+from microrep.nn.tower import build_feature_tower
+from microrep.training.frozen import BANK_SEED, GRID
+from microrep.training.run_dir import load_tower
+
+
+def embedding_tower(config):
+    """The tower an EmbedConfig asks for: a trained one, or the untrained VGG16's features."""
+    if config.pretrained:
+        if config.model.weights == "none":
+            import keras
+
+            keras.utils.set_random_seed(0)  # untrained weights: the same in every process
+        with dtype_policy(MIXED_POLICY if config.model.mixed_precision else "float32"):
+            return build_feature_tower(config.model)
+    return load_tower(config.model_path)
+
+
+def frozen_run(config):
+    """The TrainConfig of the run in --model-path when its frozen base's feature cache can
+    serve this embedding (a frozen base, a cache, the tiling of its feature pass), else None."""
+    settings = Path(config.model_path) / "config.json"
+    if config.pretrained or not settings.is_file():
+        return None
+    run = from_dict(TrainConfig, json.loads(settings.read_text()), str(settings))
+    if run.model.train_base or not run.feature_cache or config.grid != GRID:
+        return None
+    return run
+
+
+def cached_embedder(tower, run, log, chunk=256):
+    """`embed(images)` for embed_part: tile features from the run's feature cache (computed
+    and cached where missing), then only the head; chunk by chunk, so memory stays bounded."""
+    policy = MIXED_POLICY if run.model.mixed_precision else "float32"
+    with dtype_policy(policy):  # as in training: the precision keys the cache
+        feature_tower = feature_tower_of(tower, run.model)
+    head = head_from_tower(tower, int(feature_tower.output_shape[-1]), run.model)
+    cache = str(Path(run.feature_cache).expanduser())
+    log(f"frozen-base run: VGG16 tile features come from its feature cache {cache} where "
+        "training computed them; only the head runs")
+
+    def embed(images):
+        for start in range(0, len(images), chunk):
+            rows = list(range(start, min(start + chunk, len(images))))
+            with dtype_policy(policy):
+                tiles = tile_features(feature_tower, [images[i] for i in rows], GRID, cache,
+                                      bank=(run.feature_bank, BANK_SEED), progress=True)
+            yield rows, embed_tile_features(head, tiles)
+
+    return embed
+
+
+def run_local(job):
+    """Embed each of the job's parts that is not done yet, in this process."""
+    config, log = job.config, job.log
+    tower = job.tower if job.tower is not None else embedding_tower(config)
+    run = frozen_run(config)
+    embed = cached_embedder(tower, run, log) if run else None
+    workers = None if config.read_workers < 0 else config.read_workers
+    embedded, skipped, bad, named = [], [], 0, []
+    for number, part in enumerate(job.parts):
+        state = part_state(job.out, part, job.identity)
+        if state == "done":
+            skipped.append(part)
+            continue
+        if state.startswith("inconsistent") and "another" in state:
+            raise DataError(f"{job.out}: part {part} is {state[len('inconsistent: '):]}; parts of "
+                            "two models or manifests never mix: use another --out, or --overwrite")
+        if len(job.parts) > 1:
+            log(f"part {part} ({number + 1} of {len(job.parts)} asked for)")
+        record = embed_part(job.out, part, tower, job.identity, config.grid, config.batch_size,
+                            progress=True, workers=workers, log=log, embed=embed)
+        embedded.append(part)
+        bad += record["bad"]
+        named += record["bad_images"]
+    return {"launcher": "local", "embedded": embedded, "skipped": skipped, "bad": bad,
+            "bad_images": named[:5]}
