@@ -74,3 +74,48 @@ def test_a_slurm_job_array_embeds_the_parts_one_process_would(images, one_proces
     assert_same_archive(out, one_process)
     assert main(argv) == 0
     assert "nothing to submit" in capsys.readouterr().out
+
+
+def fill(write_end):
+    """Fill a pipe to the brim from our own copy of its write end: the child's next write
+    then blocks until the pipe is read, so it stops at a point we chose (not a moment)."""
+    import os
+
+    os.set_blocking(write_end, False)
+    try:
+        while True:
+            os.write(write_end, b"x" * 4096)
+    except BlockingIOError:
+        pass
+
+
+@pytest.mark.slow
+def test_a_kill_mid_archive_then_the_same_command_equals_an_uninterrupted_run(images, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    argv = ["embed", *TINY, "--part-size", "1", "--images", str(images)]
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    read_end, write_end = os.pipe()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    child = subprocess.Popen([sys.executable, "-m", "microrep", *argv, "--out", str(tmp_path / "emb")],
+                             stdout=write_end, stderr=write_end, env=env)
+    lines = os.fdopen(read_end, "rb", buffering=0)
+    seen = b""
+    while b"part 3 (4 of 11" not in seen:  # the child has done parts 0-2 and started part 3
+        chunk = lines.read(256)
+        assert chunk, f"the embedding ended before part 3: {seen.decode(errors='replace')}"
+        seen += chunk
+    fill(write_end)  # its next progress line blocks it inside part 3 or 4
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    os.close(write_end)
+    lines.close()
+    assert child.returncode == -signal.SIGKILL
+    assert main(["status", str(tmp_path / "emb")]) == 3, "killed half-way: parts are missing"
+    assert main([*argv, "--out", str(tmp_path / "emb")]) == 0  # the same command again
+    assert main(["status", str(tmp_path / "emb"), "--verify"]) == 0
+    assert_same_archive(tmp_path / "emb", read_embeddings(tmp_path / "whole"))
+    assert not list((tmp_path / "emb" / "parts").glob(".*tmp*")), "no temporary file is left"

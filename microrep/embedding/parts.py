@@ -20,7 +20,7 @@ import pandas as pd
 from microrep.embedding.manifest import (file_sha256, manifest_info, part_range, read_manifest,
                                          read_parquet_table)
 from microrep.errors import DataError
-from microrep.fileio import atomic_path, read_json, write_json
+from microrep.fileio import atomic_path, read_json, stale_temporaries, write_json
 
 PARTS = "parts"
 PROVENANCE = "embed.json"  # the archive's settings, model and identity
@@ -61,6 +61,8 @@ class PartWriter:
     def __init__(self, out, part, rows, dim):
         self.out, self.part, self.rows = Path(out), part, rows
         self.npy, self.table, self.done = part_files(out, part)
+        for stale in stale_temporaries(self.npy.parent, self.npy.name):
+            stale.unlink(missing_ok=True)  # left by a writer of this part that was killed
         self._tmp_context = atomic_path(self.npy)
         tmp = self._tmp_context.__enter__()
         self.array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
