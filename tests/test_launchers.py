@@ -119,3 +119,23 @@ def test_a_kill_mid_archive_then_the_same_command_equals_an_uninterrupted_run(im
     assert main(["status", str(tmp_path / "emb"), "--verify"]) == 0
     assert_same_archive(tmp_path / "emb", read_embeddings(tmp_path / "whole"))
     assert not list((tmp_path / "emb" / "parts").glob(".*tmp*")), "no temporary file is left"
+
+
+@pytest.mark.slow
+def test_ray_data_embeds_the_parts_one_process_would(images, one_process, tmp_path, capsys):
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'microrep[ray]'")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        argv = ["embed", *TINY, "--images", str(images), "--out", str(tmp_path / "emb"),
+                "--launcher", "ray"]
+        assert main(argv) == 0
+        said = capsys.readouterr().out
+        assert "embedded part(s) 0-3 with Ray" in said and "4 of 4 part(s) done" in said
+        assert_same_archive(tmp_path / "emb", one_process)
+        for path in part_files(tmp_path / "emb", 1):
+            path.unlink()
+        assert main(argv) == 0
+        assert "embedded part(s) 1 with Ray" in capsys.readouterr().out
+        assert_same_archive(tmp_path / "emb", one_process)
+    finally:
+        ray.shutdown()

@@ -1,0 +1,117 @@
+"""The Ray launcher: Ray Data decodes images in CPU tasks and embeds them in an actor pool.
+
+Why Ray Data: clusters and clouds run it; it streams (decoding, embedding and writing
+overlap, with bounded memory), places actors on GPUs where there are any, and retries
+failed tasks. The work is cut exactly as one `microrep embed` process cuts it (the same
+batches of whole images within each part), so the parts it writes are the same.
+Optional: pip install microrep[ray].
+"""
+
+import numpy as np
+
+from microrep.embedding.archive import TolerantImages, part_dataset
+from microrep.embedding.manifest import manifest_info, ranges_text
+from microrep.embedding.parts import PartWriter, part_manifest, part_state
+from microrep.errors import ConfigError
+
+RAY_HINT = "--launcher ray needs Ray Data: pip install 'microrep[ray]'"
+
+
+def import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ConfigError(RAY_HINT) from None
+    return ray
+
+
+def batch_plan(out, parts, images_per_batch):
+    """One descriptor per batch of whole images: (part, start, paths and scales of its rows)."""
+    plan = []
+    for part in parts:
+        rows, table = part_manifest(out, part)
+        for start in range(0, len(rows), images_per_batch):
+            chunk = table.iloc[start:start + images_per_batch]
+            plan.append({"part": part, "start": start, "rows": len(rows),
+                         "table": chunk.to_dict("list")})
+    return plan
+
+
+def decoder(info, tile, grid):
+    """A Ray task body: decode and tile one batch's images (bad ones recorded, not fatal)."""
+    import pandas as pd
+
+    from microrep.data.images import grid_tiles
+
+    def decode(item):
+        images = TolerantImages(part_dataset(pd.DataFrame(item["table"]), info), tile)
+        tiles = np.concatenate([grid_tiles(images[i], tile, grid) for i in range(len(images))])
+        bad = [f"{row}\t{why}" for row, why in images.bad.items()]
+        return {"part": item["part"], "start": item["start"], "rows": item["rows"],
+                "tiles": tiles[..., None], "bad": "\n".join(bad)}
+
+    return decode
+
+
+class Embedder:
+    """A Ray actor holding the tower: embeds one batch of tiles (the mean over each image's)."""
+
+    def __init__(self, config, per_image):
+        from microrep.launchers.local import embedding_tower
+
+        self.tower, self.per_image = embedding_tower(config), per_image
+
+    def __call__(self, batch):
+        tiles = batch["tiles"][0]
+        vectors = np.asarray(self.tower.predict_on_batch(tiles), dtype=np.float32)
+        mean = vectors.reshape(len(tiles) // self.per_image, self.per_image, -1).mean(axis=1)
+        return {"part": batch["part"], "start": batch["start"], "rows": batch["rows"],
+                "bad": batch["bad"], "vectors": mean[None]}
+
+
+def start_ray(ray, address):
+    if not ray.is_initialized():
+        ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+
+
+def run_ray(job):
+    """Embed the job's missing parts with Ray Data; the driver writes each part as it completes."""
+    ray = import_ray()
+    config, out = job.config, job.out
+    missing = [p for p in job.parts if part_state(out, p, job.identity) != "done"]
+    summary = {"launcher": "ray", "embedded": [], "skipped": [p for p in job.parts if p not in missing],
+               "bad": 0, "bad_images": []}
+    if not missing:
+        return {**summary, "message": "every part asked for is done: nothing to embed"}
+    start_ray(ray, config.ray_address)
+    tile, per_image = int(job.tower.input_shape[1]), config.grid * config.grid
+    plan = batch_plan(out, missing, max(config.batch_size // per_image, 1))
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    actors = config.ray_actors or max(gpus, 1)
+    data = (ray.data.from_items(plan)
+            .map(decoder(manifest_info(out), tile, config.grid))
+            .map_batches(Embedder, fn_constructor_args=(config, per_image), batch_size=1,
+                         concurrency=actors, num_gpus=1 if gpus else 0))
+    dim = int(job.tower.output_shape[-1])
+    writers, filled, bad = {}, {}, {}
+    for row in data.iter_rows():
+        part, start = int(row["part"]), int(row["start"])
+        if part not in writers:
+            writers[part] = PartWriter(out, part, range(int(row["rows"])), dim)
+            filled[part], bad[part] = 0, {}
+        writers[part].put(start, row["vectors"])
+        filled[part] += len(row["vectors"])
+        for line in filter(None, str(row["bad"]).split("\n")):
+            index, why = line.split("\t", 1)
+            bad[part][start + int(index)] = why
+        if filled[part] == int(row["rows"]):
+            _, table = part_manifest(out, part)
+            record = writers.pop(part).finish(table, bad[part], job.identity)
+            summary["embedded"].append(part)
+            summary["bad"] += record["bad"]
+            summary["bad_images"] += record["bad_images"]
+    summary["embedded"].sort()
+    return {**summary, "message": f"embedded part(s) {ranges_text(summary['embedded'])} with Ray "
+                                  f"({actors} embedding actor(s), {gpus} GPU(s))"}
