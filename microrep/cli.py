@@ -201,6 +201,9 @@ COMMANDS = {
               stage("microrep.commands.embed", "run_embed_stage", log=say), print_embedded),
     "status": ("which parts of an embedded archive are done, missing or inconsistent (exit "
                "code 3 while it is incomplete)", "StatusConfig", archive_status, None),
+    "index": ("a persistent faiss index of an embedded archive (exact, IVF-Flat or IVF-PQ), "
+              "with its recall@10 measured at build time", "IndexConfig",
+              stage("microrep.commands.index", "run_index", log=say), None),
     "evaluate": ("PCA and SVM cross-validation of embeddings", "EvalConfig",
                  stage("microrep.commands.evaluate", "evaluate_embeddings"), print_evaluation),
     "search": ("find the micrographs of an embedded archive nearest to query images",
@@ -234,6 +237,8 @@ def build_parser():
     subs["generate"].add_argument("--out", default="microrep-data/synthetic", help="dataset folder to write")
     subs["explore"].add_argument("embeddings_dir", nargs="*", metavar="EMB_DIR",
                                  help="folders written by `microrep embed` (or --embeddings)")
+    subs["index"].add_argument("embeddings_dir", nargs="?", metavar="EMBEDDINGS",
+                               help="the archive folder (or --embeddings)")
     subs["status"].add_argument("archive_dir", nargs="?", metavar="ARCHIVE",
                                 help="the archive folder (or --archive)")
     subs["fetch"].add_argument("dataset", choices=["uhcsdb"], help="the dataset to fetch")
@@ -258,6 +263,8 @@ def run_command(args):
         return generate(config, args.out)
     if args.command == "explore" and args.embeddings_dir:
         config = dataclasses.replace(config, embeddings=",".join(args.embeddings_dir))
+    if args.command == "index" and args.embeddings_dir:
+        config = dataclasses.replace(config, embeddings=args.embeddings_dir)
     if args.command == "status" and args.archive_dir:
         config = dataclasses.replace(config, archive=args.archive_dir)
     _, _, run, show = COMMANDS[args.command]

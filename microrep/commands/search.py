@@ -15,13 +15,15 @@ import pandas as pd
 
 from microrep.analysis.neighbours import nearest_neighbours, resolve_backend
 from microrep.analysis.plots import plot_neighbours
-from microrep.commands.embed import embedding_tower
 from microrep.config import EmbedConfig, ModelConfig
 from microrep.data.folders import image_files
 from microrep.data.images import read_image
 from microrep.embedding.archive import PROVENANCE, TABLE, read_embeddings
+from microrep.embedding.index import gather, is_index, open_index, search_index
+from microrep.embedding.parts import PartsArchive
 from microrep.embedding.tiles import embed_images
 from microrep.errors import ConfigError, DataError
+from microrep.launchers.local import embedding_tower
 from microrep.fileio import refuse_earlier_output, write_text
 
 #: Queries drawn in neighbours.png (all of them are in neighbours.csv).
@@ -29,11 +31,37 @@ MAX_DRAWN = 12
 
 
 def read_index(folder):
-    """(memory-mapped embeddings, table with paths on disk, embed.json) of an embedded archive."""
-    embeddings, table = read_embeddings(folder, mmap=True)
+    """(vectors or faiss index, table with paths on disk, embed.json) of an embedded archive,
+    or of a `microrep index` folder (its faiss index memory-mapped, its archive's table)."""
+    if is_index(folder):
+        index, index_info = open_index(folder)
+        folder = index_info["archive"]
+        table = PartsArchive(folder).table
+        if len(table) != index.ntotal:
+            raise DataError(f"the index holds {index.ntotal} vectors but its archive {folder} "
+                            f"{len(table)}: the archive changed; run `microrep index` again")
+        embeddings = IndexedArchive(index, folder)
+    else:
+        embeddings, table = read_embeddings(folder, mmap=True)
     info_path = Path(folder) / PROVENANCE
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     return embeddings, table.assign(path=absolute_paths(table["path"], info)), info
+
+
+class IndexedArchive:
+    """A faiss index standing where the vectors would: its size and dimension, and the
+    archive rows' vectors when queries are rows (read from the parts, not the index)."""
+
+    def __init__(self, index, archive):
+        self.index, self.archive = index, archive
+        self.shape = (index.ntotal, index.d)
+
+    def __len__(self):
+        return self.index.ntotal
+
+    def __getitem__(self, rows):
+        unique = np.unique(rows)
+        return gather(PartsArchive(self.archive), unique)[np.searchsorted(unique, rows)]
 
 
 def absolute_paths(paths, info):
@@ -127,10 +155,15 @@ def run_search(config, log=print):
     if config.k > candidates:
         raise ConfigError(f"--k {config.k} is more than the {candidates} micrographs the index "
                           "can offer; lower --k")
-    backend = resolve_backend(config.backend, len(index))
-    distances, neighbours = nearest_neighbours(
-        index, queries, config.k, groups if query_groups is not None else None,
-        query_groups, rows, backend)
+    if isinstance(index, IndexedArchive):
+        backend = "faiss index"
+        distances, neighbours = search_index(index.index, queries, config.k, groups,
+                                             query_groups, rows)
+    else:
+        backend = resolve_backend(config.backend, len(index))
+        distances, neighbours = nearest_neighbours(
+            index, queries, config.k, groups if query_groups is not None else None,
+            query_groups, rows, backend)
     result = neighbour_table(query_table, table, distances, neighbours)
     write_text(Path(config.out) / "neighbours.csv", result.to_csv(index=False))
 

@@ -235,6 +235,23 @@ class EmbedConfig:
 
 
 @dataclasses.dataclass
+class IndexConfig:
+    """A persistent faiss index of an embedded archive, for `microrep search --index`."""
+
+    embeddings: str = option("runs/embeddings", "the archive folder written by `microrep embed` "
+                             "(also the first argument)")
+    out: str = option("runs/index", "folder for index.faiss and index.json")
+    kind: str = option("auto", "'flat' (exact), 'ivf-flat' or 'ivf-pq'; auto: flat up to 200,000 "
+                       "vectors, IVF-Flat up to 20 million, IVF-PQ above",
+                       ("auto", "flat", "ivf-flat", "ivf-pq"))
+    target_recall: float = option(0.95, "the recall@10 against exact search that nprobe is "
+                                  "tuned to reach on held-out queries", above=0.0, at_most=1.0)
+    queries: int = count_option(1000, "held-out queries that measure recall@10 at build time")
+    seed: int = option(0, "seed of the training sample and the held-out queries")
+    overwrite: bool = option(False, "replace an index already in --out")
+
+
+@dataclasses.dataclass
 class StatusConfig:
     """Which parts of an embedded archive are done, missing, bad or inconsistent."""
 
@@ -269,7 +286,8 @@ class EvalConfig:
 class SearchConfig:
     """Find the micrographs of an embedded archive nearest to query images or rows."""
 
-    index: str = option("runs/embeddings", "the archive: a folder written by `microrep embed`")
+    index: str = option("runs/embeddings", "the archive: a folder written by `microrep embed`, "
+                        "or an index folder written by `microrep index` (memory-mapped)")
     query: str = option("", "query image files or folders (embedded with the index's model, as "
                         "embed.json records it)", parse=_paths, nargs="+")
     query_rows: str = option("", "queries that are rows of the index, comma-separated (0-based)")

@@ -1,0 +1,95 @@
+"""`microrep index`: a persistent faiss index built from an archive's parts, its recall
+measured at build time, and `search --index` reading it as a memory map."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from microrep.cli import main
+from microrep.embedding.index import build_index, open_index, search_index
+from microrep.embedding.manifest import publish_manifest
+from microrep.embedding.parts import PROVENANCE, PartWriter
+from microrep.fileio import write_json
+
+faiss = pytest.importorskip("faiss", reason="faiss is the index's engine: pip install microrep[faiss]")
+
+IDENTITY = {"model": "m", "settings": "s"}
+
+
+def clustered(count, dim=16, clusters=40, seed=0):
+    """Vectors in clusters (as embeddings are), not uniform noise that no index can prune."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim)) * 4
+    return (centres[rng.integers(0, clusters, count)] + rng.normal(size=(count, dim))).astype(np.float32)
+
+
+def write_archive(folder, vectors, part_size, groups=None):
+    """An archive of parts holding `vectors`, written by the part writer embed uses."""
+    table = pd.DataFrame({"path": [f"/img/{i}.png" for i in range(len(vectors))], "label": "",
+                          "group": groups if groups is not None else [str(i) for i in range(len(vectors))]})
+    info = publish_manifest(folder, table, "/", part_size, {"data": "images", "location": "/img",
+                                                            "reader": "image", "task": ""})
+    identity = {**IDENTITY, "manifest": info["sha256"]}
+    write_json(folder / PROVENANCE, identity)
+    for part in range(info["parts"]):
+        rows = range(part * part_size, min((part + 1) * part_size, len(vectors)))
+        writer = PartWriter(folder, part, rows, vectors.shape[1])
+        writer.put(0, vectors[rows.start:rows.stop])
+        writer.finish(table.iloc[rows.start:rows.stop], {}, identity)
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf-flat", "ivf-pq"])
+def test_each_kind_reaches_the_recall_it_records(kind, tmp_path):
+    vectors = clustered(6000)
+    write_archive(tmp_path / "emb", vectors, part_size=1000)
+    info = build_index(tmp_path / "emb", tmp_path / "index", kind, target_recall=0.9, queries=200,
+                       log=lambda _: None)
+    assert info["rows"] == 6000 and info["kind"] == kind
+    index, stored = open_index(tmp_path / "index")
+    assert stored == json.loads((tmp_path / "index" / "index.json").read_text())
+    truth = faiss.IndexFlatL2(16)
+    truth.add(vectors)
+    queries = clustered(100, seed=7)
+    _, exact = truth.search(queries, 10)
+    _, found = search_index(index, queries, 10)
+    measured = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)])
+    if kind == "flat":
+        assert info["recall_at_10"] == 1.0 and measured == 1.0
+    else:
+        assert info["recall_at_10"] >= 0.9 and info["nprobe"] >= 1
+        assert measured >= 0.8, "the recall measured at build time holds for new queries"
+
+
+def test_search_index_skips_the_query_row_and_its_group():
+    vectors = clustered(500)
+    groups = np.array([str(i // 5) for i in range(500)])
+    index = faiss.IndexFlatL2(16)
+    index.add(vectors)
+    rows = np.array([0, 17, 255])
+    distances, found = search_index(index, vectors[rows], 10, groups, groups[rows], rows)
+    assert (found >= 0).all() and not (found == rows[:, None]).any()
+    assert all(groups[f] != groups[r] for r, fs in zip(rows, found) for f in fs)
+    assert (np.diff(distances, axis=1) >= 0).all()
+
+
+@pytest.mark.slow
+def test_index_and_search_from_the_command_line(tmp_path, capsys):
+    vectors = clustered(3000)
+    write_archive(tmp_path / "emb", vectors, part_size=700,
+                  groups=[str(i // 3) for i in range(3000)])
+    assert main(["index", str(tmp_path / "emb"), "--out", str(tmp_path / "index"),
+                 "--kind", "ivf-flat", "--queries", "100"]) == 0
+    assert "recall@10" in capsys.readouterr().out
+    assert main(["index", str(tmp_path / "emb"), "--out", str(tmp_path / "index")]) == 2
+    for where, out in ((tmp_path / "index", "a"), (tmp_path / "emb", "b")):
+        assert main(["search", "--index", str(where), "--query-rows", "0,5,2999", "--k", "5",
+                     "--exclude-same-group", "--out", str(tmp_path / out)]) == 0
+    by_index = pd.read_csv(tmp_path / "a" / "neighbours.csv")
+    exact = pd.read_csv(tmp_path / "b" / "neighbours.csv")
+    assert len(by_index) == len(exact) == 15
+    assert (by_index["query"].str.split("/").str[-1] != by_index["path"].str.split("/").str[-1]).all()
+    overlap = len(set(zip(by_index["query"], by_index["row"])) & set(zip(exact["query"], exact["row"])))
+    assert overlap >= 12, "the approximate index finds (nearly) the exact neighbours"
