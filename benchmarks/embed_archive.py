@@ -7,7 +7,7 @@ selects:
 - the host alone: decoding and tiling the archive, in the main thread and with
   the embedder's reader threads;
 - the model alone: the tower on tiles already in memory;
-- `microrep embed`'s path (`embed_to_disk`, streamed from the files), with
+- `microrep embed`'s path (`embed_part`: one part, streamed from the files), with
   reading in the main thread and with reader threads.
 
 The last line is the ratio that matters: end-to-end images/s over model-only
@@ -33,7 +33,8 @@ from PIL import Image  # noqa: E402
 from microrep.config import DataConfig, ModelConfig  # noqa: E402
 from microrep.data import load_dataset  # noqa: E402
 from microrep.data.synthetic import CONDITIONS, generate_micrograph  # noqa: E402
-from microrep.embedding.archive import embed_to_disk
+from microrep.embedding.archive import embed_part  # noqa: E402
+from microrep.embedding.manifest import publish_manifest  # noqa: E402
 from microrep.embedding.tiles import LazyImages, default_read_workers, iter_tile_batches  # noqa: E402
 from microrep.nn.tower import build_tower  # noqa: E402
 
@@ -78,10 +79,12 @@ def model_rate(tower, dataset, grid, batch):
 
 
 def pipeline_rate(tower, dataset, grid, batch, workers, out):
-    embed_to_disk(tower, dataset.subset(range(min(len(dataset), 8))), out, grid, batch,
-                  progress=False, workers=workers)  # warm up
+    publish_manifest(out, dataset.table, dataset.root, len(dataset),
+                     {"data": "images", "location": str(dataset.root), "reader": "image", "task": ""})
+    tile = int(tower.input_shape[1])
+    tower.predict_on_batch(np.zeros((batch, tile, tile, 1), np.uint8))  # warm up
     start = time.perf_counter()
-    embed_to_disk(tower, dataset, out, grid, batch, progress=False, workers=workers)
+    embed_part(out, 0, tower, {}, grid, batch, progress=False, workers=workers)
     return len(dataset) / (time.perf_counter() - start)
 
 
