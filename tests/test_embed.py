@@ -107,3 +107,22 @@ def test_a_corrupt_image_is_recorded_bad_and_the_rest_embedded(tiny_data_config,
     bad = PartsArchive(tmp_path / "bad").bad
     assert list(bad["path"]) == [str(broken)] and bad["reason"].iloc[0]
     assert not [t for t in threading.enumerate() if t.name.startswith("microrep-read")]
+
+
+def test_status_names_missing_and_altered_parts(tiny_data_config, tmp_path, capsys):
+    from microrep.cli import main
+    from microrep.embedding.parts import part_files
+
+    run_embed_stage(embed_config(tiny_data_config, tmp_path), log=lambda _: None)
+    assert main(["status", str(tmp_path), "--verify"]) == 0
+    npy, _, done = part_files(tmp_path, 1)
+    data = bytearray(npy.read_bytes())
+    data[-1] ^= 0xFF  # one bit of one embedding changed on disk
+    npy.write_bytes(bytes(data))
+    part_files(tmp_path, 2)[2].unlink()
+    capsys.readouterr()
+    assert main(["status", str(tmp_path)]) == 3  # without --verify: only the missing part
+    out = capsys.readouterr().out
+    assert "missing: 2" in out and "part 1" not in out
+    assert main(["status", str(tmp_path), "--verify"]) == 3
+    assert "part 1: inconsistent: its embeddings differ from the checksum" in capsys.readouterr().out
