@@ -5,6 +5,7 @@ from microrep.data.loaders import labels_named
 from microrep.device import cpu_has_native_bfloat16
 from microrep.nn.backbone import feature_layer_names
 from microrep.training import train
+from microrep.training.multihost import join_processes
 from microrep.training.train import check_before_reading
 
 
@@ -32,6 +33,7 @@ def run_train(config, log=print):
 
     Settings, weights file and run folder are checked before any image is decoded.
     """
+    config = join_processes(config)  # --distribute multihost: only process 0 writes --out
     check_before_reading(config)
     dataset = load_dataset(config.data)
     for note in dataset.notes:

@@ -190,7 +190,15 @@ class TrainConfig:
     seed: int = option(0, "seed for weights, pairs and crops")
     distribute: str = option("none", "'data': data-parallel training over every local "
                              "accelerator (or every CPU device) with keras.distribution (JAX) or "
-                             "tf.distribute.MirroredStrategy (TensorFlow)", ("none", "data"))
+                             "tf.distribute.MirroredStrategy (TensorFlow); 'multihost': over "
+                             "several processes or hosts (JAX, --train-base), each feeding its "
+                             "slice of every batch", ("none", "data", "multihost"))
+    coordinator: str = option("", "--distribute multihost: HOST:PORT of process 0 (default: "
+                              "from SLURM's environment under srun)")
+    num_processes: int = option(0, "--distribute multihost: how many processes train together",
+                                at_least=0)
+    process_id: int = option(0, "--distribute multihost: this process's index (0 writes the run)",
+                             at_least=0)
     resume: bool = option(False, "continue the run in --out from its last checkpoint")
     overwrite: bool = option(False, "replace a different run already in --out")
 

@@ -20,8 +20,14 @@ def pair_batches(sampler, images, batch_size, epoch):
                 crops_from_plan(images, plan_b[start:stop], size)), same[start:stop])
 
 
-def make_pydataset(sampler, images, batch_size, initial_epoch=0, **kwargs):
-    """A keras.utils.PyDataset of pairs: works on every Keras backend, no TensorFlow."""
+def make_pydataset(sampler, images, batch_size, initial_epoch=0, process=(0, 1), **kwargs):
+    """A keras.utils.PyDataset of pairs: works on every Keras backend, no TensorFlow.
+
+    `process` (index, count): with several processes training one model, each yields
+    its contiguous slice of every batch of the same seeded plan.
+    """
+    index_of_process, processes = process
+    local = batch_size // processes
     import keras
 
     class PairSequence(keras.utils.PyDataset):
@@ -37,7 +43,8 @@ def make_pydataset(sampler, images, batch_size, initial_epoch=0, **kwargs):
 
         def __getitem__(self, index):
             plan_a, plan_b, same = self._plan
-            part = slice(index * batch_size, (index + 1) * batch_size)
+            start = index * batch_size + index_of_process * local
+            part = slice(start, start + local)
             size = sampler.crop_size
             return ((crops_from_plan(images, plan_a[part], size),
                      crops_from_plan(images, plan_b[part], size)), same[part])

@@ -23,6 +23,7 @@ from microrep.pairs.samplers import crops_from_plan, sampler_for
 from microrep.training.callbacks import (AtomicCheckpoint, BestEpoch, ValidationScores,
                                          check_finite, epoch_callbacks)
 from microrep.training.compile import compile_siamese
+from microrep.training.multihost import process_slice
 from microrep.training.run_dir import BEST, BEST_TOWER, CHECKPOINT, TOWER, TrainResult, load_tower
 
 #: Tiles per side of the held-out images' embeddings during validation.
@@ -30,10 +31,11 @@ VALIDATION_GRID = 3
 
 
 def make_pair_source(config, sampler, images, initial_epoch):
-    """tf.data under TensorFlow, a NumPy PyDataset under any other backend."""
+    """tf.data under TensorFlow, a NumPy PyDataset under any other backend (this process's
+    slice of each batch when several processes train together)."""
     if keras.backend.backend() == "tensorflow":
         return make_tf_dataset(sampler, images, config.batch_size, initial_epoch)
-    return make_pydataset(sampler, images, config.batch_size, initial_epoch)
+    return make_pydataset(sampler, images, config.batch_size, initial_epoch, process_slice())
 
 
 def distribution_scope(config):
@@ -41,6 +43,11 @@ def distribution_scope(config):
     if config.distribute == "none":
         return contextlib.nullcontext(), 1
     backend = keras.backend.backend()
+    if config.distribute == "multihost":  # processes joined by join_processes
+        devices = keras.distribution.list_devices()  # every process's devices
+        distribution = keras.distribution.DataParallel(devices=devices)
+        distribution.auto_shard_dataset = False  # each process feeds its own slice
+        return distribution.scope(), len(devices)
     if backend == "jax":
         devices = keras.distribution.list_devices()
         return keras.distribution.DataParallel(devices=devices).scope(), len(devices)

@@ -16,6 +16,7 @@ from microrep.training.autobatch import RECORD as AUTO_BATCH_RECORD
 from microrep.training.autobatch import resolve_batch_size
 from microrep.training.fine_tune import fine_tune
 from microrep.training.frozen import train_on_frozen_base
+from microrep.training.multihost import join_processes, leave_processes
 from microrep.training.run_dir import (RunLock, TrainResult, check_run_dir, load_tower,
                                        prepare_run_dir, removed_if_refused)
 
@@ -34,6 +35,7 @@ def train(config, dataset=None, verbose="auto", features=None):
     `features`, with a frozen base, are the dataset's FrozenFeatures when the
     caller computed them already (reproduce's folds, held-out splits).
     """
+    config = join_processes(config)  # several processes: only process 0 keeps --out
     run_dir = Path(config.out)
     check_before_reading(config)
     dataset = dataset if dataset is not None else load_dataset(config.data)
@@ -50,4 +52,6 @@ def train(config, dataset=None, verbose="auto", features=None):
                                already_complete=True)
         if not config.model.train_base:
             return train_on_frozen_base(config, dataset, run_dir, log, features)
-        return fine_tune(config, dataset, run_dir, initial_epoch, verbose)
+        result = fine_tune(config, dataset, run_dir, initial_epoch, verbose)
+    leave_processes()
+    return result

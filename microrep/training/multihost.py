@@ -1,0 +1,106 @@
+"""Multi-host fine-tuning on JAX: several processes (one per host, or per GPU) train one
+model data-parallel, each feeding its slice of every batch of the seeded pair plan.
+
+Why JAX only: `keras.distribution` spans processes on JAX (jax.distributed, with Gloo
+collectives between CPU processes); TensorFlow's multi-worker strategy needs TF_CONFIG
+and a tf.data input sharded by TensorFlow, which the pair feed is not. Only process 0
+writes the run folder: the others write theirs into a scratch folder that is deleted,
+so every process runs the same code (saving includes collectives all must join).
+"""
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import tempfile
+
+from microrep.errors import ConfigError
+
+#: The coordinator's port when it comes from SLURM's node list.
+DEFAULT_PORT = 12355
+
+
+def from_slurm():
+    """(coordinator, processes, process id) from a SLURM step's environment, or None."""
+    if "SLURM_PROCID" not in os.environ or "SLURM_NTASKS" not in os.environ:
+        return None
+    nodes = os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST", "")
+    try:
+        hosts = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True,
+                               text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        hosts = [nodes.split(",")[0]] if nodes and "[" not in nodes else []
+    if not hosts:
+        return None
+    return (f"{hosts[0]}:{DEFAULT_PORT}", int(os.environ["SLURM_NTASKS"]),
+            int(os.environ["SLURM_PROCID"]))
+
+
+def process_plan(config):
+    """(coordinator, processes, process id): the flags, else SLURM's environment."""
+    if config.coordinator:
+        if config.num_processes < 2 or not 0 <= config.process_id < config.num_processes:
+            raise ConfigError("--distribute multihost with --coordinator needs --num-processes "
+                              "(at least 2) and --process-id 0..num_processes-1")
+        return config.coordinator, config.num_processes, config.process_id
+    plan = from_slurm()
+    if plan is None:
+        raise ConfigError("--distribute multihost needs --coordinator HOST:PORT, --num-processes "
+                          "and --process-id, or a SLURM step (srun) to read them from")
+    return plan
+
+
+_JOINED = {}
+
+
+def join_processes(config):
+    """Join the other processes (once); return the config this process trains under.
+
+    Process 0 keeps --out; the others get a scratch folder in its place.
+    """
+    if config.distribute != "multihost":
+        return config
+    import keras
+
+    if keras.backend.backend() != "jax":
+        raise ConfigError("--distribute multihost runs on JAX (KERAS_BACKEND=jax): TensorFlow's "
+                          "multi-worker strategy needs TF_CONFIG and a tf.data input sharded by "
+                          "TensorFlow, which microrep's seeded pair feed is not")
+    if not config.model.train_base:
+        raise ConfigError("--distribute multihost fine-tunes the whole tower (--train-base); a "
+                          "head on a frozen base trains in seconds on one process")
+    if config.resume:
+        raise ConfigError("--resume is not supported with --distribute multihost yet")
+    if "plan" not in _JOINED:
+        coordinator, processes, index = process_plan(config)
+        import jax
+
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator, processes, index)
+        _JOINED["plan"] = (processes, index)
+        if index != 0:
+            _JOINED["scratch"] = tempfile.mkdtemp(prefix="microrep-process-")
+    processes, index = _JOINED["plan"]
+    if config.batch_size % processes:
+        raise ConfigError(f"--batch-size {config.batch_size} must be a multiple of the "
+                          f"{processes} processes it is split over")
+    if index == 0:
+        return config
+    return dataclasses.replace(config, out=os.path.join(_JOINED["scratch"], "run"))
+
+
+def process_slice():
+    """(this process's index, process count) once joined, else (0, 1)."""
+    processes, index = _JOINED.get("plan", (1, 0))
+    return index, processes
+
+
+def leave_processes():
+    """Wait for every process, then delete this one's scratch folder."""
+    if "plan" not in _JOINED:
+        return
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices("microrep training done")
+    if "scratch" in _JOINED:
+        shutil.rmtree(_JOINED.pop("scratch"), ignore_errors=True)

@@ -1,0 +1,63 @@
+"""Multi-host fine-tuning on JAX: two processes (one CPU device each) joined by
+jax.distributed train the same weights as one process over two devices."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from test_distribute import TRAIN
+
+
+def free_port():
+    with socket.socket() as handle:
+        handle.bind(("127.0.0.1", 0))
+        return handle.getsockname()[1]
+
+
+def weights_of(run):
+    from microrep.training import load_tower
+
+    return [np.asarray(w) for w in load_tower(run).get_weights()]
+
+
+@pytest.mark.slow
+def test_two_processes_train_the_weights_of_one_process_over_two_devices(tmp_path):
+    pytest.importorskip("jax", reason="multi-host training runs on JAX (part of the test install)")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    one = [a.replace("{tmp}", str(tmp_path / "one")) for a in TRAIN]
+    done = subprocess.run([sys.executable, "-m", "microrep", *one],
+                          env={**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    many = [a.replace("{tmp}", str(tmp_path / "many")) for a in TRAIN]
+    many[many.index("data")] = "multihost"
+    many[many.index("--data-dir") + 1] = str(tmp_path / "one" / "data")  # the same images
+    coordinator = f"127.0.0.1:{free_port()}"
+    processes = [subprocess.Popen([sys.executable, "-m", "microrep", *many, "--coordinator",
+                                   coordinator, "--num-processes", "2", "--process-id", str(k)],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for k in range(2)]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for process, (out, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-3000:]
+    assert "on 2 device(s)" in outputs[0][0]
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["run"], \
+        "only process 0 writes, into --out"
+    for expected, got in zip(weights_of(tmp_path / "one" / "run"), weights_of(tmp_path / "many" / "run")):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_tensorflow_multi_worker_is_refused_in_one_line(tmp_path):
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in TRAIN]
+    argv[argv.index("data")] = "multihost"
+    done = subprocess.run([sys.executable, "-m", "microrep", *argv, "--coordinator", "h:1",
+                           "--num-processes", "2"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert "runs on JAX" in last and "TF_CONFIG" in last and "Traceback" not in done.stderr
