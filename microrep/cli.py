@@ -304,6 +304,10 @@ def main(argv=None):
         return IncompleteArchive.exit_code
     except MicrorepError as error:
         print(f"microrep {args.command}: error: {error}", file=sys.stderr)
+        if getattr(error, "exit_now", False):  # e.g. a lost training peer: nothing to wait for
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(error.exit_code)
         return error.exit_code
     except OSError as error:
         if error.errno not in UNWRITABLE:

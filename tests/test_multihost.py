@@ -61,3 +61,32 @@ def test_tensorflow_multi_worker_is_refused_in_one_line(tmp_path):
     assert done.returncode == 2
     last = done.stderr.strip().splitlines()[-1]
     assert "runs on JAX" in last and "TF_CONFIG" in last and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_a_killed_peer_ends_the_other_process_with_one_line(tmp_path):
+    """Process 1 is killed once epoch 2 has begun (read from its output: an event); process 0
+    says so in one line and exits, instead of hanging in its next collective."""
+    import signal
+
+    pytest.importorskip("jax", reason="multi-host training runs on JAX (part of the test install)")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in TRAIN]
+    argv[argv.index("data")] = "multihost"
+    argv[argv.index("--epochs") + 1] = "1000"
+    coordinator = f"127.0.0.1:{free_port()}"
+    processes = [subprocess.Popen([sys.executable, "-m", "microrep", *argv, "--coordinator",
+                                   coordinator, "--num-processes", "2", "--process-id", str(k)],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for k in range(2)]
+    for line in processes[1].stdout:  # until process 1 is training its second epoch
+        if line.startswith("Epoch 2/"):
+            break
+    else:
+        pytest.fail(f"process 1 ended before epoch 2: {processes[1].stderr.read()[-2000:]}")
+    processes[1].send_signal(signal.SIGKILL)
+    processes[1].wait()
+    out, err = processes[0].communicate(timeout=300)
+    assert processes[0].returncode == 2, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert "another training process stopped mid-run" in last and "Traceback" not in err

@@ -23,7 +23,7 @@ from microrep.pairs.samplers import crops_from_plan, sampler_for
 from microrep.training.callbacks import (AtomicCheckpoint, BestEpoch, ValidationScores,
                                          check_finite, epoch_callbacks)
 from microrep.training.compile import compile_siamese
-from microrep.training.multihost import process_slice
+from microrep.training.multihost import peer_lost, process_slice
 from microrep.training.run_dir import BEST, BEST_TOWER, CHECKPOINT, TOWER, TrainResult, load_tower
 
 #: Tiles per side of the held-out images' embeddings during validation.
@@ -131,9 +131,15 @@ def fine_tune(config, dataset, run_dir, initial_epoch, verbose):
         source = make_pair_source(config, sampler, images, initial_epoch)
         if verbose and devices > 1:
             print(f"data-parallel training over {devices} devices")
-        history = siamese.fit(source, epochs=config.epochs, initial_epoch=initial_epoch,
-                              steps_per_epoch=pairs_per_epoch // config.batch_size,
-                              callbacks=callbacks, shuffle=False, verbose=verbose)
+        try:
+            history = siamese.fit(source, epochs=config.epochs, initial_epoch=initial_epoch,
+                                  steps_per_epoch=pairs_per_epoch // config.batch_size,
+                                  callbacks=callbacks, shuffle=False, verbose=verbose)
+        except Exception as error:  # a lost peer of multi-host training: one line, not a bug
+            lost = peer_lost(error) if config.distribute == "multihost" else None
+            if lost is None:
+                raise
+            raise lost from None
     losses = history.history.get("loss", [])
     check_finite(losses, run_dir)
     tower = siamese.get_layer("embedding_tower")

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tempfile
 
-from microrep.errors import ConfigError
+from microrep.errors import ConfigError, MicrorepError
 
 #: The coordinator's port when it comes from SLURM's node list.
 DEFAULT_PORT = 12355
@@ -53,6 +53,32 @@ def process_plan(config):
 _JOINED = {}
 
 
+class PeerLostError(MicrorepError):
+    """Another training process stopped (killed, crashed, its node lost) mid-run.
+
+    `exit_now`: the CLI leaves at once after saying so, because JAX's coordination
+    service would otherwise wait minutes at exit for the process that is gone.
+    """
+
+    exit_now = True
+
+
+#: What JAX says when a collective loses its peer (Gloo on CPU; NCCL on GPUs).
+PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "Gloo", "NCCL",
+             "coordination service", "heartbeat")
+
+
+def peer_lost(error):
+    """A PeerLostError for a JAX runtime error that says a peer is gone, else None."""
+    text = str(error)
+    if type(error).__name__ not in ("JaxRuntimeError", "XlaRuntimeError") or \
+            not any(word in text for word in PEER_LOST):
+        return None
+    return PeerLostError("another training process stopped mid-run ("
+                         + text.splitlines()[0][:160] + "); the last complete epoch's checkpoint "
+                         "is in process 0's --out: start every process again")
+
+
 def join_processes(config):
     """Join the other processes (once); return the config this process trains under.
 
@@ -76,7 +102,8 @@ def join_processes(config):
         import jax
 
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(coordinator, processes, index)
+        jax.distributed.initialize(coordinator, processes, index, heartbeat_timeout_seconds=30,
+                                   shutdown_timeout_seconds=10)
         _JOINED["plan"] = (processes, index)
         if index != 0:
             _JOINED["scratch"] = tempfile.mkdtemp(prefix="microrep-process-")
