@@ -15,7 +15,7 @@ from microrep.embedding.archive import EMBEDDINGS, TABLE
 from microrep.embedding.manifest import (MANIFEST, MANIFEST_INFO, parse_parts, publish_manifest)
 from microrep.embedding.parts import (IDENTITY_KEYS, PARTS, PROVENANCE, archive_status,
                                       digest_of, weights_digest)
-from microrep.errors import OutputExistsError
+from microrep.errors import ConfigError, OutputExistsError
 from microrep.fileio import read_json, refuse_earlier_output, write_json
 from microrep.launchers import LAUNCHERS, EmbedJob
 from microrep.launchers.local import embedding_tower
@@ -107,8 +107,6 @@ def prepare_job(config, log=print):
 def run_embed_stage(config, log=print):
     """The embed stage of an EmbedConfig: returns what the launcher did and the archive's Status."""
     if config.shard_index >= config.num_shards:
-        from microrep.errors import ConfigError
-
         raise ConfigError(f"--shard-index must lie in 0..{config.num_shards - 1}, got {config.shard_index}")
     job = prepare_job(config, log)
     summary = LAUNCHERS[config.launcher](job)

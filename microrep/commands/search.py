@@ -36,11 +36,12 @@ def read_index(folder):
     if is_index(folder):
         index, index_info = open_index(folder)
         folder = index_info["archive"]
-        table = PartsArchive(folder).table
+        archive = PartsArchive(folder)
+        table = archive.table
         if len(table) != index.ntotal:
             raise DataError(f"the index holds {index.ntotal} vectors but its archive {folder} "
                             f"{len(table)}: the archive changed; run `microrep index` again")
-        embeddings = IndexedArchive(index, folder)
+        embeddings = IndexedArchive(index, archive)
     else:
         embeddings, table = read_embeddings(folder, mmap=True)
     info_path = Path(folder) / PROVENANCE
@@ -61,7 +62,7 @@ class IndexedArchive:
 
     def __getitem__(self, rows):
         unique = np.unique(rows)
-        return gather(PartsArchive(self.archive), unique)[np.searchsorted(unique, rows)]
+        return gather(self.archive, unique)[np.searchsorted(unique, rows)]
 
 
 def absolute_paths(paths, info):

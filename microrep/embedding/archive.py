@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from microrep.embedding.manifest import manifest_info
 from microrep.embedding.parts import (PROVENANCE, PartsArchive, PartWriter, is_parts_archive,
                                      part_manifest)
 from microrep.embedding.tiles import iter_embeddings
@@ -58,8 +57,7 @@ def embed_part(out, part, tower, identity, grid=3, batch_size=64, progress=True,
     `embed(images)` yields (indices, embeddings) in order; by default the tower runs over
     each image's tiles (`iter_embeddings`). Returns the part's done record.
     """
-    rows, table = part_manifest(out, part)
-    info = manifest_info(out)
+    rows, table, info = part_manifest(out, part)
     images = TolerantImages(part_dataset(table, info), int(tower.input_shape[1]))
     writer = PartWriter(out, part, rows, int(tower.output_shape[-1]))
     try:

@@ -11,12 +11,14 @@ new files arrive. Parts are fixed-size, contiguous ranges of rows.
 
 import hashlib
 import os
+import re
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from microrep.errors import DataError
+from microrep.errors import ConfigError, DataError
 from microrep.fileio import raise_if_disk_full, read_json, write_json
 
 MANIFEST = "manifest.parquet"
@@ -59,7 +61,7 @@ def _utf8(value):
         return False
 
 
-def _to_parquet(table, path, row_group_size=None):
+def write_parquet_table(table, path, row_group_size=None):
     """Parquet via pyarrow. Text columns holding names that are not UTF-8 (Linux allows
     any bytes in file names) are stored as the raw bytes, and decoded back on reading."""
     table = table.copy()
@@ -74,8 +76,6 @@ def _to_parquet(table, path, row_group_size=None):
     try:
         table.to_parquet(path, index=False, row_group_size=row_group_size)
     except OSError as error:  # pyarrow names the errno only in its message
-        import re
-
         found = re.search(r"\[errno (\d+)\]", str(error))
         if error.errno is None and found:
             raise OSError(int(found.group(1)), os.strerror(int(found.group(1))), str(path)) from None
@@ -83,7 +83,7 @@ def _to_parquet(table, path, row_group_size=None):
 
 
 def read_parquet_table(path, filters=None):
-    """A table `_to_parquet` wrote, with byte columns (non-UTF-8 names) decoded back."""
+    """A table `write_parquet_table` wrote, with byte columns (non-UTF-8 names) decoded back."""
     table = pd.read_parquet(path, filters=filters)
     for column in table.columns:
         if len(table) and table[column].dtype == object and isinstance(table[column].iloc[0], bytes):
@@ -104,7 +104,7 @@ def publish_manifest(out, table, root, part_size, source):
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".{MANIFEST}.{os.getpid()}.tmp"
     try:
-        _to_parquet(listed, tmp, row_group_size=part_size)  # one row group per part
+        write_parquet_table(listed, tmp, row_group_size=part_size)  # one row group per part
         digest = file_sha256(tmp)
         os.link(tmp, out / MANIFEST)
     except FileExistsError:
@@ -123,8 +123,6 @@ def publish_manifest(out, table, root, part_size, source):
 
 def wait_for_info(out, attempts=600):
     """manifest.json of `out`, which the publishing process writes just after the Parquet file."""
-    import time
-
     for _ in range(attempts):
         if (Path(out) / MANIFEST_INFO).is_file():
             return read_json(Path(out) / MANIFEST_INFO)
@@ -166,8 +164,6 @@ def read_manifest(out, rows=None):
 
 def parse_parts(text, count):
     """Part numbers named by '3', '0-4', '1,5-7' (all of them for ''), checked against `count`."""
-    from microrep.errors import ConfigError
-
     if not str(text).strip():
         return list(range(count))
     chosen = set()

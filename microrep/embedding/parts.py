@@ -12,13 +12,14 @@ the parts as memory maps, one at a time, so no archive is ever concatenated in m
 
 import dataclasses
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from microrep.embedding.manifest import (file_sha256, manifest_info, part_range, read_manifest,
-                                         read_parquet_table)
+                                         read_parquet_table, write_parquet_table)
 from microrep.errors import DataError
 from microrep.fileio import atomic_path, read_json, stale_temporaries, write_json
 
@@ -39,8 +40,6 @@ def part_files(out, part):
 
 def digest_of(value):
     """sha256 (16 hex digits) of a JSON-able value or of bytes."""
-    import json
-
     data = value if isinstance(value, bytes) else json.dumps(value, sort_keys=True).encode()
     return hashlib.sha256(data).hexdigest()[:16]
 
@@ -82,10 +81,8 @@ class PartWriter:
         self.array.flush()
         del self.array
         self._tmp_context.__exit__(None, None, None)
-        from microrep.embedding.manifest import _to_parquet
-
         with atomic_path(self.table) as tmp:
-            _to_parquet(table.reset_index(drop=True).assign(status=status, reason=reasons), tmp)
+            write_parquet_table(table.reset_index(drop=True).assign(status=status, reason=reasons), tmp)
         record = {"part": self.part, "rows": len(self.rows), "ok": len(table) - len(bad),
                   "bad": len(bad), "sha256": file_sha256(self.npy), **identity}
         write_json(self.done, record)
@@ -168,7 +165,7 @@ class PartsArchive:
     """The done parts of an archive, each memory-mapped, with their tables.
 
     `table` holds every usable row (status ok) with its `part` and `row` in it;
-    `parts()` yields (part, embeddings memory map, ok mask) one part at a time.
+    `parts()` yields (part, embeddings memory map, its usable rows) one part at a time.
     """
 
     def __init__(self, folder):
@@ -187,15 +184,17 @@ class PartsArchive:
         self.table = full[full["status"] == "ok"].reset_index(drop=True)
         self.bad = full[full["status"] != "ok"].reset_index(drop=True)
         self.dim = int(np.load(part_files(self.folder, self.numbers[0])[0], mmap_mode="r").shape[1])
+        # usable rows of each part, found once (table is in part order): not a scan per part
+        parts = self.table["part"].to_numpy()
+        self._rows = dict(zip(self.numbers, np.split(self.table["row"].to_numpy(),
+                                                     np.searchsorted(parts, self.numbers[1:]))))
 
     def __len__(self):
         return len(self.table)
 
     def parts(self):
         for part in self.numbers:
-            embeddings = np.load(part_files(self.folder, part)[0], mmap_mode="r")
-            ok = (self.table["part"].to_numpy() == part)
-            yield part, embeddings, self.table.loc[ok, "row"].to_numpy()
+            yield part, np.load(part_files(self.folder, part)[0], mmap_mode="r"), self._rows[part]
 
     def vectors(self):
         """Every usable embedding in one array: for analyses that need the matrix (SVMs, PCA)."""
@@ -216,8 +215,8 @@ def describe_incomplete(status):
 
 
 def part_manifest(out, part):
-    """(rows, manifest rows) of part `part`."""
+    """(rows, manifest rows, manifest info) of part `part`."""
     info = manifest_info(out)
     rows = part_range(info, part)
     table, _ = read_manifest(out, rows=rows)
-    return rows, table
+    return rows, table, info

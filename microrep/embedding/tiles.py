@@ -63,6 +63,13 @@ def duration_words(seconds):
     return f"about {seconds / 60:.0f} min" if seconds >= 90 else f"about {seconds:.0f} s"
 
 
+def mean_tile_embeddings(tower, tiles, per_image):
+    """Each image's embedding, the mean over its `per_image` consecutive tiles, float32:
+    the one computation every launcher runs, so their parts are the same."""
+    vectors = np.asarray(tower.predict_on_batch(tiles), dtype=np.float32)
+    return vectors.reshape(len(tiles) // per_image, per_image, -1).mean(axis=1)
+
+
 def iter_embeddings(tower, images, grid=3, batch_size=64, progress=False, workers=None, log=None):
     """Yield (image indices, their mean tile embeddings), batch by batch.
 
@@ -81,8 +88,7 @@ def iter_embeddings(tower, images, grid=3, batch_size=64, progress=False, worker
         batches = tqdm(batches, total=total, desc="embedding", unit="batch")
     started = time.perf_counter()
     for number, (indices, tiles) in enumerate(batches):
-        vectors = np.asarray(tower.predict_on_batch(tiles), dtype=np.float32)
-        yield indices, vectors.reshape(len(indices), per_image, -1).mean(axis=1)
+        yield indices, mean_tile_embeddings(tower, tiles, per_image)
         if number == 1 and log is not None:
             log(f"embedding {len(images)} images ({per_image} tiles each): "
                 f"{duration_words(total * (time.perf_counter() - started))} on this machine "

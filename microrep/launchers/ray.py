@@ -7,11 +7,10 @@ batches of whole images within each part), so the parts it writes are the same.
 Optional: pip install microrep[ray].
 """
 
-import numpy as np
-
 from microrep.embedding.archive import TolerantImages, part_dataset
 from microrep.embedding.manifest import manifest_info, ranges_text
 from microrep.embedding.parts import PartWriter, part_manifest, part_state
+from microrep.embedding.tiles import iter_tile_batches, mean_tile_embeddings
 from microrep.errors import ConfigError
 
 RAY_HINT = "--launcher ray needs Ray Data: pip install 'microrep[ray]'"
@@ -27,29 +26,29 @@ def import_ray():
 
 
 def batch_plan(out, parts, images_per_batch):
-    """One descriptor per batch of whole images: (part, start, paths and scales of its rows)."""
-    plan = []
+    """(one descriptor per batch of whole images: part, start, its manifest rows; each part's
+    manifest rows, which its done file is written with)."""
+    plan, tables = [], {}
     for part in parts:
-        rows, table = part_manifest(out, part)
+        rows, tables[part], _ = part_manifest(out, part)
         for start in range(0, len(rows), images_per_batch):
-            chunk = table.iloc[start:start + images_per_batch]
+            chunk = tables[part].iloc[start:start + images_per_batch]
             plan.append({"part": part, "start": start, "rows": len(rows),
                          "table": chunk.to_dict("list")})
-    return plan
+    return plan, tables
 
 
 def decoder(info, tile, grid):
     """A Ray task body: decode and tile one batch's images (bad ones recorded, not fatal)."""
     import pandas as pd
 
-    from microrep.data.images import grid_tiles
-
     def decode(item):
         images = TolerantImages(part_dataset(pd.DataFrame(item["table"]), info), tile)
-        tiles = np.concatenate([grid_tiles(images[i], tile, grid) for i in range(len(images))])
+        # the batch as a local process cuts it: the same function, all images in one batch
+        _, tiles = next(iter_tile_batches(images, tile, grid, len(images) * grid * grid, 0))
         bad = [f"{row}\t{why}" for row, why in images.bad.items()]
         return {"part": item["part"], "start": item["start"], "rows": item["rows"],
-                "tiles": tiles[..., None], "bad": "\n".join(bad)}
+                "tiles": tiles, "bad": "\n".join(bad)}
 
     return decode
 
@@ -63,9 +62,7 @@ class Embedder:
         self.tower, self.per_image = embedding_tower(config), per_image
 
     def __call__(self, batch):
-        tiles = batch["tiles"][0]
-        vectors = np.asarray(self.tower.predict_on_batch(tiles), dtype=np.float32)
-        mean = vectors.reshape(len(tiles) // self.per_image, self.per_image, -1).mean(axis=1)
+        mean = mean_tile_embeddings(self.tower, batch["tiles"][0], self.per_image)
         return {"part": batch["part"], "start": batch["start"], "rows": batch["rows"],
                 "bad": batch["bad"], "vectors": mean[None]}
 
@@ -87,7 +84,7 @@ def run_ray(job):
         return {**summary, "message": "every part asked for is done: nothing to embed"}
     start_ray(ray, config.ray_address)
     tile, per_image = int(job.tower.input_shape[1]), config.grid * config.grid
-    plan = batch_plan(out, missing, max(config.batch_size // per_image, 1))
+    plan, tables = batch_plan(out, missing, max(config.batch_size // per_image, 1))
     gpus = int(ray.cluster_resources().get("GPU", 0))
     actors = config.ray_actors or max(gpus, 1)
     data = (ray.data.from_items(plan)
@@ -107,8 +104,7 @@ def run_ray(job):
             index, why = line.split("\t", 1)
             bad[part][start + int(index)] = why
         if filled[part] == int(row["rows"]):
-            _, table = part_manifest(out, part)
-            record = writers.pop(part).finish(table, bad[part], job.identity)
+            record = writers.pop(part).finish(tables.pop(part), bad[part], job.identity)
             summary["embedded"].append(part)
             summary["bad"] += record["bad"]
             summary["bad_images"] += record["bad_images"]
