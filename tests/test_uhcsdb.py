@@ -67,6 +67,12 @@ def test_images_lose_the_scale_bar_band(uhcsdb_dir):
     assert any("no image file" in note for note in dataset.notes)
 
 
+def test_a_relative_data_dir_finds_its_images(uhcsdb_dir, monkeypatch):
+    monkeypatch.chdir(uhcsdb_dir.parent)  # --data-dir given relative to where the user stands
+    dataset = load_dataset(DataConfig(data="uhcsdb", data_dir=uhcsdb_dir.name))
+    assert dataset.image(0).shape[1] == 645
+
+
 def test_band_detection_for_non_standard_frames():
     image = np.full((300, 400), 120, dtype=np.uint8)
     image[280:] = 0

@@ -83,7 +83,7 @@ def load_uhcsdb_table(data_dir):
     Returns (table, missing) where table has `path` (absolute), `group`
     (`sample_key`), the sqlite metadata, and `um_per_px` from the scale bar.
     """
-    data_dir = Path(data_dir)
+    data_dir = Path(data_dir).absolute()  # paths stay valid whatever the dataset's root
     table = read_sqlite(data_dir / SQLITE)
     table = table[table["primary_microconstituent"].isin(CLASSES)].copy()
     table["path"] = [find_image(data_dir, p) for p in table["path"]]
