@@ -55,7 +55,9 @@ PUBLIC = {
     "nearest_neighbours": "microrep.analysis.neighbours",
     "measure_descriptors": "microrep.analysis.descriptors",
     "pc_correlations": "microrep.analysis.descriptors",
-    "plot_pca_scatter": "microrep.analysis.plots", "plot_training_curves": "microrep.analysis.plots",
+    **{name: "microrep.analysis.plots" for name in (
+        "plot_pca_scatter", "plot_training_curves", "plot_pc_extremes", "plot_pc_descriptors",
+        "plot_confusion", "plot_neighbours")},
     # whole commands
     "run_embed_stage": "microrep.commands.embed", "evaluate_embeddings": "microrep.commands.evaluate",
     "run_search": "microrep.commands.search", "quiet_start": "microrep.backend", "write_explorer": "microrep.commands.explore",

@@ -1,21 +1,20 @@
 """Figures people would rather look at than read: PCA scatter, confusion, curves.
 
-Every function draws onto a new figure and writes a PNG atomically; the Agg
-backend is used so plotting works on machines without a display.
+Every function draws onto a new figure, writes a PNG atomically and closes the
+figure. The backend is left as the user has it: matplotlib itself falls back to
+Agg on a machine without a display, and forcing Agg here would stop a notebook's
+own figures from showing once microrep had drawn one.
 """
 
 import textwrap
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from microrep.data.images import read_image  # noqa: E402
-from microrep.fileio import atomic_path  # noqa: E402
+from microrep.data.images import read_image
+from microrep.fileio import atomic_path
 
 
 def _save(figure, path):
