@@ -1,3 +1,6 @@
+import dataclasses
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -34,6 +37,15 @@ def embed_config(data_config, out, **overrides):
                                                  vgg_blocks=1, feature_layers=""))
     values.update(overrides)
     return EmbedConfig(**values)
+
+
+def test_a_data_dir_given_relative_to_the_working_folder_is_embedded(tiny_data_config, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.chdir(Path(tiny_data_config.data_dir).parent)  # as a notebook beside its data
+    relative = dataclasses.replace(tiny_data_config, data_dir=Path(tiny_data_config.data_dir).name)
+    result = run_embed_stage(embed_config(relative, tmp_path / "out"), log=lambda _: None)
+    vectors, table = read_embeddings(tmp_path / "out")
+    assert result["bad"] == 0 and len(vectors) == len(load_dataset(tiny_data_config))
 
 
 def test_shards_of_parts_stream_to_disk_and_equal_one_pass(tiny_data_config, tmp_path):

@@ -84,7 +84,7 @@ def download(url, target, timeout=30.0, progress=True):
 
 
 def _stream(response, partial, append, start, total, name, progress):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: no ipywidgets needed in a notebook
 
     written = start
     with open(partial, "ab" if append else "wb") as handle, \
@@ -202,7 +202,7 @@ def extract_zip(zip_path, dest):
 
 def check_images(folder, progress=True):
     """Decode every image; return the number read. FetchError names the first bad one."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: no ipywidgets needed in a notebook
 
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     bad = []

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: no ipywidgets needed in a notebook
 
 from microrep._version import __version__
 from microrep.data.images import grid_tiles

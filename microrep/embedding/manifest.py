@@ -36,7 +36,7 @@ def file_sha256(path, block=1 << 20):
 
 def listed_table(table, root):
     """`table` with row_id, absolute path, size and mtime (from one stat per file; -1 if none)."""
-    root = Path(root)
+    root = Path(root).absolute()  # the archive is read from anywhere: its paths must not be relative
     paths = [str(p if Path(p).is_absolute() else root / p) for p in table["path"].astype(str)]
     sizes, mtimes = [], []
     for path in paths:

@@ -83,7 +83,7 @@ def iter_embeddings(tower, images, grid=3, batch_size=64, progress=False, worker
     total = -(-len(images) // max(batch_size // per_image, 1))
     batches = iter_tile_batches(images, tile, grid, batch_size, workers)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # text bars: no ipywidgets needed in a notebook
 
         batches = tqdm(batches, total=total, desc="embedding", unit="batch")
     started = time.perf_counter()
