@@ -62,6 +62,7 @@ PUBLIC = {
     "run_embed_stage": "microrep.commands.embed", "evaluate_embeddings": "microrep.commands.evaluate",
     "run_search": "microrep.commands.search", "quiet_start": "microrep.backend", "write_explorer": "microrep.commands.explore",
     "export_tower": "microrep.commands.export", "compare_on_splits": "microrep.commands.heldout",
+    "cpu_has_native_bfloat16": "microrep.device",
     "reproduce": "microrep.commands.reproduce", "run_demo": "microrep.commands.demo",
 }
 

@@ -1,6 +1,7 @@
 """Shared fixtures: small synthetic datasets and tiny models, made at test time."""
 
 import os
+import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -62,3 +63,22 @@ def write_uhcsdb_sqlite(path, samples, micrographs):
         db.executemany("INSERT INTO sample VALUES (?, 'x', ?, ?, ?, ?, ?)", samples)
         db.executemany("INSERT INTO micrograph VALUES (?, 'micrograph' || ? || '.tif', ?, 'um', ?, ?, ?)",
                        [(m[0], m[0], *m[1:]) for m in micrographs])
+
+
+def chrome(tmp_path, local_server=False):
+    """Headless Debian chromium with every network request refused (file:// still opens; with
+    `local_server`, so does 127.0.0.1)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert browser and driver, "the browser test needs Debian's chromium and chromium-driver " \
+                               "(.ci/run installs them with apt-get)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1100,950", "--proxy-server=127.0.0.1:9",
+                     "--host-resolver-rules=MAP * ~NOTFOUND" + (", EXCLUDE 127.0.0.1" if local_server else ""), f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=options)

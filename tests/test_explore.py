@@ -1,6 +1,5 @@
 """`microrep explore`: the offline explorer in a real headless browser, and TensorBoard's files."""
 
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -9,6 +8,8 @@ from PIL import Image
 
 from microrep.cli import main
 from microrep.embedding.archive import write_embeddings
+
+from conftest import chrome
 
 
 def archive(root, count, size=64, seed=0):
@@ -49,24 +50,6 @@ def test_projector_files_read_back_with_tensorboards_own_parser(tmp_path):
     sprite = Image.open(tmp_path / "tb" / embedding.sprite.image_path)
     side = embedding.sprite.single_image_dim[0]
     assert sprite.size == (4 * side, 4 * side)  # a 4x4 grid holds 12 thumbnails
-
-
-def chrome(tmp_path):
-    """Headless Debian chromium with every network request refused (file:// still opens)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert browser and driver, "the browser test needs Debian's chromium and chromium-driver " \
-                               "(.ci/run installs them with apt-get)"
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1100,950", "--proxy-server=127.0.0.1:9",
-                     "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(driver), options=options)
 
 
 #: Every element matching a CSS selector, inside Bokeh's shadow roots too.

@@ -1,0 +1,1 @@
+"""One module per command: each chains the layers below into what `microrep COMMAND` runs."""
