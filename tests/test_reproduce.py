@@ -44,7 +44,7 @@ def test_reproduce_writes_the_side_by_side_table_and_resumes(tmp_path):
     assert "## On images the training never saw" in report
     heldout = pd.read_csv(out / "heldout.csv")
     assert set(heldout["split"]) == {"within", "disjoint"} and set(heldout["seed"]) == {0}
-    assert set(heldout["method"]) == {"pretrained", "learned"}
+    assert set(heldout["method"]) == {"pretrained", "recipe input", "learned"}
     assert {"linear SVM", "MAP@R"} <= set(heldout["metric"])
     accuracy = heldout.loc[heldout["metric"] == "linear SVM", "value"]
     # within: both tasks; disjoint: 3 phases only (held-out conditions were never trained on)

@@ -110,6 +110,21 @@ def test_an_untrained_residual_head_embeds_the_standardised_pretrained_features(
     np.testing.assert_allclose(embed_from_tiles(head, features), expected, rtol=1e-3, atol=1e-4)
 
 
+def test_the_recipe_input_baseline_is_the_head_before_training_standardised_on_the_fit_rows(
+        tmp_path, tiny_data_config, tiny_dataset):
+    from microrep.training.frozen import frozen_features, start_head
+
+    config = recipe_config(tmp_path / "run", tiny_data_config, tmp_path / "cache")
+    features = frozen_features(config, tiny_dataset.images(), lambda *_: None)
+    fit_rows = np.arange(0, len(tiny_dataset), 2)
+    start = embed_from_tiles(start_head(config, features, fit_rows), features)
+    tiles = features.tiles.reshape(-1, features.tiles.shape[-1]).astype(np.float64)
+    bank = features.subset(fit_rows).bank.astype(np.float64)  # the fit half's statistics only
+    standardised = (tiles - bank.mean(axis=0)) / (bank.std(axis=0) + 1e-6)
+    unit = standardised / np.linalg.norm(standardised, axis=1, keepdims=True)
+    np.testing.assert_allclose(start, unit.reshape(features.tiles.shape).mean(axis=1), rtol=1e-3, atol=1e-4)
+
+
 def test_presets_fill_only_what_flags_and_files_leave_open(monkeypatch):
     parser = argparse.ArgumentParser()
     add_config_flags(parser, TrainConfig)

@@ -81,9 +81,15 @@ def score_embedding(table, embeddings, fit, tasks=TASKS):
     return results
 
 
+#: the held-out methods, baselines first
+METHODS = ("pretrained", "recipe input", "learned")
+
+
 def summarise_splits(rows):
-    """Mean over seeds per (split, task, metric): pretrained, learned and their difference."""
+    """Mean over seeds per (split, task, metric): both baselines, learned, and the gains over
+    each (rows saved before the recipe-input baseline existed leave its columns empty)."""
     table = (rows.groupby(["split", "task", "metric", "method"], sort=False)["value"].mean()
-             .unstack("method"))
+             .unstack("method").reindex(columns=list(METHODS)))
     table["difference"] = table["learned"] - table["pretrained"]
-    return table[["pretrained", "learned", "difference"]]
+    table["over input"] = table["learned"] - table["recipe input"]
+    return table[[*METHODS, "difference", "over input"]]

@@ -98,6 +98,11 @@ TASK_NAMES = {"3phase": "3 phases", "constituent": "primary microconstituent (al
               "processing": "processing condition"}
 
 
+def _signed(value):
+    """A difference in points, or a dash where one side was not measured."""
+    return "–" if value is None or value != value else f"{100 * value:+.1f}"
+
+
 def _pct(value, std=None):
     if value is None or value != value:  # None or NaN
         return "–"
@@ -114,13 +119,16 @@ def heldout_lines(rows, settings):
              "this run's input size and blocks) on one half of the images only; SVMs fitted on "
              "that half score the other. *within*: every sample on both sides; *disjoint*: whole "
              "samples held out (processing conditions are then unseen, so that row is near "
-             "chance). Pretrained: the same VGG16 layer mean-pooled, no training. Mean over "
-             "splits; the rows where learning loses are kept.", "",
-             "| split | task | metric | pretrained | learned | difference |", "|---|---|---|---|---|---|"]
+             "chance). Two untrained baselines: pretrained, the first tapped VGG16 layer mean-pooled "
+             "(`embed --pretrained`); recipe input, every tapped layer standardised and "
+             "L2-normalised per tile (the head before training). Mean over splits; the rows "
+             "where learning loses are kept.", "",
+             "| split | task | metric | pretrained | recipe input | learned | difference | over input |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['split']} | {TASK_NAMES.get(row['task'], row['task'])} | "
-                     f"{row['metric']} | {_pct(row['pretrained'])} | {_pct(row['learned'])} | "
-                     f"{100 * row['difference']:+.1f} |")
+                     f"{row['metric']} | {_pct(row['pretrained'])} | {_pct(row['recipe input'])} | "
+                     f"{_pct(row['learned'])} | {_signed(row['difference'])} | {_signed(row['over input'])} |")
     return lines
 
 

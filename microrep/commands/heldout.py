@@ -6,9 +6,12 @@ images. Each split (`microrep.analysis.heldout`) trains the frozen-base recipe
 on one half only, through `train()`, and scores both embeddings on the other
 half with SVMs fitted on the first.
 
-The baseline is `microrep embed --pretrained`: the first tapped layer's maps
-(block4_conv3 in the recipe), mean-pooled over the same tiles, no training. The
-VGG16 features are computed once for all splits (and cached); the learned
+Two baselines, both untrained: `pretrained` is `microrep embed --pretrained`, the
+first tapped layer's maps (block4_conv3 in the recipe) mean-pooled over the same
+tiles; `recipe input` is what the recipe starts from, every tapped layer (block4
+and block5) standardised on the fit half and L2-normalised per tile, i.e. the
+head before its first step. Learned minus pretrained is the gain a user sees;
+learned minus recipe input is what training itself adds. The VGG16 features are computed once for all splits (and cached); the learned
 embeddings are the trained head on the cached tile features, which the tests
 show equal the assembled tower's.
 """
@@ -25,7 +28,7 @@ from microrep.embedding.features import embed_from_tiles, head_from_tower
 from microrep.nn.backbone import feature_layer_names
 from microrep.nn.pooling import pooled_widths
 from microrep.training import train
-from microrep.training.frozen import frozen_features
+from microrep.training.frozen import frozen_features, start_head
 
 
 def compare_on_splits(train_config, dataset, seeds, kinds=SPLITS, tasks=TASKS, log=print):
@@ -49,7 +52,10 @@ def compare_on_splits(train_config, dataset, seeds, kinds=SPLITS, tasks=TASKS, l
             timings["head_s"].append(time.time() - started)
             head = head_from_tower(run.tower, features.tiles.shape[-1], train_config.model)
             learned = embed_from_tiles(head, features)
-            for method, embeddings in (("pretrained", baseline), ("learned", learned)):
+            start = embed_from_tiles(start_head(dataclasses.replace(train_config, seed=seed),
+                                                features, rows_fit), features)
+            for method, embeddings in (("pretrained", baseline), ("recipe input", start),
+                                       ("learned", learned)):
                 for (task, metric), value in score_embedding(dataset.table, embeddings, fit,
                                                              tasks).items():
                     rows.append(dict(split=kind, seed=seed, task=task, metric=metric,

@@ -1,12 +1,16 @@
 """`microrep train`: load the images, say what will be trained, train through `train()`."""
 
+import dataclasses
+
 from microrep.data import load_dataset
-from microrep.data.loaders import labels_named
+from microrep.data.loaders import labels_named, load_unlabelled_dataset
 from microrep.device import cpu_has_native_bfloat16
 from microrep.nn.backbone import feature_layer_names
 from microrep.training import train
 from microrep.training.multihost import join_processes
-from microrep.training.train import check_before_reading
+from microrep.errors import DataError
+from microrep.registry import LOSSES
+from microrep.training.train import check_before_reading, training_dataset
 
 
 def describe_training(config):
@@ -35,11 +39,32 @@ def run_train(config, log=print):
     """
     config = join_processes(config)  # --distribute multihost: only process 0 writes --out
     check_before_reading(config)
-    dataset = load_dataset(config.data)
+    config = self_supervised_if_unlabelled(config, log)
+    dataset = training_dataset(config)
     for note in dataset.notes:
         log(f"note: {note}")
-    counts = dataset.table["label"].astype(str).value_counts()
-    log(f"training on {len(dataset)} images of {len(counts)} classes ({labels_named(config.data)}): "
-        + ", ".join(f"{label} {count}" for label, count in counts.items()))
+    counts = dataset.table["label"].astype(str).replace("", "(unlabelled)").value_counts()
+    if LOSSES[config.similarity].pairs_from == "images":
+        log(f"training on {len(dataset)} images without their labels: pairs from the images themselves")
+    else:
+        log(f"training on {len(dataset)} images of {len(counts)} classes ({labels_named(config.data)}): "
+            + ", ".join(f"{label} {count}" for label, count in counts.items()))
     log(describe_training(config))
     return train(config, dataset)
+
+
+def self_supervised_if_unlabelled(config, log):
+    """A source without any class labels (a plain folder of images, a CSV without a label
+    column) trains self-supervised instead of failing: said in one line, recorded in the run."""
+    if LOSSES[config.similarity].pairs_from != "classes":
+        return config
+    try:
+        load_dataset(config.data, validate=False)
+        return config
+    except DataError:
+        unlabelled = load_unlabelled_dataset(config.data)
+        if (unlabelled.table["label"].astype(str) != "").any():
+            raise  # labelled, but not enough: the loader's message says why
+    log(f"no class labels in {labels_named(config.data)}: training self-supervised "
+        "(--similarity self: two crops of one micrograph, or micrographs of one sample, are alike)")
+    return dataclasses.replace(config, similarity="self")

@@ -159,8 +159,10 @@ class TrainConfig:
     similarity: str = option("graded", "'graded': pairs from one sample (or processing condition) "
                              "are pulled closest, other pairs of one class less, different "
                              "classes pushed past --margin; 'label': the paper's contrastive loss "
-                             "on same/different class; or another loss registered in "
-                             "microrep.registry",
+                             "on same/different class; 'self': no labels used, two crops of one micrograph (or "
+                             "micrographs of one sample) are alike (chosen by itself for a source "
+                             "without labels); 'semi': classes where labelled, 'self' where not; or "
+                             "another loss registered in microrep.registry",
                              LOSSES)
     margin: float = option(1.8, "contrastive margin: different-class pairs are pushed this far apart",
                            above=0.0)

@@ -125,11 +125,16 @@ class LossEntry:
     targets are pair levels (DIFFERENT_CLASS, SAME_CLASS, SAME_SAMPLE) drawn from
     what makes two images "the same sample", else 1 for one class and 0 for two;
     `metrics(train_config)` -> the Keras metrics to watch while training.
+    `pairs_from`: what makes two images "the same": "classes" (the labels), "images"
+    (self-supervised: two crops of one micrograph, or micrographs of one sample; the
+    labels are not used) or "classes+images" (labels where an image has one, the image
+    itself where not: a few labels plus an unlabelled archive).
     """
 
     build: Callable
     graded: bool = False
     metrics: Callable = lambda config: []
+    pairs_from: str = "classes"
 
     @property
     def levels(self):
@@ -148,6 +153,18 @@ LOSSES.register("graded", LossEntry(
     lambda config: GradedContrastiveLoss(config.margin, config.same_class_within,
                                          config.same_sample_within, config.same_class_beyond),
     graded=True))
+
+
+def graded_loss(config):
+    return GradedContrastiveLoss(config.margin, config.same_class_within, config.same_sample_within,
+                                 config.same_class_beyond)
+
+
+#: Self-supervised: pairs the micrographs themselves provide (graded: two crops of one image
+#: within --same-sample-within, two images of one sample within --same-class-within).
+LOSSES.register("self", LossEntry(graded_loss, graded=True, pairs_from="images"))
+#: Semi-supervised: classes where labelled, the self-supervised pairs where not.
+LOSSES.register("semi", LossEntry(graded_loss, graded=True, pairs_from="classes+images"))
 
 
 def pair_loss(config):

@@ -1,5 +1,7 @@
 """What pairs images: relations ("the same sample") and sample-disjoint validation splits."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -9,11 +11,39 @@ from microrep.registry import LOSSES
 
 
 def pair_relations(table):
-    """What makes two images 'the same sample': their processing condition where known, else sample."""
+    """What makes two images 'the same sample': their processing condition where known, else sample.
+
+    A self-supervised view (`pair_view`) says it itself: each image is its own."""
+    if "pair_relation" in table.columns:
+        return table["pair_relation"].astype(str).to_numpy()
     needed = ("anneal_temperature", "anneal_time", "cool_method")
     if all(column in table.columns for column in needed) and table[list(needed)].notna().all().all():
         return processing_condition(table).astype(str).to_numpy()
     return table["group"].astype(str).to_numpy()
+
+
+def pair_view(dataset, pairs_from):
+    """The dataset as its loss's pairs see it (`LossEntry.pairs_from`).
+
+    "classes": unchanged. "images": labels ignored; an image's pair label is its sample
+    where samples hold several images (micrographs of one sample count as alike), else
+    the image itself, and its relation is the image (two crops of it are the closest
+    pair). "classes+images": the class where an image has one, else as "images". Only
+    training sees this view; evaluation keeps the real labels.
+    """
+    if pairs_from == "classes":
+        return dataset
+    table = dataset.table.copy()
+    image = pd.Series([f"image:{row}" for row in range(len(table))], index=table.index)
+    own = image
+    if "group" in table.columns and table["group"].astype(str).duplicated().any():
+        own = ("sample:" + table["group"].astype(str)).where(table["group"].notna(), image)
+    known = (table["label"].fillna("").astype(str) if "label" in table.columns
+             else pd.Series("", index=table.index))
+    keep = (known != "") if pairs_from == "classes+images" else pd.Series(False, index=table.index)
+    table["label"] = known.where(keep, own)
+    table["pair_relation"] = image
+    return dataclasses.replace(dataset, table=table)
 
 
 def similarity_relations(config, dataset):

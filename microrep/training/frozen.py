@@ -122,6 +122,17 @@ def run_epochs(siamese, callbacks, config, epoch_pairs, log):
     return history.history
 
 
+def start_head(config, features, train_rows):
+    """The head as training finds it: built with the run's seed and prepared on the training
+    crops' features. For the residual head that is the standardised pretrained features with
+    a zero correction: the recipe's own input, so scoring it untrained is the like-for-like
+    baseline that separates what training adds from what the input already holds."""
+    keras.utils.set_random_seed(config.seed)
+    head = build_head(features.bank.shape[1], config.model)
+    HEADS[config.model.head].prepare(head, features.subset(train_rows).bank)
+    return head
+
+
 def fit_head(config, features, labels, relations, log, run_dir=None):
     """Train the head on the training samples; returns (head at its best epoch, history).
 
@@ -130,9 +141,7 @@ def fit_head(config, features, labels, relations, log, run_dir=None):
     else of the lowest training loss.
     """
     train_rows, val_rows = validation_split(labels, relations, config.val_fraction, config.seed)
-    keras.utils.set_random_seed(config.seed)
-    head = build_head(features.bank.shape[1], config.model)
-    HEADS[config.model.head].prepare(head, features.subset(train_rows).bank)
+    head = start_head(config, features, train_rows)
     siamese = compile_siamese(build_siamese(head), config)
     sampler = bank_sampler(config, labels[train_rows], relations[train_rows])
     validation = None

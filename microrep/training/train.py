@@ -9,9 +9,12 @@ whole tower is fine-tuned on crops (`microrep.training.fine_tune`).
 from pathlib import Path
 
 from microrep.data import load_dataset
+from microrep.data.loaders import load_unlabelled_dataset
 from microrep.fileio import write_json
 from microrep.nn.backbone import check_input_size, check_weights_source
+from microrep.pairs.relations import pair_view
 from microrep.pairs.samplers import check_images_fit
+from microrep.registry import LOSSES
 from microrep.training.autobatch import RECORD as AUTO_BATCH_RECORD
 from microrep.training.autobatch import resolve_batch_size
 from microrep.training.fine_tune import fine_tune
@@ -28,6 +31,14 @@ def check_before_reading(config):
     check_run_dir(config)
 
 
+def training_dataset(config):
+    """The images `config` trains on: labelled for its task, or every image, labelled where
+    it can be, when its loss takes pairs from the images themselves (`--similarity self`/`semi`)."""
+    if LOSSES[config.similarity].pairs_from == "classes":
+        return load_dataset(config.data)
+    return load_unlabelled_dataset(config.data, validate=True)
+
+
 def train(config, dataset=None, verbose="auto", features=None):
     """Train under `config` (a TrainConfig); return a TrainResult.
 
@@ -38,7 +49,8 @@ def train(config, dataset=None, verbose="auto", features=None):
     config = join_processes(config)  # several processes: only process 0 keeps --out
     run_dir = Path(config.out)
     check_before_reading(config)
-    dataset = dataset if dataset is not None else load_dataset(config.data)
+    dataset = pair_view(dataset if dataset is not None else training_dataset(config),
+                        LOSSES[config.similarity].pairs_from)
     check_images_fit(dataset.images(), config.model.input_size, dataset.table["path"])
     log = print if verbose else (lambda *_: None)
     config, auto_batch = resolve_batch_size(config, log=log)
