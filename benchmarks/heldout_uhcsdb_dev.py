@@ -52,8 +52,9 @@ def train_config(args, out):
     return from_dict(TrainConfig, apply_preset(values))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def dev_arguments(description):
+    """The flags every benchmark on the dev copy shares: data, weights, cache, seeds, overrides."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data-dir", default=str(SHARED / "data" / "uhcsdb-dev"))
     parser.add_argument("--weights", default=str(SHARED / "weights" / "vgg16_imagenet_notop.weights.h5"))
     parser.add_argument("--feature-cache", default=str(Path("~/.cache/microrep/features").expanduser()))
@@ -62,7 +63,11 @@ def main():
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a training setting, e.g. --set epochs=20 or "
                              "--set model.head=projection (repeatable)")
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = dev_arguments(__doc__.splitlines()[0]).parse_args()
 
     dataset = load_dataset(DataConfig(data="uhcsdb", data_dir=args.data_dir, min_class_size=1))
     config = train_config(args, Path(tempfile.mkdtemp(prefix="microrep-heldout-")) / "run")

@@ -20,7 +20,6 @@ a head on them (seconds). Prints the table (mean over seeds, %) and writes the f
     python benchmarks/label_efficiency.py --seeds 0 1 2 3 4 --figure docs/label_efficiency.png
 """
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -34,13 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from microrep.analysis.heldout import split_within, task_sets  # noqa: E402
 from microrep.analysis.svm import fit_and_score  # noqa: E402
-from microrep.config import DataConfig, TrainConfig, apply_preset, from_dict  # noqa: E402
+from microrep.config import DataConfig  # noqa: E402
 from microrep.data import load_dataset  # noqa: E402
 from microrep.embedding.features import embed_from_tiles, head_from_tower  # noqa: E402
 from microrep.training import train  # noqa: E402
 from microrep.training.frozen import frozen_features, start_head  # noqa: E402
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from heldout_uhcsdb_dev import dev_arguments, train_config  # noqa: E402  (beside this script)
 COUNTS = ("1", "2", "5", "10", "all")
 TASKS = {"constituent": "all classes", "3phase": "3 phases"}
 
@@ -122,19 +120,12 @@ def draw(table, path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(SHARED / "data" / "uhcsdb-dev"))
-    parser.add_argument("--weights", default=str(SHARED / "weights" / "vgg16_imagenet_notop.weights.h5"))
-    parser.add_argument("--feature-cache", default=str(Path("~/.cache/microrep/features").expanduser()))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = dev_arguments(__doc__.splitlines()[0])
     parser.add_argument("--figure", default="", help="write the curve here (PNG)")
-    parser.add_argument("--json", default="", help="write every row here")
     args = parser.parse_args()
-    dataset = load_dataset(DataConfig(data="uhcsdb", data_dir=args.data_dir))
+    dataset = load_dataset(DataConfig(data="uhcsdb", data_dir=args.data_dir, min_class_size=1))
     with tempfile.TemporaryDirectory() as scratch:
-        config = from_dict(TrainConfig, apply_preset({
-            "preset": "cpu", "model": {"weights": args.weights}, "feature_cache": args.feature_cache,
-            "out": str(Path(scratch) / "run"), "overwrite": True}))
+        config = train_config(args, Path(scratch) / "run")
         features = frozen_features(config, dataset.images(), print)
         rows = [row for seed in args.seeds for row in one_seed(config, dataset, features, seed, print)]
     frame = pd.DataFrame(rows)
