@@ -47,8 +47,9 @@ def test_reproduce_writes_the_side_by_side_table_and_resumes(tmp_path):
     assert set(heldout["method"]) == {"pretrained", "recipe input", "learned"}
     assert {"linear SVM", "MAP@R"} <= set(heldout["metric"])
     accuracy = heldout.loc[heldout["metric"] == "linear SVM", "value"]
-    # within: both tasks; disjoint: 3 phases only (held-out conditions were never trained on)
-    assert accuracy.between(0, 1).all() and len(accuracy) == (2 + 1) * 2
+    # within: both tasks; disjoint: 3 phases only (held-out conditions were never trained on);
+    # each for pretrained, recipe input and learned
+    assert accuracy.between(0, 1).all() and len(accuracy) == (2 + 1) * 3
     # MAP@R among other samples is undefined where a condition has one sample
     assert heldout["value"].dropna().between(0, 1).all()
     for name in ("pc_descriptors.png", "pc_extremes.png", "pca_classes.png",
