@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from microrep.analysis.heldout import split_within, task_sets  # noqa: E402
 from microrep.analysis.svm import fit_and_score  # noqa: E402
+from microrep.commands.heldout import first_layer_width  # noqa: E402
 from microrep.config import DataConfig  # noqa: E402
 from microrep.data import load_dataset  # noqa: E402
 from microrep.embedding.features import embed_from_tiles, head_from_tower  # noqa: E402
@@ -75,17 +76,17 @@ def one_seed(config, dataset, features, seed, log):
     config = dataclasses.replace(config, seed=seed)
     fit_rows = np.flatnonzero(split_within(dataset.groups, seed))
     labels = dataset.labels
-    pretrained = features.tiles[..., :512].mean(axis=1)
+    pretrained = features.tiles[..., :first_layer_width(config, features.feature_tower)].mean(axis=1)
     recipe_input = embed_from_tiles(start_head(config, features, fit_rows), features)
     self_supervised = trained_embedding(dataclasses.replace(config, similarity="self"), dataset,
                                         fit_rows, features)
+    test_mask = np.ones(len(dataset), bool)
+    test_mask[fit_rows] = False
     rows = []
     for count in COUNTS:
         labelled = labelled_rows(labels, fit_rows, count, seed)
         mask = np.zeros(len(dataset), bool)
         mask[labelled] = True
-        test_mask = np.zeros(len(dataset), bool)
-        test_mask[np.setdiff1d(np.arange(len(dataset)), fit_rows)] = True
         embeddings = {"pretrained": pretrained, "recipe input": recipe_input,
                       "self-supervised": self_supervised}
         try:

@@ -98,13 +98,17 @@ TASK_NAMES = {"3phase": "3 phases", "constituent": "primary microconstituent (al
               "processing": "processing condition"}
 
 
+def _missing(value):
+    return value is None or value != value  # None or NaN
+
+
 def _signed(value):
     """A difference in points, or a dash where one side was not measured."""
-    return "–" if value is None or value != value else f"{100 * value:+.1f}"
+    return "–" if _missing(value) else f"{100 * value:+.1f}"
 
 
 def _pct(value, std=None):
-    if value is None or value != value:  # None or NaN
+    if _missing(value):
         return "–"
     return f"{value:.1%}" + (f" ± {std:.1%}" if std is not None and std == std else "")
 

@@ -11,9 +11,10 @@ first tapped layer's maps (block4_conv3 in the recipe) mean-pooled over the same
 tiles; `recipe input` is what the recipe starts from, every tapped layer (block4
 and block5) standardised on the fit half and L2-normalised per tile, i.e. the
 head before its first step. Learned minus pretrained is the gain a user sees;
-learned minus recipe input is what training itself adds. The VGG16 features are computed once for all splits (and cached); the learned
-embeddings are the trained head on the cached tile features, which the tests
-show equal the assembled tower's.
+learned minus recipe input is what training itself adds. The VGG16 features are
+computed once for all splits (and cached); the learned embeddings are the
+trained head on the cached tile features, which the tests show equal the
+assembled tower's.
 """
 
 import dataclasses
