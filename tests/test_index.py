@@ -93,3 +93,21 @@ def test_index_and_search_from_the_command_line(tmp_path, capsys):
     assert (by_index["query"].str.split("/").str[-1] != by_index["path"].str.split("/").str[-1]).all()
     overlap = len(set(zip(by_index["query"], by_index["row"])) & set(zip(exact["query"], exact["row"])))
     assert overlap >= 12, "the approximate index finds (nearly) the exact neighbours"
+
+
+@pytest.mark.parametrize("backend", ["exact", "faiss"])
+def test_search_part_by_part_is_the_whole_matrix_answer(backend, tmp_path):
+    from microrep.analysis.neighbours import nearest_neighbours
+    from microrep.embedding.archive_search import search_parts
+    from microrep.embedding.parts import PartsArchive
+
+    vectors = clustered(2300)
+    groups = np.array([str(i // 7) for i in range(2300)])
+    archive = PartsArchive(write_archive(tmp_path / "emb", vectors, part_size=500, groups=groups))
+    rows = np.array([3, 499, 500, 1777, 2299])
+    for skip in ({}, {"query_rows": rows}, {"query_rows": rows, "query_groups": groups[rows]}):
+        expected = nearest_neighbours(vectors, vectors[rows], 12, groups, backend="exact", **skip)
+        found = search_parts(archive, vectors[rows], 12, groups, backend=backend, **skip)
+        assert (found[1] == expected[1]).all()
+        np.testing.assert_allclose(found[0], expected[0], rtol=1e-4)
+    assert not (found[1] == rows[:, None]).any()

@@ -1,7 +1,7 @@
 """`microrep search`: which micrographs of an embedded archive look like these?
 
-The index is a folder written by `microrep embed` (embeddings memory-mapped,
-not loaded twice); queries are image files or folders, embedded with the same
+The index is a folder written by `microrep embed` (searched part by part from
+memory maps, never concatenated in RAM) or by `microrep index`; queries are image files or folders, embedded with the same
 model and tiling as the index (embed.json records both), or rows of the index.
 Writes neighbours.csv (query, rank, path, distance, the index's metadata) and
 neighbours.png (each query's thumbnail, then its nearest with distance and label).
@@ -19,8 +19,9 @@ from microrep.config import EmbedConfig, ModelConfig
 from microrep.data.folders import image_files
 from microrep.data.images import read_image
 from microrep.embedding.archive import PROVENANCE, TABLE, read_embeddings
+from microrep.embedding.archive_search import search_parts
 from microrep.embedding.index import gather, is_index, open_index, search_index
-from microrep.embedding.parts import PartsArchive
+from microrep.embedding.parts import PartsArchive, is_parts_archive
 from microrep.embedding.tiles import embed_images
 from microrep.errors import ConfigError, DataError
 from microrep.launchers.local import embedding_tower
@@ -42,6 +43,9 @@ def read_index(folder):
             raise DataError(f"the index holds {index.ntotal} vectors but its archive {folder} "
                             f"{len(table)}: the archive changed; run `microrep index` again")
         embeddings = IndexedArchive(index, archive)
+    elif is_parts_archive(folder):
+        archive = PartsArchive(folder)
+        embeddings, table = ArchiveRows(archive), archive.table
     else:
         embeddings, table = read_embeddings(folder, mmap=True)
     info_path = Path(folder) / PROVENANCE
@@ -49,20 +53,28 @@ def read_index(folder):
     return embeddings, table.assign(path=absolute_paths(table["path"], info)), info
 
 
-class IndexedArchive:
-    """A faiss index standing where the vectors would: its size and dimension, and the
-    archive rows' vectors when queries are rows (read from the parts, not the index)."""
+class ArchiveRows:
+    """An archive's parts standing where one matrix of vectors would: its size and
+    dimension, and the vectors of the rows asked for (read from the parts' memory maps)."""
 
-    def __init__(self, index, archive):
-        self.index, self.archive = index, archive
-        self.shape = (index.ntotal, index.d)
+    def __init__(self, archive):
+        self.archive = archive
+        self.shape = (len(archive), archive.dim)
 
     def __len__(self):
-        return self.index.ntotal
+        return self.shape[0]
 
     def __getitem__(self, rows):
         unique = np.unique(rows)
         return gather(self.archive, unique)[np.searchsorted(unique, rows)]
+
+
+class IndexedArchive(ArchiveRows):
+    """A faiss index built on an archive: searched instead of the parts."""
+
+    def __init__(self, index, archive):
+        super().__init__(archive)
+        self.index = index
 
 
 def absolute_paths(paths, info):
@@ -160,6 +172,11 @@ def run_search(config, log=print):
         backend = "faiss index"
         distances, neighbours = search_index(index.index, queries, config.k, groups,
                                              query_groups, rows)
+    elif isinstance(index, ArchiveRows):
+        backend = resolve_backend(config.backend, len(index))
+        distances, neighbours = search_parts(index.archive, queries, config.k, groups,
+                                             query_groups, rows, backend)
+        backend += ", part by part"
     else:
         backend = resolve_backend(config.backend, len(index))
         distances, neighbours = nearest_neighbours(
