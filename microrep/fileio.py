@@ -33,24 +33,39 @@ def atomic_path(final_path):
     The temporary name keeps the suffix of the final one, because some writers
     (Keras, matplotlib) choose the format from it.
     """
+    tmp_path = temporary_beside(final_path)
+    try:
+        yield tmp_path
+        replace_into(tmp_path, final_path)
+    except OSError as error:  # a writer's own ENOSPC says so in one line too
+        tmp_path.unlink(missing_ok=True)
+        raise_if_disk_full(error, final_path)
+        raise
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def temporary_beside(final_path):
+    """A new empty temporary file beside `final_path` (its suffix kept), for a writer that
+    outlives one `with` block (a part filled batch by batch); `replace_into` commits it."""
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{final_path.stem}.", suffix=f".tmp{final_path.suffix}",
         dir=final_path.parent)
     os.close(fd)
-    tmp_path = Path(tmp_name)
+    return Path(tmp_name)
+
+
+def replace_into(tmp_path, final_path):
+    """Rename a finished temporary file into place (one line if the disk is full)."""
     try:
-        yield tmp_path
         if tmp_path.is_file():
             os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, final_path)
     except OSError as error:
-        tmp_path.unlink(missing_ok=True)
         raise_if_disk_full(error, final_path)
-        raise
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
         raise
 
 

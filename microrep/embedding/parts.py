@@ -21,7 +21,8 @@ import pandas as pd
 from microrep.embedding.manifest import (file_sha256, manifest_info, part_range, read_manifest,
                                          read_parquet_table, write_parquet_table)
 from microrep.errors import DataError
-from microrep.fileio import atomic_path, read_json, stale_temporaries, write_json
+from microrep.fileio import (atomic_path, read_json, replace_into, stale_temporaries,
+                             temporary_beside, write_json)
 
 PARTS = "parts"
 PROVENANCE = "embed.json"  # the archive's settings, model and identity
@@ -62,9 +63,8 @@ class PartWriter:
         self.npy, self.table, self.done = part_files(out, part)
         for stale in stale_temporaries(self.npy.parent, self.npy.name):
             stale.unlink(missing_ok=True)  # left by a writer of this part that was killed
-        self._tmp_context = atomic_path(self.npy)
-        tmp = self._tmp_context.__enter__()
-        self.array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+        self.tmp = temporary_beside(self.npy)
+        self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=np.float32,
                                                shape=(len(rows), dim))
 
     def put(self, start, vectors):
@@ -80,7 +80,7 @@ class PartWriter:
             self.array[row] = 0.0
         self.array.flush()
         del self.array
-        self._tmp_context.__exit__(None, None, None)
+        replace_into(self.tmp, self.npy)
         with atomic_path(self.table) as tmp:
             write_parquet_table(table.reset_index(drop=True).assign(status=status, reason=reasons), tmp)
         record = {"part": self.part, "rows": len(self.rows), "ok": len(table) - len(bad),
@@ -91,23 +91,28 @@ class PartWriter:
 
     def abandon(self):
         del self.array
-        self._tmp_context.__exit__(DataError, DataError("abandoned"), None)
+        self.tmp.unlink(missing_ok=True)
 
 
 def part_state(out, part, identity, verify=False):
     """'done', 'missing', or 'inconsistent: why' for part `part` of archive `out`."""
+    return part_check(out, part, identity, verify)[0]
+
+
+def part_check(out, part, identity, verify=False):
+    """(state as `part_state` says it, the part's done record or None), its done file read once."""
     npy, table, done = part_files(out, part)
     if not done.is_file():
-        return "missing"
+        return "missing", None
     record = read_json(done)
     other = [key for key in IDENTITY_KEYS if record.get(key) != identity.get(key)]
     if other:
-        return f"inconsistent: embedded with another {' and '.join(other)}"
+        return f"inconsistent: embedded with another {' and '.join(other)}", record
     if not npy.is_file() or not table.is_file():
-        return "inconsistent: its done file names files that are gone"
+        return "inconsistent: its done file names files that are gone", record
     if verify and file_sha256(npy) != record["sha256"]:
-        return "inconsistent: its embeddings differ from the checksum in its done file"
-    return "done"
+        return "inconsistent: its embeddings differ from the checksum in its done file", record
+    return "done", record
 
 
 @dataclasses.dataclass
@@ -151,9 +156,9 @@ def archive_status(out, verify=False):
     identity = archive_identity(out)
     states, bad = {}, 0
     for part in range(info["parts"]):
-        states[part] = part_state(out, part, identity, verify)
+        states[part], record = part_check(out, part, identity, verify)
         if states[part] == "done":
-            bad += read_json(part_files(out, part)[2])["bad"]
+            bad += record["bad"]
     return Status(info["parts"], info["rows"], states, bad)
 
 
