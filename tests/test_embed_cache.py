@@ -1,7 +1,10 @@
 """`embed` of a frozen-base run reads the VGG16 tile features its training cached and runs
 only the head; its embeddings equal the assembled tower's."""
 
+import shutil
+
 import numpy as np
+import pytest
 
 from microrep.cli import main
 from microrep.embedding.archive import read_embeddings
@@ -41,3 +44,34 @@ def test_a_frozen_run_embeds_from_its_feature_cache(tmp_path, tiny_data_config, 
                  "--out", str(tmp_path / "again")]) == 0
     assert sorted(cache.glob("*/*.npz")) == again, "a second embedding computes nothing"
     np.testing.assert_array_equal(read_embeddings(tmp_path / "again")[0], cached)
+
+
+@pytest.mark.slow
+def test_ray_embeds_a_frozen_run_from_and_into_its_feature_cache(tmp_path, tiny_data_config,
+                                                                 tiny_dataset, capsys):
+    import keras
+
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'microrep[ray]'")
+    cache = tmp_path / "cache"
+    keras.utils.set_random_seed(5)
+    train(recipe_config(tmp_path / "run", tiny_data_config, cache, epochs=2), tiny_dataset, verbose=0)
+    source = ["--images", tiny_data_config.data_dir, "--model-path", str(tmp_path / "run"),
+              "--part-size", "7", "--read-workers", "0"]
+    assert main(["embed", *source, "--out", str(tmp_path / "local")]) == 0
+    shutil.rmtree(cache)  # Ray's actors fill it now, as a local process would
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert main(["embed", *source, "--out", str(tmp_path / "ray"), "--launcher", "ray"]) == 0
+        assert "from the run's feature cache" in capsys.readouterr().out
+        local, table = read_embeddings(tmp_path / "local")
+        np.testing.assert_array_equal(read_embeddings(tmp_path / "ray")[0], local)
+        entries = sorted(cache.glob("*/*.npz"))
+        assert len(entries) == len(table), "one cache entry per image, written by the actors"
+        for entry in entries:
+            with np.load(entry) as stored:
+                assert stored.files == ["tiles"]
+        assert main(["embed", *source, "--out", str(tmp_path / "again"), "--launcher", "ray"]) == 0
+        assert sorted(cache.glob("*/*.npz")) == entries, "a second embedding computes nothing"
+        np.testing.assert_array_equal(read_embeddings(tmp_path / "again")[0], local)
+    finally:
+        ray.shutdown()

@@ -158,25 +158,27 @@ def _find(cache, entry):
     return None
 
 
-def tile_features(feature_tower, images, grid, cache_dir, bank=None, progress=False):
-    """(len(images), grid**2, d) tile features of a frozen base, as embedding needs them.
+def tile_features(feature_tower, keys, tiles_of, grid, cache_dir, bank=None, progress=False):
+    """(len(keys), grid**2, d) tile features of a frozen base, as embedding needs them.
 
-    Read from the cache where training's feature pass left them (`bank`: its
+    Images are known by their keys (`image_keys`) and their tiles: `tiles_of(i)` gives
+    image i's uint8 tiles (grid**2, size, size), asked for only when the cache lacks
+    them (a local process cuts them from the image, a Ray actor receives them cut).
+    They are read from the cache where training's feature pass left them (`bank`: its
     (per_image, seed), whose entries hold the tiles too) or an earlier embedding did;
     computed otherwise (tiles only, no crop bank) and cached, one entry per image.
     """
-    keys = image_keys(images)
     cache = Path(cache_dir)
     own = cache_entries(feature_tower, keys, grid, "tiles")
     trained = cache_entries(feature_tower, keys, grid, f"{bank[0]}-{bank[1]}") if bank else [None] * len(keys)
     tiles = []
-    for image, entry, bank_entry in tqdm(list(zip(images, own, trained)), desc="tile features",
-                                         unit="image", disable=not progress):
+    for index, (entry, bank_entry) in enumerate(tqdm(list(zip(own, trained)), desc="tile features",
+                                                     unit="image", disable=not progress)):
         stored = _find(cache, entry) or _find(cache, bank_entry)
         if stored is not None:
             tiles.append(_load(stored)["tiles"])
             continue
-        tiles.append(_tile_features_of(feature_tower, image, grid))
+        tiles.append(_features(feature_tower, np.asarray(tiles_of(index))[..., None]))
         _store(_nested(cache, entry), {"tiles": tiles[-1]})
     return np.stack(tiles) if tiles else np.zeros((0, grid * grid, int(feature_tower.output_shape[-1])),
                                                   np.float32)

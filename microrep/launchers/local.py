@@ -8,8 +8,9 @@ from pathlib import Path
 
 from microrep.config import TrainConfig, from_dict
 from microrep.embedding.archive import embed_part
+from microrep.data.images import grid_tiles
 from microrep.embedding.features import (embed_tile_features, feature_tower_of, head_from_tower,
-                                         tile_features)
+                                         image_keys, tile_features)
 from microrep.embedding.parts import part_state
 from microrep.errors import DataError
 from microrep.nn.backbone import MIXED_POLICY, dtype_policy
@@ -42,24 +43,40 @@ def frozen_run(config):
     return run
 
 
+class CachedHead:
+    """A frozen-base run embedding from cached tile features: VGG16 runs only for images the
+    run's feature cache lacks (and caches them), then the head; equal to the whole tower."""
+
+    def __init__(self, tower, run):
+        self.policy = MIXED_POLICY if run.model.mixed_precision else "float32"
+        with dtype_policy(self.policy):  # as in training: the precision keys the cache
+            self.feature_tower = feature_tower_of(tower, run.model)
+        self.head = head_from_tower(tower, int(self.feature_tower.output_shape[-1]), run.model)
+        self.cache = str(Path(run.feature_cache).expanduser())
+        self.bank = (run.feature_bank, BANK_SEED)
+
+    def embed(self, keys, tiles_of, progress=False):
+        """(len(keys), embedding) of images known by their keys; `tile_features`' arguments."""
+        with dtype_policy(self.policy):
+            tiles = tile_features(self.feature_tower, keys, tiles_of, GRID, self.cache,
+                                        bank=self.bank, progress=progress)
+        return embed_tile_features(self.head, tiles)
+
+
 def cached_embedder(tower, run, log, chunk=256):
-    """`embed(images)` for embed_part: tile features from the run's feature cache (computed
-    and cached where missing), then only the head; chunk by chunk, so memory stays bounded."""
-    policy = MIXED_POLICY if run.model.mixed_precision else "float32"
-    with dtype_policy(policy):  # as in training: the precision keys the cache
-        feature_tower = feature_tower_of(tower, run.model)
-    head = head_from_tower(tower, int(feature_tower.output_shape[-1]), run.model)
-    cache = str(Path(run.feature_cache).expanduser())
-    log(f"frozen-base run: VGG16 tile features come from its feature cache {cache} where "
+    """`embed(images)` for embed_part: a CachedHead's embeddings, chunk by chunk, so memory
+    stays bounded."""
+    cached = CachedHead(tower, run)
+    size = int(cached.feature_tower.input_shape[1])
+    log(f"frozen-base run: VGG16 tile features come from its feature cache {cached.cache} where "
         "training computed them; only the head runs")
 
     def embed(images):
         for start in range(0, len(images), chunk):
             rows = list(range(start, min(start + chunk, len(images))))
-            with dtype_policy(policy):
-                tiles = tile_features(feature_tower, [images[i] for i in rows], GRID, cache,
-                                      bank=(run.feature_bank, BANK_SEED), progress=True)
-            yield rows, embed_tile_features(head, tiles)
+            decoded = [images[i] for i in rows]
+            yield rows, cached.embed(image_keys(decoded),
+                                     lambda index: grid_tiles(decoded[index], size, GRID), progress=True)
 
     return embed
 

@@ -8,6 +8,7 @@ Optional: pip install microrep[ray].
 """
 
 from microrep.embedding.archive import TolerantImages, part_dataset
+from microrep.embedding.features import image_keys
 from microrep.embedding.manifest import manifest_info, ranges_text
 from microrep.embedding.parts import PartWriter, part_manifest, part_state
 from microrep.embedding.tiles import iter_tile_batches, mean_tile_embeddings
@@ -39,30 +40,44 @@ def batch_plan(out, parts, images_per_batch):
 
 
 def decoder(info, tile, grid):
-    """A Ray task body: decode and tile one batch's images (bad ones recorded, not fatal)."""
+    """A Ray task body: decode and tile one batch's images (bad ones recorded, not fatal),
+    with each image's key for the feature cache (`image_keys`)."""
     import pandas as pd
 
     def decode(item):
         images = TolerantImages(part_dataset(pd.DataFrame(item["table"]), info), tile)
+        decoded = [images[index] for index in range(len(images))]
         # the batch as a local process cuts it: the same function, all images in one batch
-        _, tiles = next(iter_tile_batches(images, tile, grid, len(images) * grid * grid, 0))
+        _, tiles = next(iter_tile_batches(decoded, tile, grid, len(decoded) * grid * grid, 0))
         bad = [f"{row}\t{why}" for row, why in images.bad.items()]
         return {"part": item["part"], "start": item["start"], "rows": item["rows"],
-                "tiles": tiles, "bad": "\n".join(bad)}
+                "tiles": tiles, "keys": "\n".join(image_keys(decoded)), "bad": "\n".join(bad)}
 
     return decode
 
 
 class Embedder:
-    """A Ray actor holding the tower: embeds one batch of tiles (the mean over each image's)."""
+    """A Ray actor holding the tower: embeds one batch of tiles (the mean over each image's).
+
+    For a frozen-base run with a feature cache, as a local process does: VGG16 tile
+    features from the cache (computed and cached where missing), then only the head.
+    """
 
     def __init__(self, config, per_image):
-        from microrep.launchers.local import embedding_tower
+        from microrep.launchers.local import CachedHead, embedding_tower, frozen_run
 
         self.tower, self.per_image = embedding_tower(config), per_image
+        run = frozen_run(config)
+        self.cached = CachedHead(self.tower, run) if run else None
 
     def __call__(self, batch):
-        mean = mean_tile_embeddings(self.tower, batch["tiles"][0], self.per_image)
+        tiles = batch["tiles"][0]
+        if self.cached is None:
+            mean = mean_tile_embeddings(self.tower, tiles, self.per_image)
+        else:
+            keys = str(batch["keys"][0]).split("\n")
+            mean = self.cached.embed(keys, lambda index: tiles[index * self.per_image:
+                                                               (index + 1) * self.per_image, ..., 0])
         return {"part": batch["part"], "start": batch["start"], "rows": batch["rows"],
                 "bad": batch["bad"], "vectors": mean[None]}
 
@@ -109,5 +124,8 @@ def run_ray(job):
             summary["bad"] += record["bad"]
             summary["bad_images"] += record["bad_images"]
     summary["embedded"].sort()
+    from microrep.launchers.local import frozen_run
+
+    cached = "; VGG16 tile features from the run's feature cache" if frozen_run(config) else ""
     return {**summary, "message": f"embedded part(s) {ranges_text(summary['embedded'])} with Ray "
-                                  f"({actors} embedding actor(s), {gpus} GPU(s))"}
+                                  f"({actors} embedding actor(s), {gpus} GPU(s){cached})"}
