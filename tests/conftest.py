@@ -82,3 +82,16 @@ def chrome(tmp_path, local_server=False):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(driver), options=options)
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real one-node SLURM cluster (tests/slurm_cluster.py), shared by the tests that need it."""
+    from slurm_cluster import SlurmCluster, missing_parts
+
+    lacking = missing_parts()
+    if lacking:
+        pytest.skip(f"no SLURM here: {lacking}")
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
+    yield cluster
+    cluster.stop()

@@ -36,6 +36,7 @@ SlurmdPidFile={root}/slurmd.pid
 SlurmctldLogFile={root}/slurmctld.log
 SlurmdLogFile={root}/slurmd.log
 MaxArraySize=10000
+FirstJobId={first_job}
 NodeName=node{suffix} NodeHostname={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
 PartitionName=test Nodes=node{suffix} Default=YES MaxTime=INFINITE State=UP
 """
@@ -88,7 +89,10 @@ class SlurmCluster:
         self.node = f"node{suffix}"
         self.conf.write_text(CONF.format(
             suffix=suffix, host=socket.gethostname().split(".")[0], root=self.root,
-            ctld_port=free_port(), slurmd_port=free_port(), cpus=os.cpu_count() or 1))
+            ctld_port=free_port(), slurmd_port=free_port(), cpus=os.cpu_count() or 1,
+            # job ids apart from another test run's cluster on this machine: multihost
+            # training's coordinator port follows the job id
+            first_job=1 + os.getpid() % 20 * 1000))
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
 
     def start(self):

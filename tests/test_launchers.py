@@ -10,7 +10,6 @@ from microrep.cli import main
 from microrep.embedding.archive import read_embeddings
 from microrep.embedding.parts import part_files
 
-from slurm_cluster import SlurmCluster, missing_parts
 
 TINY = ["--pretrained", "--weights", "none", "--input-size", "32", "--vgg-blocks", "1",
         "--feature-layers", "", "--grid", "2", "--part-size", "3", "--read-workers", "0"]
@@ -35,16 +34,6 @@ def one_process(images, tmp_path_factory):
     out = tmp_path_factory.mktemp("local") / "emb"
     assert main(["embed", *TINY, "--images", str(images), "--out", str(out)]) == 0
     return read_embeddings(out)
-
-
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    lacking = missing_parts()
-    if lacking:
-        pytest.skip(f"no SLURM here: {lacking}")
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
-    yield cluster
-    cluster.stop()
 
 
 def assert_same_archive(folder, expected):

@@ -24,22 +24,42 @@ def weights_of(run):
     return [np.asarray(w) for w in load_tower(run).get_weights()]
 
 
-@pytest.mark.slow
-def test_two_processes_train_the_weights_of_one_process_over_two_devices(tmp_path):
+ENV = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """One process over two CPU devices: the weights every multi-process run must equal."""
     pytest.importorskip("jax", reason="multi-host training runs on JAX (part of the test install)")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    one = [a.replace("{tmp}", str(tmp_path / "one")) for a in TRAIN]
+    tmp = tmp_path_factory.mktemp("one")
+    one = [a.replace("{tmp}", str(tmp)) for a in TRAIN]
     done = subprocess.run([sys.executable, "-m", "microrep", *one],
-                          env={**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+                          env={**ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    many = [a.replace("{tmp}", str(tmp_path / "many")) for a in TRAIN]
+    return tmp
+
+
+def multihost_argv(one_process, out):
+    """TRAIN for --distribute multihost on the one-process run's images, into `out`."""
+    many = [a.replace("{tmp}", str(out)) for a in TRAIN]
     many[many.index("data")] = "multihost"
-    many[many.index("--data-dir") + 1] = str(tmp_path / "one" / "data")  # the same images
+    many[many.index("--data-dir") + 1] = str(one_process / "data")  # the same images
+    return many
+
+
+def assert_same_weights(expected_run, run):
+    for expected, got in zip(weights_of(expected_run), weights_of(run)):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_two_processes_train_the_weights_of_one_process_over_two_devices(one_process, tmp_path):
+    many = multihost_argv(one_process, tmp_path / "many")
     coordinator = f"127.0.0.1:{free_port()}"
     processes = [subprocess.Popen([sys.executable, "-m", "microrep", *many, "--coordinator",
                                    coordinator, "--num-processes", "2", "--process-id", str(k)],
-                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                  env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for k in range(2)]
     outputs = [p.communicate(timeout=600) for p in processes]
     for process, (out, err) in zip(processes, outputs):
@@ -47,8 +67,23 @@ def test_two_processes_train_the_weights_of_one_process_over_two_devices(tmp_pat
     assert "on 2 device(s)" in outputs[0][0]
     assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["run"], \
         "only process 0 writes, into --out"
-    for expected, got in zip(weights_of(tmp_path / "one" / "run"), weights_of(tmp_path / "many" / "run")):
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert_same_weights(one_process / "run", tmp_path / "many" / "run")
+
+
+@pytest.mark.slow
+def test_srun_starts_processes_that_find_each_other_from_slurms_environment(one_process, slurm,
+                                                                          tmp_path):
+    """Two tasks of one `srun` step on a real SLURM node, no --coordinator flags: the
+    coordinator (the first node's address, a port from the job id), the process count and
+    each process's index come from SLURM, and they train what one process trains."""
+    many = multihost_argv(one_process, tmp_path / "srun")
+    done = subprocess.run(["srun", "--ntasks", "2", "--cpus-per-task", "1", "--chdir", str(tmp_path),
+                           sys.executable, "-m", "microrep", *many],
+                          env={**ENV, "SLURM_CONF": str(slurm.conf)}, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "on 2 device(s)" in done.stdout
+    assert_same_weights(one_process / "run", tmp_path / "srun" / "run")
 
 
 def test_tensorflow_multi_worker_is_refused_in_one_line(tmp_path):

@@ -10,14 +10,17 @@ so every process runs the same code (saving includes collectives all must join).
 
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 
 from microrep.errors import ConfigError, MicrorepError
 
-#: The coordinator's port when it comes from SLURM's node list.
+#: The coordinator's port when it comes from SLURM's node list: this plus the job id modulo
+#: PORT_SPREAD, so two jobs sharing a node do not meet.
 DEFAULT_PORT = 12355
+PORT_SPREAD = 20000
 
 
 def from_slurm():
@@ -32,8 +35,20 @@ def from_slurm():
         hosts = [nodes.split(",")[0]] if nodes and "[" not in nodes else []
     if not hosts:
         return None
-    return (f"{hosts[0]}:{DEFAULT_PORT}", int(os.environ["SLURM_NTASKS"]),
+    port = DEFAULT_PORT + int(os.environ.get("SLURM_JOB_ID", "0") or 0) % PORT_SPREAD
+    return (f"{node_address(hosts[0])}:{port}", int(os.environ["SLURM_NTASKS"]),
             int(os.environ["SLURM_PROCID"]))
+
+
+def node_address(name):
+    """Where a SLURM node is reached: its NodeAddr (a node's name need not resolve), else the name."""
+    try:
+        shown = subprocess.run(["scontrol", "show", "node", "-o", name], capture_output=True,
+                               text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return name
+    match = re.search(r"\bNodeAddr=(\S+)", shown)
+    return match.group(1) if match else name
 
 
 def process_plan(config):
