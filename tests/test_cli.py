@@ -119,6 +119,8 @@ def test_generate_train_embed_evaluate_export_chain(tmp_path):
       "--synthetic-image-size", "32", "--out", "{tmp}/run"], "--input-size must be at least 32"),
     (["evaluate", "--embeddings", "{tmp}/none", "--out", "{tmp}/eval"], "run `microrep embed` first"),
     (["export", "--model-path", "{tmp}"], "train first"),
+    (["embed", "--pretrained", "--weights", "none", "--images", "{tmp}", "--out", "{tmp}/emb",
+      "--num-shards", "2", "--shard-index", "1", "--overwrite"], "cannot go with --num-shards"),
 ])
 def test_bad_input_gives_one_line_error(tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)  # nothing may be written outside the test's folder

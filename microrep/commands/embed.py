@@ -94,7 +94,7 @@ def claim_identity(config, out, info, tower):
 def prepare_job(config, log=print):
     """List (or read) the manifest, claim the identity, and choose the parts asked for."""
     out = Path(config.out)
-    if config.overwrite and config.shard_index == 0 and not config.parts:
+    if config.overwrite:
         clear_archive(out)
     refuse_earlier_output(out / EMBEDDINGS, "single-file embeddings", config.overwrite)
     tower = embedding_tower(config)
@@ -108,6 +108,11 @@ def run_embed_stage(config, log=print):
     """The embed stage of an EmbedConfig: returns what the launcher did and the archive's Status."""
     if config.shard_index >= config.num_shards:
         raise ConfigError(f"--shard-index must lie in 0..{config.num_shards - 1}, got {config.shard_index}")
+    if config.overwrite and (config.num_shards > 1 or config.parts):
+        raise ConfigError(f"--overwrite starts the whole archive again, so it cannot go with "
+                          "--num-shards or --parts (processes clearing one archive at once would "
+                          "delete each other's parts): remove {config.out} first, then start "
+                          "the shards without --overwrite")
     job = prepare_job(config, log)
     summary = LAUNCHERS[config.launcher](job)
     return {**summary, "archive": str(job.out), "asked": job.parts,

@@ -223,7 +223,8 @@ class EmbedConfig:
                                "(-1: one per CPU core, at most 8; 0: read in the main thread)",
                                at_least=-1)
     overwrite: bool = option(False, "start the archive in --out again (otherwise parts already "
-                             "done are kept and only the rest is embedded)")
+                             "done are kept and only the rest is embedded); one process only, "
+                             "not with --num-shards or --parts")
     part_size: int = count_option(10000, "images per part: the unit that is embedded, resumed "
                                   "and scheduled (fixed when the archive is first listed)")
     parts: str = option("", "embed only these parts, e.g. 0-3,7 (default: all)")
