@@ -99,21 +99,17 @@ def test_tensorflow_multi_worker_is_refused_in_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_peer_ends_the_other_process_with_one_line(tmp_path):
+def test_a_killed_peer_ends_the_other_process_with_one_line_and_resume_continues(one_process,
+                                                                                 tmp_path):
     """Process 1 is killed once epoch 2 has begun (read from its output: an event); process 0
-    says so in one line and exits, instead of hanging in its next collective."""
+    says so in one line and exits, instead of hanging in its next collective. Both started
+    again with --resume (a new coordinator port) end with the weights of an uninterrupted run."""
     import signal
 
-    pytest.importorskip("jax", reason="multi-host training runs on JAX (part of the test install)")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-    argv = [a.replace("{tmp}", str(tmp_path)) for a in TRAIN]
-    argv[argv.index("data")] = "multihost"
+    env = {**ENV, "PYTHONUNBUFFERED": "1"}
+    argv = multihost_argv(one_process, tmp_path / "killed")
     argv[argv.index("--epochs") + 1] = "1000"
-    coordinator = f"127.0.0.1:{free_port()}"
-    processes = [subprocess.Popen([sys.executable, "-m", "microrep", *argv, "--coordinator",
-                                   coordinator, "--num-processes", "2", "--process-id", str(k)],
-                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for k in range(2)]
+    processes = start_processes(argv, env)
     for line in processes[1].stdout:  # until process 1 is training its second epoch
         if line.startswith("Epoch 2/"):
             break
@@ -124,4 +120,27 @@ def test_a_killed_peer_ends_the_other_process_with_one_line(tmp_path):
     out, err = processes[0].communicate(timeout=300)
     assert processes[0].returncode == 2, err[-3000:]
     last = err.strip().splitlines()[-1]
-    assert "another training process stopped mid-run" in last and "Traceback" not in err
+    assert "another training process stopped mid-run" in last and "--resume" in last
+    assert "Traceback" not in err
+
+    argv[argv.index("--epochs") + 1] = "3"
+    resumed = start_processes([*argv, "--resume"], env)
+    for process, (out, err) in zip(resumed, [p.communicate(timeout=600) for p in resumed]):
+        assert process.returncode == 0, err[-3000:]
+    whole = [a.replace("{tmp}", str(tmp_path / "whole")) for a in TRAIN]
+    whole[whole.index("--data-dir") + 1] = str(one_process / "data")
+    whole[whole.index("--epochs") + 1] = "3"
+    done = subprocess.run([sys.executable, "-m", "microrep", *whole],
+                          env={**ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_weights(tmp_path / "whole" / "run", tmp_path / "killed" / "run")
+
+
+def start_processes(argv, env):
+    """Two training processes joined by a coordinator on a free local port."""
+    coordinator = f"127.0.0.1:{free_port()}"
+    return [subprocess.Popen([sys.executable, "-m", "microrep", *argv, "--coordinator", coordinator,
+                              "--num-processes", "2", "--process-id", str(k)],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for k in range(2)]

@@ -63,6 +63,8 @@ def distribution_scope(config):
 
 def build_or_resume_model(config, run_dir, initial_epoch):
     """A compiled Siamese model: fresh, or loaded with its optimizer state."""
+    keras.utils.set_random_seed(config.seed)  # fresh weights, or the placeholders a checkpoint
+    # fills: the same in every process of a multi-host run, which JAX requires
     if initial_epoch > 0:
         try:
             siamese = keras.saving.load_model(run_dir / CHECKPOINT)
@@ -70,7 +72,6 @@ def build_or_resume_model(config, run_dir, initial_epoch):
             raise ModelFileError(f"cannot load checkpoint {run_dir / CHECKPOINT}: {error}") from None
         siamese.optimizer.learning_rate.assign(config.learning_rate)  # may be lowered on resume
         return siamese
-    keras.utils.set_random_seed(config.seed)
     return compile_siamese(build_siamese(build_tower(config.model)), config)
 
 

@@ -91,7 +91,7 @@ def peer_lost(error):
         return None
     return PeerLostError("another training process stopped mid-run ("
                          + text.splitlines()[0][:160] + "); the last complete epoch's checkpoint "
-                         "is in process 0's --out: start every process again")
+                         "is in process 0's --out: start every process again with --resume")
 
 
 def join_processes(config):
@@ -110,8 +110,6 @@ def join_processes(config):
     if not config.model.train_base:
         raise ConfigError("--distribute multihost fine-tunes the whole tower (--train-base); a "
                           "head on a frozen base trains in seconds on one process")
-    if config.resume:
-        raise ConfigError("--resume is not supported with --distribute multihost yet")
     if "plan" not in _JOINED:
         coordinator, processes, index = process_plan(config)
         import jax
@@ -126,9 +124,24 @@ def join_processes(config):
     if config.batch_size % processes:
         raise ConfigError(f"--batch-size {config.batch_size} must be a multiple of the "
                           f"{processes} processes it is split over")
-    if index == 0:
-        return config
-    return dataclasses.replace(config, out=os.path.join(_JOINED["scratch"], "run"))
+    own = config if index == 0 else dataclasses.replace(config, out=os.path.join(_JOINED["scratch"], "run"))
+    if config.resume and "resumed" not in _JOINED:
+        resume_from_process_zero(config.out, own.out, index)
+        _JOINED["resumed"] = True
+    return own
+
+
+def resume_from_process_zero(out, own_out, index):
+    """--resume: every process continues from process 0's run folder (read where it lies,
+    as on a shared file system), the others from a copy in their scratch folder; all wait
+    until the copies are made, before process 0 changes anything in it."""
+    from jax.experimental import multihost_utils
+
+    from microrep.training.run_dir import LOCK
+
+    if index != 0 and os.path.isdir(out):
+        shutil.copytree(out, own_out, ignore=shutil.ignore_patterns(LOCK, ".*.tmp*"))
+    multihost_utils.sync_global_devices("microrep resume: run folder copied")
 
 
 def process_slice():

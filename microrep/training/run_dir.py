@@ -37,8 +37,10 @@ LOG = "training_log.csv"
 BEST_TOWER = "best_tower.keras"
 BEST = "best.json"
 
-#: Settings that may change when a run is resumed (`out`: a copied run folder resumes too).
-RESUMABLE_CHANGES = {"epochs", "resume", "overwrite", "patience", "learning_rate", "out"}
+#: Settings that may change when a run is resumed (`out`: a copied run folder resumes too;
+#: the multi-host process settings: the processes restarted elsewhere train the same run).
+RESUMABLE_CHANGES = {"epochs", "resume", "overwrite", "patience", "learning_rate", "out",
+                     "coordinator", "num_processes", "process_id"}
 LOCK = ".lock"
 
 
