@@ -109,9 +109,9 @@ def run_embed_stage(config, log=print):
     if config.shard_index >= config.num_shards:
         raise ConfigError(f"--shard-index must lie in 0..{config.num_shards - 1}, got {config.shard_index}")
     if config.overwrite and (config.num_shards > 1 or config.parts):
-        raise ConfigError(f"--overwrite starts the whole archive again, so it cannot go with "
+        raise ConfigError("--overwrite starts the whole archive again, so it cannot go with "
                           "--num-shards or --parts (processes clearing one archive at once would "
-                          "delete each other's parts): remove {config.out} first, then start "
+                          f"delete each other's parts): remove {config.out} first, then start "
                           "the shards without --overwrite")
     job = prepare_job(config, log)
     summary = LAUNCHERS[config.launcher](job)

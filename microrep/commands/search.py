@@ -1,8 +1,9 @@
 """`microrep search`: which micrographs of an embedded archive look like these?
 
 The index is a folder written by `microrep embed` (searched part by part from
-memory maps, never concatenated in RAM) or by `microrep index`; queries are image files or folders, embedded with the same
-model and tiling as the index (embed.json records both), or rows of the index.
+memory maps, never concatenated in RAM) or by `microrep index`; queries are
+image files or folders, embedded with the same model and tiling as the index
+(embed.json records both), or rows of the index.
 Writes neighbours.csv (query, rank, path, distance, the index's metadata) and
 neighbours.png (each query's thumbnail, then its nearest with distance and label).
 """

@@ -59,7 +59,7 @@ class CachedHead:
         """(len(keys), embedding) of images known by their keys; `tile_features`' arguments."""
         with dtype_policy(self.policy):
             tiles = tile_features(self.feature_tower, keys, tiles_of, GRID, self.cache,
-                                        bank=self.bank, progress=progress)
+                                  bank=self.bank, progress=progress)
         return embed_tile_features(self.head, tiles)
 
 
