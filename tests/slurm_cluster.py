@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 CONF = """ClusterName=microrep{suffix}
@@ -69,12 +68,10 @@ def start_munge():
     if not Path("/etc/munge/munge.key").exists():
         subprocess.run(["mungekey", "--create"], check=True)
         shutil.chown("/etc/munge/munge.key", "munge", "munge")
+    # munged returns once its socket answers (its parent waits for the daemon's start)
     subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"], check=True)
-    for _ in range(200):  # until munged answers (an event, polled), at most about 10 s
-        if subprocess.run(["munge", "-n"], capture_output=True).returncode == 0:
-            return
-        time.sleep(0.05)
-    raise RuntimeError("munged did not start")
+    if subprocess.run(["munge", "-n"], capture_output=True).returncode != 0:
+        raise RuntimeError("munged started but does not answer `munge -n`")
 
 
 class SlurmCluster:
@@ -102,15 +99,14 @@ class SlurmCluster:
         self.wait_until_idle()
         return self
 
-    def wait_until_idle(self, attempts=600):
-        for _ in range(attempts):  # polls the node's state (an event), at most about 60 s
-            state = subprocess.run(["sinfo", "-h", "-n", self.node, "-o", "%t"], env=self.env,
-                                   capture_output=True, text=True).stdout.strip()
-            if state == "idle":
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"the SLURM node never became idle (state {state!r}); see "
-                           f"{self.root}/slurmctld.log and slurmd.log")
+    def wait_until_idle(self, limit_s=120):
+        """Until a one-task job has run on the node: srun waits for the controller to answer
+        and for the node to register (events), and returns when the job ends."""
+        done = subprocess.run(["srun", "--quiet", "--ntasks", "1", "true"], env=self.env,
+                              capture_output=True, text=True, timeout=limit_s)
+        if done.returncode != 0:
+            raise RuntimeError(f"the SLURM node ran no job ({done.stderr.strip()[-500:]}); see "
+                               f"{self.root}/slurmctld.log and slurmd.log")
 
     def stop(self):
         subprocess.run(["scancel", "--full", "-u", "root"], env=self.env, capture_output=True)

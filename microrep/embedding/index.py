@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from microrep.embedding.archive_search import search_parts
 from microrep.embedding.parts import PartsArchive, archive_identity
 from microrep.errors import ConfigError, DataError
 from microrep.fileio import atomic_path, read_json, write_json
@@ -71,20 +72,8 @@ def gather(archive, positions):
 
 def exact_neighbours(archive, queries, k):
     """The true k nearest rows of each query, by a flat scan of every part (merged)."""
-    faiss = import_faiss()
-    best_d = np.full((len(queries), k), np.inf, np.float32)
-    best_i = np.full((len(queries), k), -1, np.int64)
-    offset = 0
-    for _, embeddings, rows in archive.parts():
-        flat = faiss.IndexFlatL2(archive.dim)
-        flat.add(np.ascontiguousarray(embeddings[rows], np.float32))
-        d, i = flat.search(queries, min(k, len(rows)))
-        d_all = np.concatenate([best_d, d], axis=1)
-        i_all = np.concatenate([best_i, np.where(i >= 0, i + offset, -1)], axis=1)
-        order = np.argsort(d_all, axis=1, kind="stable")[:, :k]
-        best_d, best_i = np.take_along_axis(d_all, order, 1), np.take_along_axis(i_all, order, 1)
-        offset += len(rows)
-    return best_i
+    import_faiss()  # the flat scan is faiss's, as the index it measures
+    return search_parts(archive, queries, k, backend="faiss")[1]
 
 
 def recall_at(found, truth):
