@@ -121,6 +121,8 @@ def test_generate_train_embed_evaluate_export_chain(tmp_path):
     (["export", "--model-path", "{tmp}"], "train first"),
     (["embed", "--pretrained", "--weights", "none", "--images", "{tmp}", "--out", "{tmp}/emb",
       "--num-shards", "2", "--shard-index", "1", "--overwrite"], "remove {tmp}/emb first"),
+    (["embed", "--pretrained", "--recipe-input", "--images", "{tmp}", "--out", "{tmp}/emb"],
+     "give one of them"),
 ])
 def test_bad_input_gives_one_line_error(tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)  # nothing may be written outside the test's folder

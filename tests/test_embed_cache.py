@@ -75,3 +75,44 @@ def test_ray_embeds_a_frozen_run_from_and_into_its_feature_cache(tmp_path, tiny_
         np.testing.assert_array_equal(read_embeddings(tmp_path / "again")[0], local)
     finally:
         ray.shutdown()
+
+
+def test_recipe_input_embeds_the_runs_head_as_training_found_it(tmp_path, tiny_data_config,
+                                                                 tiny_dataset, capsys):
+    """`embed --model-path RUN --recipe-input`: the run's standardised features without the
+    learned correction, i.e. `start_head` on the run's training images, applied to any image."""
+    import dataclasses
+
+    import keras
+
+    from microrep.data.images import read_image
+    from microrep.embedding.features import (compute_frozen_features, embed_tile_features,
+                                             feature_tower_of)
+    from microrep.training.frozen import BANK_SEED, GRID, start_head
+    from microrep.training.run_dir import load_tower
+
+    config = recipe_config(tmp_path / "run", tiny_data_config, tmp_path / "cache", epochs=2)
+    keras.utils.set_random_seed(5)
+    train(config, tiny_dataset, verbose=0)
+    source = ["--images", tiny_data_config.data_dir, "--model-path", str(tmp_path / "run")]
+    assert main(["embed", *source, "--recipe-input", "--out", str(tmp_path / "input")]) == 0
+    assert main(["embed", *source, "--out", str(tmp_path / "learned")]) == 0
+    embedded, table = read_embeddings(tmp_path / "input")
+    base = feature_tower_of(load_tower(tmp_path / "run"), config.model)  # the run's random VGG16
+    trained_on = compute_frozen_features(base, tiny_dataset.images(), GRID, config.feature_bank,
+                                         BANK_SEED)
+    head = start_head(config, trained_on, np.arange(len(tiny_dataset)))
+    images = [read_image(path) for path in table["path"]]
+    expected = embed_tile_features(head, compute_frozen_features(base, images, GRID, 1).tiles)
+    np.testing.assert_allclose(embedded, expected, rtol=1e-4, atol=1e-5)
+    assert np.abs(read_embeddings(tmp_path / "learned")[0] - embedded).max() > 1e-3, \
+        "the learned correction is gone, not the whole head"
+
+    projection = dataclasses.replace(config, out=str(tmp_path / "projection"),
+                                     model=dataclasses.replace(config.model, head="projection"))
+    train(projection, tiny_dataset, verbose=0)
+    capsys.readouterr()
+    assert main(["embed", "--images", tiny_data_config.data_dir, "--model-path",
+                 str(tmp_path / "projection"), "--recipe-input", "--out", str(tmp_path / "no")]) == 2
+    err = capsys.readouterr().err
+    assert "--recipe-input needs a run with a residual head" in err and len(err.strip().splitlines()) == 1

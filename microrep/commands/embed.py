@@ -33,7 +33,7 @@ def embed_settings(config, tower):
     model = ({"pretrained": True, "weights": base.weights, "input_size": base.input_size,
               "vgg_blocks": base.vgg_blocks, "feature_layers": base.feature_layers,
               "pooling": base.pooling, "mixed_precision": base.mixed_precision} if config.pretrained
-             else {"pretrained": False})
+             else {"pretrained": False, "recipe_input": config.recipe_input})
     return {**model, "grid": config.grid, "precision": precision_of(tower)}
 
 
@@ -108,6 +108,9 @@ def run_embed_stage(config, log=print):
     """The embed stage of an EmbedConfig: returns what the launcher did and the archive's Status."""
     if config.shard_index >= config.num_shards:
         raise ConfigError(f"--shard-index must lie in 0..{config.num_shards - 1}, got {config.shard_index}")
+    if config.recipe_input and config.pretrained:
+        raise ConfigError("--recipe-input embeds with a trained run's head (--model-path), "
+                          "--pretrained with no run at all: give one of them")
     if config.overwrite and (config.num_shards > 1 or config.parts):
         raise ConfigError("--overwrite starts the whole archive again, so it cannot go with "
                           "--num-shards or --parts (processes clearing one archive at once would "

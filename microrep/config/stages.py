@@ -214,6 +214,10 @@ class EmbedConfig:
     pretrained: bool = option(False, "embed with the untrained VGG16 instead of --model-path: "
                               "its feature maps mean-pooled over the same tiles, the baseline a "
                               "learned embedding must beat (--weights, --input-size, --vgg-blocks, --feature-layers, --mixed-precision)")
+    recipe_input: bool = option(False, "embed with --model-path's head as training found it: "
+                                "the run's VGG16 features standardised on its training images, "
+                                "without the learned correction (residual head only); the "
+                                "like-for-like baseline that shows what training added")
     model: ModelConfig = group(lambda: pretrained_model_config(), hidden=HEAD_SETTINGS)
     out: str = option("runs/embeddings", "the archive folder: manifest.parquet, parts/ (an "
                       "embeddings .npy, a table and a done file per part) and embed.json")

@@ -6,14 +6,17 @@ It is also the body of every SLURM array task, so parts are the same whoever run
 import json
 from pathlib import Path
 
+import numpy as np
+
 from microrep.config import TrainConfig, from_dict
-from microrep.embedding.archive import embed_part
 from microrep.data.images import grid_tiles
+from microrep.embedding.archive import embed_part
 from microrep.embedding.features import (embed_tile_features, feature_tower_of, head_from_tower,
                                          image_keys, tile_features)
 from microrep.embedding.parts import part_state
-from microrep.errors import DataError
+from microrep.errors import ConfigError, DataError
 from microrep.nn.backbone import MIXED_POLICY, dtype_policy
+from microrep.nn.layers import ResidualProjection
 from microrep.nn.tower import build_feature_tower
 from microrep.training.frozen import BANK_SEED, GRID
 from microrep.training.run_dir import load_tower
@@ -28,7 +31,20 @@ def embedding_tower(config):
             keras.utils.set_random_seed(0)  # untrained weights: the same in every process
         with dtype_policy(MIXED_POLICY if config.model.mixed_precision else "float32"):
             return build_feature_tower(config.model)
-    return load_tower(config.model_path)
+    tower = load_tower(config.model_path)
+    return without_correction(tower, config.model_path) if config.recipe_input else tower
+
+
+def without_correction(tower, model_path):
+    """--recipe-input: the tower with its residual head's learned correction set to zero, so it
+    embeds the standardised features the head started from (its statistics are the run's)."""
+    corrections = [layer for layer in tower.layers if isinstance(layer, ResidualProjection)]
+    if not corrections:
+        raise ConfigError(f"--recipe-input needs a run with a residual head; {model_path} has "
+                          "another head, whose start is random, not the recipe's input")
+    for layer in corrections:
+        layer.set_weights([np.zeros_like(weight) for weight in layer.get_weights()])
+    return tower
 
 
 def frozen_run(config):
