@@ -162,9 +162,16 @@ def test_an_archive_and_a_new_batch_share_one_map_and_other_models_are_refused(t
 
     archive_folder = archive(tmp_path / "archive", 9)
     batch = archive(tmp_path / "batch", 6)
-    embeddings, table = read_folders([str(archive_folder), str(batch)])
-    assert embeddings.shape == (15, 16) and len(table) == 15
+    embeddings, table, total = read_folders([str(archive_folder), str(batch)])
+    assert embeddings.shape == (15, 16) and len(table) == 15 == total
     assert list(table["folder"].unique()) == [str(archive_folder), str(batch)]
+    sample, sampled, total = read_folders([str(archive_folder), str(batch)], max_points=7, seed=3)
+    assert len(sample) == len(sampled) == 7 and total == 15
+    where = {path: row for row, path in enumerate(table["path"])}  # each sampled row is its own
+    np.testing.assert_array_equal(sample, embeddings[[where[path] for path in sampled["path"]]])
+    assert main(["explore", str(archive_folder), str(batch), "--max-points", "7",
+                 "--out", str(tmp_path / "sample.html")]) == 0
+    assert "the map shows a random 7 of them" in capsys.readouterr().out
     assert main(["explore", str(archive_folder), str(batch), "--out", str(tmp_path / "both.html")]) == 0
     other = archive(tmp_path / "other", 6)
     info = json.loads((other / "embed.json").read_text())

@@ -111,3 +111,27 @@ def test_search_part_by_part_is_the_whole_matrix_answer(backend, tmp_path):
         assert (found[1] == expected[1]).all()
         np.testing.assert_allclose(found[0], expected[0], rtol=1e-4)
     assert not (found[1] == rows[:, None]).any()
+
+
+def test_an_archive_reads_the_rows_asked_for_in_their_order(tmp_path):
+    from microrep.embedding.parts import PartsArchive
+
+    vectors = clustered(1100)
+    archive = PartsArchive(write_archive(tmp_path / "emb", vectors, part_size=300))
+    rows = np.array([1099, 5, 299, 300, 5, 0])  # unsorted, a repeat, part edges
+    np.testing.assert_array_equal(archive[rows], vectors[rows])
+    assert archive.shape == (1100, 16) and archive[np.array([], int)].shape == (0, 16)
+
+
+def test_evaluating_a_partly_labelled_archive_reads_only_its_labelled_rows(tmp_path):
+    from microrep.analysis.scores import relabel
+    from microrep.embedding.archive import read_embeddings
+
+    vectors = clustered(900)
+    folder = write_archive(tmp_path / "emb", vectors, part_size=200)
+    lazy, table = read_embeddings(folder, mmap=True)
+    table["label"] = [("a", "b", "c")[i % 3] if i % 10 == 0 else "" for i in range(900)]
+    chosen, kept, notes = relabel(lazy, table, "", folds=3)
+    assert len(chosen) == 90 and set(kept["label"]) == {"a", "b", "c"}
+    np.testing.assert_array_equal(chosen, vectors[::10])
+    assert "left out 810 unlabelled image(s)" in notes

@@ -6,6 +6,7 @@ reproduce and the held-out comparison all score through these functions.
 """
 
 import numpy as np
+import pandas as pd
 
 from microrep.analysis.retrieval import retrieval_metrics
 from microrep.analysis.svm import (cross_validate, cv_splits, fit_and_score, groups_repeat_within_classes,
@@ -46,14 +47,19 @@ def evaluate_features(features, labels, groups, config, pca_components=None):
 
 def relabel(embeddings, table, task, folds):
     """Label embeddings for `task` from their metadata; drop classes below `folds` images."""
-    if not task:  # the labels they were embedded with; classes too small for the folds go
-        counts = table["label"].astype(str).value_counts()
+    if not task:  # the labels they were embedded with; unlabelled images and classes too
+        # small for the folds go (only the rows kept are read from an archive's parts)
+        labels = table["label"].fillna("").astype(str) if "label" in table else \
+            pd.Series("", index=table.index)
+        counts = labels[labels != ""].value_counts()
         small = sorted(counts[counts < folds].index)
-        rows = np.flatnonzero(~table["label"].astype(str).isin(small).to_numpy())
-        if len(set(table["label"].astype(str).iloc[rows])) < 2:
+        rows = np.flatnonzero(((labels != "") & ~labels.isin(small)).to_numpy())
+        if len(set(labels.iloc[rows])) < 2:
             raise DataError(f"fewer than two classes have {folds} images or more; lower --folds")
         notes = [f"dropped {len(small)} class(es) with fewer than {folds} images: "
                  f"{', '.join(small)}"] if small else []
+        unlabelled = int((labels == "").sum())
+        notes += [f"left out {unlabelled} unlabelled image(s)"] if unlabelled else []
         return embeddings[rows], table.iloc[rows].reset_index(drop=True), notes
     try:
         rows, table, dropped = task_rows(table, task, min_per_class=folds)

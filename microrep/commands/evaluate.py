@@ -18,13 +18,15 @@ def evaluate_heldout(config):
     """Fit on `config.embeddings`, score `config.test_embeddings`; write metrics and figures."""
     sets, notes = [], []
     for role, folder in (("fit", config.embeddings), ("test", config.test_embeddings)):
-        embeddings, table = read_embeddings(folder)
+        embeddings, table = read_embeddings(folder, mmap=True)  # only the rows used are read
         if config.task:
             embeddings, table, dropped = relabel(embeddings, table, config.task, 1)
             notes += [f"{role} set: {note}" for note in dropped]
         elif "label" not in table or table["label"].fillna("").astype(str).eq("").all():
             raise DataError(f"the {role} embeddings in {folder} carry no labels; pass --task "
                             "to label them from their metadata")
+        else:
+            embeddings = np.asarray(embeddings[np.arange(len(table))], np.float32)
         sets.append((embeddings, *labels_and_groups(table)))
     fit, test = sets
     unknown = sorted(set(test[1]) - set(fit[1]))
@@ -59,7 +61,7 @@ def evaluate_embeddings(config):
     refuse_earlier_output(Path(config.out) / "metrics.json", "an evaluation", config.overwrite)
     if config.test_embeddings:
         return evaluate_heldout(config)
-    embeddings, table = read_embeddings(config.embeddings)
+    embeddings, table = read_embeddings(config.embeddings, mmap=True)  # only the rows used are read
     embeddings, table, notes = relabel(embeddings, table, config.task, config.folds)
     labels, groups = labels_and_groups(table)
     out = Path(config.out)

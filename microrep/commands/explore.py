@@ -168,9 +168,11 @@ SAME_MODEL = ("pretrained", "model_path", "weights", "input_size", "vgg_blocks",
               "pooling", "grid")
 
 
-def read_folders(folders):
-    """(embeddings, table) of one or more embeddings folders, with a `folder` column when several.
+def read_folders(folders, max_points=None, seed=0):
+    """(embeddings, table, how many rows the folders hold) of one or more embeddings folders,
+    with a `folder` column when several; at most `max_points` rows, a seeded random sample.
 
+    Only the sampled rows' vectors are read (an archive's parts are memory maps).
     Folders embedded by different models are refused: their distances would mean nothing.
     """
     parts = [read_index(folder) for folder in folders]
@@ -186,8 +188,16 @@ def read_folders(folders):
         names = [str(Path(folder)) for folder in folders]
     tables = [table.assign(folder=name) if len(folders) > 1 else table
               for name, (_, table, _) in zip(names, parts)]
-    embeddings = np.concatenate([np.asarray(vectors, dtype=np.float32) for vectors, _, _ in parts])
-    return embeddings, pd.concat(tables, ignore_index=True)
+    total = sum(len(table) for table in tables)
+    chosen = np.arange(total) if not max_points or total <= max_points else \
+        np.sort(np.random.default_rng([seed, 5]).choice(total, max_points, replace=False))
+    vectors, offset = [], 0
+    for (folder_vectors, _, _), table in zip(parts, tables):
+        mine = chosen[(chosen >= offset) & (chosen < offset + len(table))] - offset
+        vectors.append(np.asarray(folder_vectors[mine], dtype=np.float32))
+        offset += len(table)
+    table = pd.concat(tables, ignore_index=True).iloc[chosen].reset_index(drop=True)
+    return np.concatenate(vectors), table, total
 
 
 def write_explorer(config, log=print):
@@ -197,7 +207,10 @@ def write_explorer(config, log=print):
 
     refuse_earlier_output(config.out, "an explorer page", config.overwrite)
     folders = [f.strip() for f in config.embeddings.split(",") if f.strip()]
-    embeddings, table = read_folders(folders)
+    embeddings, table, total = read_folders(folders, config.max_points, config.seed)
+    if len(table) < total:
+        log(f"note: {total} micrographs; the map shows a random {len(table)} of them "
+            "(--max-points, --seed)")
     xy = project(embeddings, config.projection, config.seed)
     k = min(config.neighbours, len(embeddings) - 1)
     _, neighbours = NeighbourSearch().fit(embeddings).query(

@@ -21,8 +21,8 @@ from microrep.data.folders import image_files
 from microrep.data.images import read_image
 from microrep.embedding.archive import PROVENANCE, TABLE, read_embeddings
 from microrep.embedding.archive_search import search_parts
-from microrep.embedding.index import gather, is_index, open_index, search_index
-from microrep.embedding.parts import PartsArchive, is_parts_archive
+from microrep.embedding.index import is_index, open_index, search_index
+from microrep.embedding.parts import PartsArchive
 from microrep.embedding.tiles import embed_images
 from microrep.errors import ConfigError, DataError
 from microrep.launchers.local import embedding_tower
@@ -44,38 +44,26 @@ def read_index(folder):
             raise DataError(f"the index holds {index.ntotal} vectors but its archive {folder} "
                             f"{len(table)}: the archive changed; run `microrep index` again")
         embeddings = IndexedArchive(index, archive)
-    elif is_parts_archive(folder):
-        archive = PartsArchive(folder)
-        embeddings, table = ArchiveRows(archive), archive.table
-    else:
+    else:  # a PartsArchive (rows read on demand) or a memory-mapped embeddings file
         embeddings, table = read_embeddings(folder, mmap=True)
     info_path = Path(folder) / PROVENANCE
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     return embeddings, table.assign(path=absolute_paths(table["path"], info)), info
 
 
-class ArchiveRows:
-    """An archive's parts standing where one matrix of vectors would: its size and
-    dimension, and the vectors of the rows asked for (read from the parts' memory maps)."""
+class IndexedArchive:
+    """A faiss index standing where the vectors would: its size and dimension, and the
+    archive rows' vectors when queries are rows (read from the parts, not the index)."""
 
-    def __init__(self, archive):
-        self.archive = archive
-        self.shape = (len(archive), archive.dim)
+    def __init__(self, index, archive):
+        self.index, self.archive = index, archive
+        self.shape = archive.shape
 
     def __len__(self):
         return self.shape[0]
 
     def __getitem__(self, rows):
-        unique = np.unique(rows)
-        return gather(self.archive, unique)[np.searchsorted(unique, rows)]
-
-
-class IndexedArchive(ArchiveRows):
-    """A faiss index built on an archive: searched instead of the parts."""
-
-    def __init__(self, index, archive):
-        super().__init__(archive)
-        self.index = index
+        return self.archive[rows]
 
 
 def absolute_paths(paths, info):
@@ -173,9 +161,9 @@ def run_search(config, log=print):
         backend = "faiss index"
         distances, neighbours = search_index(index.index, queries, config.k, groups,
                                              query_groups, rows)
-    elif isinstance(index, ArchiveRows):
+    elif isinstance(index, PartsArchive):
         backend = resolve_backend(config.backend, len(index))
-        distances, neighbours = search_parts(index.archive, queries, config.k, groups,
+        distances, neighbours = search_parts(index, queries, config.k, groups,
                                              query_groups, rows, backend)
         backend += ", part by part"
     else:

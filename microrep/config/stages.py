@@ -330,7 +330,10 @@ class ExploreConfig:
     thumbnail_size: int = count_option(96, "thumbnail side in pixels (JPEG, inlined)", 16)
     tensorboard: str = option("", "also write TensorBoard projector files (tensor, metadata.tsv, "
                               "sprite, projector_config.pbtxt) into this folder")
-    seed: int = option(0, "seed of t-SNE / UMAP")
+    max_points: int = count_option(20000, "at most this many micrographs on the map (a seeded "
+                                   "random sample of a larger archive, said so; only their "
+                                   "vectors are read): one page holds a thumbnail of each")
+    seed: int = option(0, "seed of t-SNE / UMAP and of the sample of --max-points")
     overwrite: bool = option(False, "replace an explorer page written earlier to --out")
 
 

@@ -86,14 +86,15 @@ def read_embeddings(folder, mmap=False):
     """(embeddings, table) of an archive: its usable rows (status ok) of every part, in
     manifest order, or a single embeddings.npy that `write_embeddings` wrote.
 
-    For analyses that need the whole matrix (SVMs, PCA of a labelled set); search and
-    indexing read the parts one at a time (`PartsArchive`). With `mmap`, a single
-    embeddings file is memory-mapped instead of read.
+    Without `mmap`, the vectors are one array in memory. With `mmap`, nothing is read
+    yet: a single embeddings file is memory-mapped, and an archive of parts is returned
+    as its PartsArchive, whose `[rows]` reads only those rows from the parts (so a
+    command that needs some rows, such as the labelled ones, never holds the rest).
     """
     folder = Path(folder)
     if is_parts_archive(folder):
         archive = PartsArchive(folder)
-        return archive.vectors(), archive.table
+        return (archive if mmap else archive.vectors()), archive.table
     if not (folder / EMBEDDINGS).is_file() or not (folder / TABLE).is_file():
         raise DataError(f"{folder} holds no embeddings (parts/ or {EMBEDDINGS}); run `microrep embed` first")
     embeddings = np.load(folder / EMBEDDINGS, mmap_mode="r" if mmap else None, allow_pickle=False)

@@ -58,18 +58,6 @@ def sample_rows(archive, count, seed):
     return np.sort(rng.choice(len(archive), size=min(count, len(archive)), replace=False))
 
 
-def gather(archive, positions):
-    """The vectors of some archive rows, read part by part from the memory maps."""
-    chosen = np.zeros(len(archive), bool)
-    chosen[positions] = True
-    pieces, offset = [], 0
-    for _, embeddings, rows in archive.parts():
-        mask = chosen[offset:offset + len(rows)]
-        pieces.append(np.asarray(embeddings[rows[mask]], np.float32))
-        offset += len(rows)
-    return np.concatenate(pieces)
-
-
 def exact_neighbours(archive, queries, k):
     """The true k nearest rows of each query, by a flat scan of every part (merged)."""
     import_faiss()  # the flat scan is faiss's, as the index it measures
@@ -102,13 +90,13 @@ def build_index(archive_dir, out, kind="auto", target_recall=0.95, queries=1000,
     index = faiss.index_factory(archive.dim, description)
     started = time.perf_counter()
     if not index.is_trained:
-        training = gather(archive, sample_rows(archive, max(64 * cells, 10_000), seed))
+        training = archive[sample_rows(archive, max(64 * cells, 10_000), seed)]
         log(f"training {description} on {len(training)} sampled vectors")
         index.train(training)
     for _, embeddings, rows in archive.parts():  # filled part by part: never the whole archive
         index.add(np.ascontiguousarray(embeddings[rows], np.float32))
     build_s = time.perf_counter() - started
-    held_out = gather(archive, sample_rows(archive, queries, seed + 1))
+    held_out = archive[sample_rows(archive, queries, seed + 1)]
     truth = exact_neighbours(archive, held_out, min(10, len(archive)))
     nprobe, recall = (tune_nprobe(index, held_out, truth, cells, target_recall) if cells
                       else (0, recall_at(index.search(held_out, truth.shape[1])[1], truth)))

@@ -197,6 +197,25 @@ class PartsArchive:
     def __len__(self):
         return len(self.table)
 
+    @property
+    def shape(self):
+        return (len(self), self.dim)
+
+    def __getitem__(self, rows):
+        """The vectors of some usable rows (positions in `table`), in the order asked, read
+        part by part from the memory maps: the archive stands where one matrix would."""
+        rows = np.asarray(rows, dtype=np.int64)
+        unique = np.unique(rows)
+        chosen = np.zeros(len(self), bool)
+        chosen[unique] = True
+        pieces, offset = [np.zeros((0, self.dim), np.float32)], 0
+        for _, embeddings, part_rows in self.parts():
+            mask = chosen[offset:offset + len(part_rows)]
+            if mask.any():
+                pieces.append(np.asarray(embeddings[part_rows[mask]], np.float32))
+            offset += len(part_rows)
+        return np.concatenate(pieces)[np.searchsorted(unique, rows)]
+
     def parts(self):
         for part in self.numbers:
             yield part, np.load(part_files(self.folder, part)[0], mmap_mode="r"), self._rows[part]
