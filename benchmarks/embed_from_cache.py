@@ -19,6 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from microrep.cli import main  # noqa: E402
+from microrep.embedding.archive import read_embeddings  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -42,7 +43,7 @@ def run():
     cached = timed(["embed", *data, "--model-path", str(work / "run"), "--out", str(work / "cached")])
     direct = timed(["embed", *data, "--model-path", str(work / "run" / "tower.keras"),
                     "--out", str(work / "tower")])
-    a, b = (np.load(work / name / "embeddings.npy") for name in ("cached", "tower"))
+    a, b = (read_embeddings(work / name)[0] for name in ("cached", "tower"))
     cosine = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     print(f"\ntrain --preset cpu (features from the cache where present): {trained:.0f} s")
     print(f"embed {len(a)} images from the run's feature cache: {cached:.1f} s")

@@ -7,13 +7,15 @@ where a later run (or a user) would take it for a whole one.
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
-from microrep.errors import DiskFullError, OutputExistsError
+from microrep.errors import DataError, DiskFullError, OutputExistsError
 
 
 def _current_umask():
@@ -103,9 +105,91 @@ def write_json(path, data):
     write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+CHECKSUM = "checksum"
+
+
+def record_checksum(record):
+    """sha256 (16 hex digits) of a JSON record without its own checksum entry."""
+    body = {key: value for key, value in record.items() if key != CHECKSUM}
+    text = json.dumps(body, sort_keys=True, default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_sealed_json(path, record):
+    """write_json with the record's own checksum in it, so `read_checked` finds a record
+    whose bytes changed but still parse (a flipped digit in a count or a checksum)."""
+    write_json(path, {**record, CHECKSUM: record_checksum(record)})
+
+
 def read_json(path):
     """The JSON document in `path` (a file this package wrote)."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def first_line(error):
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+
+
+def read_checked(path, read, advice, keys=()):
+    """`read(path)`, or one DataError naming `path` as missing or damaged and saying what to
+    do (`advice`): a damaged archive file is the user's to mend, never an internal error.
+    `keys`: a JSON record must be a mapping holding them."""
+    import pyarrow
+
+    path = Path(path)
+    try:
+        value = read(path)
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing; {advice}") from None
+    except (ValueError, EOFError, OSError, pyarrow.ArrowException) as error:
+        raise DataError(f"{path} is damaged ({first_line(error)}); {advice}") from None
+    if keys and not (isinstance(value, dict) and all(key in value for key in keys)):
+        raise DataError(f"{path} is damaged (not the record microrep wrote); {advice}")
+    if isinstance(value, dict) and CHECKSUM in value and value[CHECKSUM] != record_checksum(value):
+        raise DataError(f"{path} is damaged (it differs from the checksum written in it); {advice}")
+    return value
+
+
+def _utf8(value):
+    try:
+        value.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def write_parquet_table(table, path, row_group_size=None):
+    """Parquet via pyarrow. Text columns holding names that are not UTF-8 (Linux allows
+    any bytes in file names) are stored as the raw bytes, and decoded back on reading."""
+    import pandas as pd
+
+    table = table.copy()
+    for column in table.columns:
+        if table[column].dtype.kind in "OT" or str(table[column].dtype) == "str":
+            values = [None if v is None or v != v else str(v) for v in table[column]]
+            if all(v is None or _utf8(v) for v in values):
+                table[column] = pd.array(values, dtype=object)
+            else:
+                table[column] = pd.array([None if v is None else os.fsencode(v) for v in values],
+                                         dtype=object)
+    try:
+        table.to_parquet(path, index=False, row_group_size=row_group_size)
+    except OSError as error:  # pyarrow names the errno only in its message
+        found = re.search(r"\[errno (\d+)\]", str(error))
+        if error.errno is None and found:
+            raise OSError(int(found.group(1)), os.strerror(int(found.group(1))), str(path)) from None
+        raise
+
+
+def read_parquet_table(path, filters=None):
+    """A table `write_parquet_table` wrote, with byte columns (non-UTF-8 names) decoded back."""
+    import pandas as pd
+
+    table = pd.read_parquet(path, filters=filters)
+    for column in table.columns:
+        if len(table) and table[column].dtype == object and isinstance(table[column].iloc[0], bytes):
+            table[column] = [None if v is None else os.fsdecode(v) for v in table[column]]
+    return table
 
 
 def _json_default(value):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from microrep.cli import main
+from microrep.embedding.archive import read_embeddings
 
 TINY_DEMO = ["--input-size", "32", "--embedding-dim", "8", "--epochs", "1",
              "--pairs-per-epoch", "16", "--batch-size", "8", "--samples-per-class", "2",
@@ -31,7 +32,8 @@ def test_tiny_demo_end_to_end(tmp_path):
     assert set(metrics["methods"]) == {"learned embedding", "untrained tower", "raw pixels"}
     for name in ("report.md", "pca_learned.png", "confusion.png", "training_curves.png",
                  "accuracy.png", "export/tower.keras", "export/savedmodel/saved_model.pb",
-                 "embeddings/embeddings.npy", "run/tower.keras"):
+                 "embeddings/manifest.json", "embeddings/parts/part-000000.done.json",
+                 "run/tower.keras"):
         assert (out / name).is_file(), name
     report = (out / "report.md").read_text()
     assert "| learned embedding |" in report and "never seen in training" in report
@@ -39,7 +41,8 @@ def test_tiny_demo_end_to_end(tmp_path):
     assert split["training_images"] + split["unseen_images"] == metrics["dataset"]["images"]
     assert split["training_samples"] == split["unseen_samples"] == 7  # one of each class's two
     assert metrics["recipe"] == "scratch" and "not the recipe microrep recommends" in report
-    trained_on = pd.read_csv(out / "embeddings" / "embeddings.csv")
+    assert not (out / "embeddings" / "embeddings.npy").exists()  # one archive format
+    trained_on = read_embeddings(out / "embeddings")[1]
     run_images = json.loads((out / "run" / "config.json").read_text())
     assert trained_on["trained_on"].sum() == split["training_images"] and run_images
     for result in metrics["methods"].values():
@@ -52,12 +55,17 @@ def test_tiny_demo_end_to_end(tmp_path):
     assert "--overwrite" in again.stderr and "Traceback" not in again.stderr
 
     # the demo's embeddings are an archive to search and explore, its trained tower the model
-    table = pd.read_csv(out / "embeddings" / "embeddings.csv")
-    query = out / "data" / table["path"].iloc[2]
+    table = read_embeddings(out / "embeddings")[1]
+    query = table["path"].iloc[2]
     assert main(["search", "--index", str(out / "embeddings"), "--query", str(query), "--k", "3",
                  "--out", str(tmp_path / "search")]) == 0
     found = pd.read_csv(tmp_path / "search" / "neighbours.csv")
     assert found["row"].iloc[0] == 2 and found["distance"].iloc[0] < 1e-3  # itself, re-embedded
+    assert main(["index", str(out / "embeddings"), "--out", str(tmp_path / "index")]) == 0
+    assert main(["search", "--index", str(tmp_path / "index"), "--query-rows", "2", "--k", "3",
+                 "--out", str(tmp_path / "search-index")]) == 0
+    by_index = pd.read_csv(tmp_path / "search-index" / "neighbours.csv")
+    assert len(by_index) == 3 and 2 not in by_index["row"].tolist()
     assert main(["explore", str(out / "embeddings"), "--out", str(tmp_path / "explorer.html")]) == 0
     assert (tmp_path / "explorer.html").stat().st_size > 100_000
 
@@ -117,7 +125,7 @@ def test_generate_train_embed_evaluate_export_chain(tmp_path):
     (["train", "--input-size", "16", "--weights", "none", "--data-dir", "{tmp}/syn",
       "--synthetic-samples-per-class", "1", "--synthetic-images-per-sample", "2",
       "--synthetic-image-size", "32", "--out", "{tmp}/run"], "--input-size must be at least 32"),
-    (["evaluate", "--embeddings", "{tmp}/none", "--out", "{tmp}/eval"], "run `microrep embed` first"),
+    (["evaluate", "--embeddings", "{tmp}/none", "--out", "{tmp}/eval"], "holds no embeddings archive; run `microrep embed`"),
     (["export", "--model-path", "{tmp}"], "train first"),
     (["embed", "--pretrained", "--weights", "none", "--images", "{tmp}", "--out", "{tmp}/emb",
       "--num-shards", "2", "--shard-index", "1", "--overwrite"], "remove {tmp}/emb first"),

@@ -137,4 +137,4 @@ def test_status_names_missing_and_altered_parts(tiny_data_config, tmp_path, caps
     out = capsys.readouterr().out
     assert "missing: 2" in out and "part 1" not in out
     assert main(["status", str(tmp_path), "--verify"]) == 3
-    assert "part 1: inconsistent: its embeddings differ from the checksum" in capsys.readouterr().out
+    assert "part 1: damaged: part-000001.npy differs from the checksum" in capsys.readouterr().out

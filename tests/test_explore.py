@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from microrep.cli import main
-from microrep.embedding.archive import write_embeddings
+from microrep.embedding.archive import read_embeddings, write_embeddings
 
 from conftest import chrome
 
@@ -174,8 +174,11 @@ def test_an_archive_and_a_new_batch_share_one_map_and_other_models_are_refused(t
     assert "the map shows a random 7 of them" in capsys.readouterr().out
     assert main(["explore", str(archive_folder), str(batch), "--out", str(tmp_path / "both.html")]) == 0
     other = archive(tmp_path / "other", 6)
+    vectors, table = read_embeddings(other)
     info = json.loads((other / "embed.json").read_text())
-    (other / "embed.json").write_text(json.dumps({**info, "weights": "none"}))
+    write_embeddings(other, vectors, table.drop(columns=["part", "row", "row_id", "size",
+                                                         "mtime_ns", "status", "reason"]),
+                     {"pretrained": True, "weights": "none", "grid": info["grid"]})
     capsys.readouterr()
     assert main(["explore", str(archive_folder), str(other), "--out", str(tmp_path / "x.html")]) == 2
     assert "another model" in capsys.readouterr().err

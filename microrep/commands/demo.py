@@ -29,6 +29,7 @@ from microrep.commands.export import export_tower
 from microrep.config import EvalConfig, TrainConfig, to_dict
 from microrep.data import load_dataset
 from microrep.embedding.archive import write_embeddings
+from microrep.embedding.parts import weights_digest
 from microrep.embedding.tiles import embed_images
 from microrep.errors import ExportError, OutputExistsError
 from microrep.fileio import write_json, write_text
@@ -100,7 +101,8 @@ def run_demo(config, log=print):
     write_embeddings(out / "embeddings", trained, dataset.table.assign(trained_on=fit),
                      {"pretrained": False, "model_path": str(result.run_dir), "grid": config.grid,
                       "data": train_config.data.data, "data_dir": train_config.data.data_dir,
-                      "images": len(dataset)})  # as `microrep embed` records it
+                      "model": weights_digest(result.tower)},  # as `microrep embed` records it
+                     written_by="demo", root=dataset.root)
     keras.utils.set_random_seed(train_config.seed)
     untrained = embed_images(build_tower(train_config.model), images, config.grid, progress=True)
     raw = raw_pixel_features(images)

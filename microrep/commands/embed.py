@@ -7,16 +7,15 @@ done with the same model, settings and manifest are skipped, so the same command
 again after a kill, a failed array task or a lost node finishes the archive.
 """
 
-import shutil
 from pathlib import Path
 
 from microrep.data.loaders import labels_named, reader_name, source_kind, unlabelled_table
-from microrep.embedding.archive import EMBEDDINGS, TABLE
-from microrep.embedding.manifest import (MANIFEST, MANIFEST_INFO, parse_parts, publish_manifest)
-from microrep.embedding.parts import (IDENTITY_KEYS, PARTS, PROVENANCE, archive_status,
+from microrep.embedding.archive import EMBEDDINGS, clear_archive
+from microrep.embedding.manifest import MANIFEST, MANIFEST_INFO, manifest_info, parse_parts, publish_manifest
+from microrep.embedding.parts import (IDENTITY_KEYS, PROVENANCE, provenance, archive_status,
                                       digest_of, weights_digest)
 from microrep.errors import ConfigError, OutputExistsError
-from microrep.fileio import read_json, refuse_earlier_output, write_json
+from microrep.fileio import refuse_earlier_output, write_sealed_json
 from microrep.launchers import LAUNCHERS, EmbedJob
 from microrep.launchers.local import embedding_tower
 
@@ -37,19 +36,12 @@ def embed_settings(config, tower):
     return {**model, "grid": config.grid, "precision": precision_of(tower)}
 
 
-def clear_archive(out):
-    """--overwrite: remove what an earlier embed wrote to `out` (nothing else)."""
-    for name in (MANIFEST, MANIFEST_INFO, PROVENANCE, EMBEDDINGS, TABLE):
-        (out / name).unlink(missing_ok=True)
-    shutil.rmtree(out / PARTS, ignore_errors=True)
-
-
 def list_archive(config, out, log):
     """The manifest of `out`: listed now from the images given, or the one listed before."""
     kind, location = source_kind(config.data)
     source = {"data": kind, "location": str(location)}
     if (out / MANIFEST_INFO).is_file():
-        info = read_json(out / MANIFEST_INFO)
+        info = manifest_info(out)
         listed = {key: info["source"].get(key) for key in source}
         if listed != source:
             raise OutputExistsError(f"{out} is the archive of {listed['data']} {listed['location']}, "
@@ -75,7 +67,7 @@ def claim_identity(config, out, info, tower):
                 "manifest": info["sha256"]}
     path = out / PROVENANCE
     if path.is_file():
-        recorded = read_json(path)
+        recorded = provenance(out)
         other = [key for key in IDENTITY_KEYS if recorded.get(key) != identity[key]]
         if other:
             raise OutputExistsError(
@@ -84,7 +76,7 @@ def claim_identity(config, out, info, tower):
                 "another --out, or --overwrite to start again")
         return identity
     model_path = None if config.pretrained else str(config.model_path)
-    write_json(path, {**settings, **identity, "model_path": model_path,
+    write_sealed_json(path, {**settings, **identity, "model_path": model_path, "written_by": "embed",
                       "data": info["source"]["data"], "data_dir": info["source"]["location"],
                       "task": info["source"]["task"], "images": info["rows"],
                       "part_size": info["part_size"], "parts": info["parts"]})

@@ -8,25 +8,23 @@ Writes neighbours.csv (query, rank, path, distance, the index's metadata) and
 neighbours.png (each query's thumbnail, then its nearest with distance and label).
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from microrep.analysis.neighbours import nearest_neighbours, resolve_backend
+from microrep.analysis.neighbours import resolve_backend
 from microrep.analysis.plots import plot_neighbours
 from microrep.config import EmbedConfig, ModelConfig
 from microrep.data.folders import image_files
 from microrep.data.images import read_image
-from microrep.embedding.archive import PROVENANCE, TABLE, read_embeddings
+from microrep.embedding.archive import PROVENANCE, TABLE, open_archive
 from microrep.embedding.archive_search import search_parts
 from microrep.embedding.index import is_index, open_index, search_index
-from microrep.embedding.parts import PartsArchive
 from microrep.embedding.tiles import embed_images
 from microrep.errors import ConfigError, DataError
 from microrep.launchers.local import embedding_tower
-from microrep.fileio import refuse_earlier_output, write_text
+from microrep.fileio import read_checked, read_json, refuse_earlier_output, write_text
 
 #: Queries drawn in neighbours.png (all of them are in neighbours.csv).
 MAX_DRAWN = 12
@@ -38,16 +36,17 @@ def read_index(folder):
     if is_index(folder):
         index, index_info = open_index(folder)
         folder = index_info["archive"]
-        archive = PartsArchive(folder)
-        table = archive.table
-        if len(table) != index.ntotal:
+        archive = open_archive(folder)
+        if len(archive) != index.ntotal:
             raise DataError(f"the index holds {index.ntotal} vectors but its archive {folder} "
-                            f"{len(table)}: the archive changed; run `microrep index` again")
+                            f"{len(archive)}: the archive changed; run `microrep index` again")
         embeddings = IndexedArchive(index, archive)
-    else:  # a PartsArchive (rows read on demand) or a memory-mapped embeddings file
-        embeddings, table = read_embeddings(folder, mmap=True)
+    else:  # an archive, its rows read on demand from memory maps
+        embeddings = archive = open_archive(folder)
     info_path = Path(folder) / PROVENANCE
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    info = read_checked(info_path, read_json, "restore it, or make the archive again") \
+        if info_path.is_file() else {}
+    table = archive.table
     return embeddings, table.assign(path=absolute_paths(table["path"], info)), info
 
 
@@ -161,16 +160,11 @@ def run_search(config, log=print):
         backend = "faiss index"
         distances, neighbours = search_index(index.index, queries, config.k, groups,
                                              query_groups, rows)
-    elif isinstance(index, PartsArchive):
+    else:
         backend = resolve_backend(config.backend, len(index))
         distances, neighbours = search_parts(index, queries, config.k, groups,
                                              query_groups, rows, backend)
         backend += ", part by part"
-    else:
-        backend = resolve_backend(config.backend, len(index))
-        distances, neighbours = nearest_neighbours(
-            index, queries, config.k, groups if query_groups is not None else None,
-            query_groups, rows, backend)
     result = neighbour_table(query_table, table, distances, neighbours)
     write_text(Path(config.out) / "neighbours.csv", result.to_csv(index=False))
 

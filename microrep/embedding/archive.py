@@ -1,11 +1,13 @@
-"""The embeddings archive on disk, which embed writes and analysis, search and explore read.
+"""The embeddings archive on disk: the one format every command writes and reads.
 
-    embeddings.npy   float32 (n_images, embedding_dim)
-    embeddings.csv   one row per image: path, label, group and metadata
-    embed.json       the settings and model used
+    embed.json        the settings and model used, and the archive's identity
+    manifest.parquet  the images, listed once (see `manifest`)
+    parts/            fixed-size parts with done files (see `parts`)
 
-An archive embedded by `microrep embed` is in parts instead (a manifest, then fixed-size
-parts with done files: see `manifest` and `parts`); `read_embeddings` reads either.
+`microrep embed` fills an archive part by part; `write_embeddings` (demo, notebooks)
+writes vectors already in memory as an archive of one part. A folder of the format
+before parts (embeddings.npy + embeddings.csv) is still read, as an archive of one part
+(`open_archive`), and `convert_single_file` rewrites it as parts.
 """
 
 from pathlib import Path
@@ -13,11 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from microrep.embedding.parts import (PROVENANCE, PartsArchive, PartWriter, is_parts_archive,
-                                     part_manifest)
+import shutil
+
+from microrep.embedding.manifest import MANIFEST, MANIFEST_INFO, publish_manifest, read_manifest
+from microrep.embedding.parts import (PARTS, PROVENANCE, PartsArchive, PartWriter, digest_of,
+                                     is_parts_archive, part_manifest)
 from microrep.embedding.tiles import iter_embeddings
 from microrep.errors import DataError
-from microrep.fileio import atomic_path, write_json, write_text
+from microrep.fileio import read_checked, read_json, write_sealed_json
 
 EMBEDDINGS = "embeddings.npy"
 TABLE = "embeddings.csv"
@@ -71,34 +76,108 @@ def embed_part(out, part, tower, identity, grid=3, batch_size=64, progress=True,
     return writer.finish(table, images.bad, identity)
 
 
-def write_embeddings(out_dir, embeddings, table, info=None):
-    """Write embeddings.npy, embeddings.csv (and embed.json) into `out_dir`."""
-    out_dir = Path(out_dir)
-    with atomic_path(out_dir / EMBEDDINGS) as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, embeddings.astype(np.float32))
-    write_text(out_dir / TABLE, table.to_csv(index=False))
-    if info is not None:
-        write_json(out_dir / "embed.json", info)
+def clear_archive(out):
+    """Remove what an earlier archive wrote to `out` (nothing else)."""
+    out = Path(out)
+    for name in (MANIFEST, MANIFEST_INFO, PROVENANCE, EMBEDDINGS, TABLE):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / PARTS, ignore_errors=True)
+
+
+def write_embeddings(out_dir, embeddings, table, info=None, written_by="python", root="/"):
+    """Write `embeddings` (n, d) and their `table` (path, label, group, metadata) into
+    `out_dir` as an archive of one part, replacing an earlier archive there.
+
+    The format `microrep embed` writes, so index, search, evaluate, explore and export
+    read it alike. `info` (the settings and model) goes into embed.json; its "model"
+    entry, if given, is the model's identity (else the vectors' own digest).
+    """
+    out, info = Path(out_dir), dict(info or {})
+    embeddings = np.asarray(embeddings, np.float32)
+    if len(embeddings) != len(table):
+        raise DataError(f"{len(embeddings)} embeddings but {len(table)} table rows")
+    clear_archive(out)
+    table = table.reset_index(drop=True)
+    if "path" not in table:
+        table = table.assign(path=[f"row-{row}" for row in range(len(table))])
+    listed = publish_manifest(out, table, root, max(1, len(table)),
+                              {"data": str(info.get("data", "table")),
+                               "location": str(info.get("data_dir", "")), "reader": "image",
+                               "task": str(info.get("task", ""))})
+    identity = {"model": str(info.pop("model", None) or digest_of(embeddings.tobytes())),
+                "settings": digest_of(info), "manifest": listed["sha256"]}
+    write_sealed_json(out / PROVENANCE, {**info, **identity, "written_by": written_by,
+                                  "images": len(table), "part_size": listed["part_size"],
+                                  "parts": 1})
+    writer = PartWriter(out, 0, range(len(table)), embeddings.shape[1])
+    writer.put(0, embeddings)
+    writer.finish(read_manifest(out)[0], {}, identity)
+    return out
+
+
+class SingleFileArchive:
+    """A folder of the format before parts (embeddings.npy + embeddings.csv), read as an
+    archive of one part: the interface of PartsArchive (table, parts(), [rows], vectors())."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        advice = "make the embeddings again (`microrep embed`)"
+        self.matrix = read_checked(self.folder / EMBEDDINGS,
+                                   lambda path: np.load(path, mmap_mode="r", allow_pickle=False), advice)
+        table = read_checked(self.folder / TABLE,
+                             lambda path: pd.read_csv(path, encoding_errors="surrogateescape"), advice)
+        if self.matrix.ndim != 2 or len(table) != len(self.matrix):
+            raise DataError(f"{self.folder}: {len(self.matrix)} embeddings but {len(table)} table rows")
+        self.table = table.assign(part=0, row=np.arange(len(table)))
+        self.bad = self.table.iloc[:0]
+        self.numbers, self.dim = [0], int(self.matrix.shape[1])
+        self.identity = {"model": None, "settings": None, "manifest": None}
+
+    def __len__(self):
+        return len(self.table)
+
+    @property
+    def shape(self):
+        return (len(self), self.dim)
+
+    def __getitem__(self, rows):
+        return np.asarray(self.matrix[np.asarray(rows, np.int64)], np.float32)
+
+    def parts(self):
+        yield 0, self.matrix, np.arange(len(self))
+
+    def vectors(self):
+        return np.asarray(self.matrix, np.float32)
+
+
+def open_archive(folder):
+    """The archive in `folder` (a PartsArchive, or a SingleFileArchive for the older format),
+    its files checked: a damaged one is named in one DataError."""
+    folder = Path(folder)
+    if is_parts_archive(folder) or (folder / MANIFEST_INFO).is_file():
+        return PartsArchive(folder)
+    if (folder / EMBEDDINGS).is_file() or (folder / TABLE).is_file():
+        return SingleFileArchive(folder)
+    raise DataError(f"{folder} holds no embeddings archive; run `microrep embed` to make one")
+
+
+def convert_single_file(folder, out=None):
+    """Rewrite an older single-file folder as an archive of one part (in `out`, or in place)."""
+    archive = SingleFileArchive(folder)
+    info_path = Path(folder) / PROVENANCE
+    info = read_checked(info_path, read_json, "remove it") if info_path.is_file() else {}
+    vectors, table = archive.vectors(), archive.table.drop(columns=["part", "row"])
+    return write_embeddings(out or folder, vectors, table, info, written_by=info.get("written_by", "embed"))
 
 
 def read_embeddings(folder, mmap=False):
     """(embeddings, table) of an archive: its usable rows (status ok) of every part, in
-    manifest order, or a single embeddings.npy that `write_embeddings` wrote.
+    manifest order.
 
     Without `mmap`, the vectors are one array in memory. With `mmap`, nothing is read
-    yet: a single embeddings file is memory-mapped, and an archive of parts is returned
-    as its PartsArchive, whose `[rows]` reads only those rows from the parts (so a
-    command that needs some rows, such as the labelled ones, never holds the rest).
+    yet: the archive is returned as itself (PartsArchive or SingleFileArchive), whose
+    `[rows]` reads only those rows (so a command that needs some rows, such as the
+    labelled ones, never holds the rest).
     """
-    folder = Path(folder)
-    if is_parts_archive(folder):
-        archive = PartsArchive(folder)
-        return (archive if mmap else archive.vectors()), archive.table
-    if not (folder / EMBEDDINGS).is_file() or not (folder / TABLE).is_file():
-        raise DataError(f"{folder} holds no embeddings (parts/ or {EMBEDDINGS}); run `microrep embed` first")
-    embeddings = np.load(folder / EMBEDDINGS, mmap_mode="r" if mmap else None, allow_pickle=False)
-    table = pd.read_csv(folder / TABLE, encoding_errors="surrogateescape")
-    if len(table) != len(embeddings):
-        raise DataError(f"{folder}: {len(embeddings)} embeddings but {len(table)} table rows")
-    return embeddings, table
+    archive = open_archive(folder)
+    return (archive if mmap else archive.vectors()), archive.table

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from microrep.embedding.archive_search import search_parts
-from microrep.embedding.parts import PartsArchive, archive_identity
+from microrep.embedding.archive import open_archive
 from microrep.errors import ConfigError, DataError
-from microrep.fileio import atomic_path, read_json, write_json
+from microrep.fileio import atomic_path, first_line, read_checked, read_json, write_json
 
 INDEX_FILE = "index.faiss"
 INDEX_INFO = "index.json"
@@ -82,7 +82,7 @@ def tune_nprobe(index, queries, truth, cells, target):
 def build_index(archive_dir, out, kind="auto", target_recall=0.95, queries=1000, seed=0, log=print):
     """Build, tune, measure and write the index of archive `archive_dir` into `out`."""
     faiss = import_faiss()
-    archive = PartsArchive(archive_dir)
+    archive = open_archive(archive_dir)
     if len(archive) == 0:
         raise DataError(f"{archive_dir} holds no usable embeddings to index")
     kind = kind_for(len(archive)) if kind == "auto" else kind
@@ -110,7 +110,7 @@ def build_index(archive_dir, out, kind="auto", target_recall=0.95, queries=1000,
             "cells": cells, "nprobe": nprobe, "recall_at_10": round(recall, 4),
             "held_out_queries": len(held_out), "query_ms": round(query_ms, 3),
             "build_s": round(build_s, 2), "archive": str(Path(archive_dir).resolve()),
-            "identity": archive_identity(archive_dir),
+            "identity": archive.identity,
             "bytes": (out / INDEX_FILE).stat().st_size}
     write_json(out / INDEX_INFO, info)
     return info
@@ -123,8 +123,13 @@ def is_index(folder):
 def open_index(folder):
     """(faiss index memory-mapped from disk with its nprobe set, index.json)."""
     faiss = import_faiss()
-    info = read_json(Path(folder) / INDEX_INFO)
-    index = faiss.read_index(str(Path(folder) / INDEX_FILE), faiss.IO_FLAG_MMAP)
+    advice = "build the index again (`microrep index ... --overwrite`)"
+    info = read_checked(Path(folder) / INDEX_INFO, read_json, advice, ("archive", "nprobe"))
+    try:
+        index = faiss.read_index(str(Path(folder) / INDEX_FILE), faiss.IO_FLAG_MMAP)
+    except RuntimeError as error:  # faiss says what it could not read, in C++ words
+        raise DataError(f"{Path(folder) / INDEX_FILE} is damaged or missing "
+                        f"({first_line(error)}); {advice}") from None
     if info["nprobe"]:
         faiss.extract_index_ivf(index).nprobe = info["nprobe"]
     return index, info

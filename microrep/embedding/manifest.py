@@ -11,18 +11,19 @@ new files arrive. Parts are fixed-size, contiguous ranges of rows.
 
 import hashlib
 import os
-import re
 import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from microrep.errors import ConfigError, DataError
-from microrep.fileio import raise_if_disk_full, read_json, write_json
+from microrep.fileio import (raise_if_disk_full, read_checked, read_json, read_parquet_table,
+                             write_parquet_table, write_sealed_json)
 
 MANIFEST = "manifest.parquet"
 MANIFEST_INFO = "manifest.json"
+LISTING_ADVICE = ("it lists the archive's images: restore it, or make the archive again "
+                  "(`microrep embed ... --overwrite`)")
 
 
 def file_sha256(path, block=1 << 20):
@@ -53,44 +54,6 @@ def listed_table(table, root):
     return listed
 
 
-def _utf8(value):
-    try:
-        value.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
-def write_parquet_table(table, path, row_group_size=None):
-    """Parquet via pyarrow. Text columns holding names that are not UTF-8 (Linux allows
-    any bytes in file names) are stored as the raw bytes, and decoded back on reading."""
-    table = table.copy()
-    for column in table.columns:
-        if table[column].dtype.kind in "OT" or str(table[column].dtype) == "str":
-            values = [None if v is None or v != v else str(v) for v in table[column]]
-            if all(v is None or _utf8(v) for v in values):
-                table[column] = pd.array(values, dtype=object)
-            else:
-                table[column] = pd.array([None if v is None else os.fsencode(v) for v in values],
-                                         dtype=object)
-    try:
-        table.to_parquet(path, index=False, row_group_size=row_group_size)
-    except OSError as error:  # pyarrow names the errno only in its message
-        found = re.search(r"\[errno (\d+)\]", str(error))
-        if error.errno is None and found:
-            raise OSError(int(found.group(1)), os.strerror(int(found.group(1))), str(path)) from None
-        raise
-
-
-def read_parquet_table(path, filters=None):
-    """A table `write_parquet_table` wrote, with byte columns (non-UTF-8 names) decoded back."""
-    table = pd.read_parquet(path, filters=filters)
-    for column in table.columns:
-        if len(table) and table[column].dtype == object and isinstance(table[column].iloc[0], bytes):
-            table[column] = [None if v is None else os.fsdecode(v) for v in table[column]]
-    return table
-
-
 def publish_manifest(out, table, root, part_size, source):
     """List `table` into `out`'s manifest unless one is already there; return its info.
 
@@ -113,7 +76,7 @@ def publish_manifest(out, table, root, part_size, source):
         raise_if_disk_full(error, out / MANIFEST)
         raise
     else:
-        write_json(out / MANIFEST_INFO, {
+        write_sealed_json(out / MANIFEST_INFO, {
             "rows": len(listed), "part_size": part_size, "parts": part_count(len(listed), part_size),
             "sha256": digest, "source": source})
     finally:
@@ -144,9 +107,11 @@ def part_range(info, part):
 def manifest_info(out):
     """manifest.json of archive `out`: rows, part_size, parts, sha256, source."""
     out = Path(out)
-    if not (out / MANIFEST_INFO).is_file():
-        raise DataError(f"{out} holds no {MANIFEST_INFO}; run `microrep embed` to list the archive")
-    return read_json(out / MANIFEST_INFO)
+    if not (out / MANIFEST_INFO).is_file() and not (out / "parts").is_dir():
+        raise DataError(f"{out} holds no embeddings archive ({MANIFEST_INFO}); run `microrep embed` "
+                        "to make one")
+    return read_checked(out / MANIFEST_INFO, read_json, LISTING_ADVICE,
+                        ("rows", "part_size", "parts", "sha256", "source"))
 
 
 def read_manifest(out, rows=None):
@@ -154,7 +119,8 @@ def read_manifest(out, rows=None):
     (the row groups that hold them, not the whole file)."""
     info = manifest_info(out)
     filters = None if rows is None else [("row_id", ">=", rows.start), ("row_id", "<", rows.stop)]
-    table = read_parquet_table(Path(out) / MANIFEST, filters).reset_index(drop=True)
+    table = read_checked(Path(out) / MANIFEST, lambda path: read_parquet_table(path, filters),
+                         LISTING_ADVICE).reset_index(drop=True)
     expected = info["rows"] if rows is None else len(rows)
     if len(table) != expected:
         raise DataError(f"{Path(out) / MANIFEST} has {len(table)} rows where {MANIFEST_INFO} "

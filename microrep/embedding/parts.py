@@ -18,15 +18,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from microrep.embedding.manifest import (file_sha256, manifest_info, part_range, read_manifest,
-                                         read_parquet_table, write_parquet_table)
+from microrep.embedding.manifest import file_sha256, manifest_info, part_range, read_manifest
 from microrep.errors import DataError
-from microrep.fileio import (atomic_path, read_json, replace_into, stale_temporaries,
-                             temporary_beside, write_json)
+from microrep.fileio import (atomic_path, read_checked, read_json, read_parquet_table, write_sealed_json,
+                             replace_into, stale_temporaries, temporary_beside,
+                             write_parquet_table)
 
 PARTS = "parts"
 PROVENANCE = "embed.json"  # the archive's settings, model and identity
 IDENTITY_KEYS = ("model", "settings", "manifest")
+DONE_KEYS = ("rows", "ok", "bad", "sha256")
+
+#: Part states other than "done" and "missing"; embed recomputes DAMAGED parts and refuses
+#: parts of ANOTHER model or manifest (parts never mix).
+DAMAGED, ANOTHER = "damaged", "another"
 
 
 def part_stem(out, part):
@@ -84,8 +89,9 @@ class PartWriter:
         with atomic_path(self.table) as tmp:
             write_parquet_table(table.reset_index(drop=True).assign(status=status, reason=reasons), tmp)
         record = {"part": self.part, "rows": len(self.rows), "ok": len(table) - len(bad),
-                  "bad": len(bad), "sha256": file_sha256(self.npy), **identity}
-        write_json(self.done, record)
+                  "bad": len(bad), "sha256": file_sha256(self.npy),
+                  "table_sha256": file_sha256(self.table), **identity}
+        write_sealed_json(self.done, record)
         return {**record, "bad_images": [f"{Path(table['path'].iloc[row]).name} ({reason})"
                                          for row, reason in sorted(bad.items())[:5]]}
 
@@ -95,23 +101,35 @@ class PartWriter:
 
 
 def part_state(out, part, identity, verify=False):
-    """'done', 'missing', or 'inconsistent: why' for part `part` of archive `out`."""
+    """'done', 'missing', or (state, why) text for part `part` of archive `out`:
+    'damaged: why' (embed recomputes it) or 'another: why' (embed refuses it)."""
     return part_check(out, part, identity, verify)[0]
 
 
 def part_check(out, part, identity, verify=False):
-    """(state as `part_state` says it, the part's done record or None), its done file read once."""
+    """(state as `part_state` says it, the part's done record or None), its done file read once.
+
+    `verify` also checks the part's files against the checksums its done file recorded,
+    so a part whose bytes changed after it was written is found (and recomputed by embed).
+    """
     npy, table, done = part_files(out, part)
     if not done.is_file():
         return "missing", None
-    record = read_json(done)
+    try:
+        record = read_checked(done, read_json, "", DONE_KEYS)
+    except DataError:
+        return f"{DAMAGED}: its done file {done.name} is damaged", None
     other = [key for key in IDENTITY_KEYS if record.get(key) != identity.get(key)]
     if other:
-        return f"inconsistent: embedded with another {' and '.join(other)}", record
-    if not npy.is_file() or not table.is_file():
-        return "inconsistent: its done file names files that are gone", record
-    if verify and file_sha256(npy) != record["sha256"]:
-        return "inconsistent: its embeddings differ from the checksum in its done file", record
+        return f"{ANOTHER}: embedded with another {' and '.join(other)}", record
+    gone = [path.name for path in (npy, table) if not path.is_file()]
+    if gone:
+        return f"{DAMAGED}: {' and '.join(gone)} named by its done file is gone", record
+    if verify:
+        if file_sha256(npy) != record["sha256"]:
+            return f"{DAMAGED}: {npy.name} differs from the checksum in its done file", record
+        if record.get("table_sha256", file_sha256(table)) != file_sha256(table):
+            return f"{DAMAGED}: {table.name} differs from the checksum in its done file", record
     return "done", record
 
 
@@ -134,19 +152,27 @@ class Status:
 
     @property
     def inconsistent(self):
-        return {p: s for p, s in self.states.items() if s.startswith("inconsistent")}
+        return {p: s for p, s in self.states.items() if s not in ("done", "missing")}
+
+    @property
+    def damaged(self):
+        return {p: s for p, s in self.states.items() if s.startswith(DAMAGED)}
 
     @property
     def complete(self):
         return len(self.done) == self.parts
 
 
+def provenance(out):
+    """embed.json of archive `out`: the settings, model and identity it was embedded with."""
+    return read_checked(Path(out) / PROVENANCE, read_json,
+                        "it records which model and settings made the archive: restore it, or "
+                        "make the archive again (`microrep embed ... --overwrite`)", IDENTITY_KEYS)
+
+
 def archive_identity(out):
     """The identity embed.json records for archive `out` (model, settings, manifest)."""
-    path = Path(out) / PROVENANCE
-    if not path.is_file():
-        raise DataError(f"{out} holds no {PROVENANCE}; run `microrep embed` to start the archive")
-    info = read_json(path)
+    info = provenance(out)
     return {key: info.get(key) for key in IDENTITY_KEYS}
 
 
@@ -166,6 +192,17 @@ def is_parts_archive(folder):
     return (Path(folder) / PARTS).is_dir()
 
 
+def redo_advice(folder):
+    """What mends a damaged part: the command that wrote the archive, run again."""
+    try:
+        writer = read_json(Path(folder) / PROVENANCE).get("written_by", "embed")
+    except (OSError, ValueError, AttributeError):
+        writer = "embed"
+    if writer == "embed":
+        return "run the same `microrep embed` again on this folder: it computes just those parts"
+    return f"run `microrep {writer}` again to write it (this archive is its output)"
+
+
 class PartsArchive:
     """The done parts of an archive, each memory-mapped, with their tables.
 
@@ -173,17 +210,18 @@ class PartsArchive:
     `parts()` yields (part, embeddings memory map, its usable rows) one part at a time.
     """
 
-    def __init__(self, folder):
+    def __init__(self, folder, verify=True):
         self.folder = Path(folder)
-        status = archive_status(self.folder)
-        if not status.complete:
-            raise DataError(f"{self.folder}: {len(status.done)} of {status.parts} parts are done "
-                            f"({describe_incomplete(status)}); run the same `microrep embed` again, "
-                            f"or `microrep status {self.folder}` to see which")
+        if verify:
+            verify_manifest(self.folder)
+        status = archive_status(self.folder, verify)
+        refuse_incomplete(self.folder, status)
         self.numbers = status.done
+        self.identity = archive_identity(self.folder)
         tables = []
         for part in self.numbers:
-            table = read_parquet_table(part_files(self.folder, part)[1])
+            table = read_checked(part_files(self.folder, part)[1], read_parquet_table,
+                                 redo_advice(self.folder))
             tables.append(table.assign(part=part, row=np.arange(len(table))))
         full = pd.concat(tables, ignore_index=True)
         self.table = full[full["status"] == "ok"].reset_index(drop=True)
@@ -223,6 +261,33 @@ class PartsArchive:
     def vectors(self):
         """Every usable embedding in one array: for analyses that need the matrix (SVMs, PCA)."""
         return self[np.arange(len(self))]
+
+
+def verify_manifest(folder):
+    """DataError unless manifest.parquet is the file manifest.json's checksum names: readers
+    take rows from the parts, so a lost or changed manifest would otherwise pass unseen."""
+    from microrep.embedding.manifest import LISTING_ADVICE as advice, MANIFEST
+
+    info = manifest_info(folder)
+    path = Path(folder) / MANIFEST
+    digest = read_checked(path, file_sha256, advice)
+    if digest != info["sha256"]:
+        raise DataError(f"{path} is damaged (it differs from the checksum in manifest.json); {advice}")
+
+
+def refuse_incomplete(folder, status):
+    """One line naming the first damaged part's file, or the parts not done yet."""
+    if status.complete:
+        return
+    if status.damaged:
+        part, why = next(iter(status.damaged.items()))
+        raise DataError(f"{folder}: part {part} is damaged ({why[len(DAMAGED) + 2:]}, "
+                        f"{part_stem(folder, part).relative_to(folder)}.*); {redo_advice(folder)}"
+                        + (f" ({len(status.damaged)} parts are damaged)" if len(status.damaged) > 1 else ""))
+    first = part_files(folder, status.missing[0])[2].relative_to(folder)
+    raise DataError(f"{folder}: {len(status.done)} of {status.parts} parts are done "
+                    f"({describe_incomplete(status)}; no {first}); {redo_advice(folder)}, "
+                    f"or `microrep status {folder}` to see which")
 
 
 def describe_incomplete(status):

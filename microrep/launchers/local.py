@@ -13,7 +13,7 @@ from microrep.data.images import grid_tiles
 from microrep.embedding.archive import embed_part
 from microrep.embedding.features import (embed_tile_features, feature_tower_of, head_from_tower,
                                          image_keys, tile_features)
-from microrep.embedding.parts import part_state
+from microrep.embedding.parts import ANOTHER, DAMAGED, part_state
 from microrep.errors import ConfigError, DataError
 from microrep.nn.backbone import MIXED_POLICY, dtype_policy
 from microrep.nn.layers import ResidualProjection
@@ -106,13 +106,15 @@ def run_local(job):
     workers = None if config.read_workers < 0 else config.read_workers
     embedded, skipped, bad, named = [], [], 0, []
     for number, part in enumerate(job.parts):
-        state = part_state(job.out, part, job.identity)
+        state = part_state(job.out, part, job.identity, verify=True)
         if state == "done":
             skipped.append(part)
             continue
-        if state.startswith("inconsistent") and "another" in state:
-            raise DataError(f"{job.out}: part {part} is {state[len('inconsistent: '):]}; parts of "
+        if state.startswith(ANOTHER):
+            raise DataError(f"{job.out}: part {part} was {state[len(ANOTHER) + 2:]}; parts of "
                             "two models or manifests never mix: use another --out, or --overwrite")
+        if state.startswith(DAMAGED):
+            log(f"part {part} is {state}: recomputing it")
         if len(job.parts) > 1:
             log(f"part {part} ({number + 1} of {len(job.parts)} asked for)")
         record = embed_part(job.out, part, tower, job.identity, config.grid, config.batch_size,

@@ -92,7 +92,7 @@ def run_ray(job):
     """Embed the job's missing parts with Ray Data; the driver writes each part as it completes."""
     ray = import_ray()
     config, out = job.config, job.out
-    missing = [p for p in job.parts if part_state(out, p, job.identity) != "done"]
+    missing = [p for p in job.parts if part_state(out, p, job.identity, verify=True) != "done"]
     summary = {"launcher": "ray", "embedded": [], "skipped": [p for p in job.parts if p not in missing],
                "bad": 0, "bad_images": []}
     if not missing:

@@ -83,7 +83,7 @@ def submit(script, config):
 
 def run_slurm(job):
     """Submit the missing parts of the job as one SLURM job array."""
-    missing = [p for p in job.parts if part_state(job.out, p, job.identity) != "done"]
+    missing = [p for p in job.parts if part_state(job.out, p, job.identity, verify=True) != "done"]
     skipped = [p for p in job.parts if p not in missing]
     summary = {"launcher": "slurm", "embedded": [], "skipped": skipped, "bad": 0}
     if not missing:
