@@ -12,7 +12,9 @@ import dataclasses
 import difflib
 import errno
 import os
+import signal
 import sys
+import threading
 
 from microrep._version import __version__
 from microrep.backend import import_backend_quietly, quiet_logs
@@ -288,6 +290,10 @@ def internal_error(command, error):
 
 def main(argv=None):
     quiet_logs()
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C interrupts, however the process was started: a shell's background job
+        # starts with SIGINT ignored, and Python would keep it ignored
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     words = sys.argv[1:] if argv is None else argv
     if words and words[0] in MODEL_COMMANDS:
         # before parsing: settings naming a registered part (a loss, a head) load Keras

@@ -28,6 +28,15 @@ def cpu_has_native_bfloat16(cpuinfo="/proc/cpuinfo"):
     return bool(cpu_flags(cpuinfo) & set(NATIVE_BFLOAT16_FLAGS))
 
 
+def precision_words(mixed_precision):
+    """How a setting's precision reads in a plan line: 'bfloat16 (this CPU multiplies
+    bfloat16 natively)' or 'float32', so every command says it the same way."""
+    if not mixed_precision:
+        return "float32"
+    return "bfloat16" + (" (this CPU multiplies bfloat16 natively)" if cpu_has_native_bfloat16()
+                         else "")
+
+
 def accelerator():
     """The Keras backend's first GPU/TPU as 'platform:name', or None on a CPU-only machine."""
     import keras

@@ -48,3 +48,18 @@ def test_a_folder_of_the_older_format_is_read_as_one_part_and_converts(tmp_path)
     converted, converted_table = read_embeddings(tmp_path / "new")
     np.testing.assert_array_equal(converted, vectors)
     assert converted_table["path"].tolist() == table["path"].tolist()
+
+
+def test_commands_pairing_two_folders_refuse_vectors_of_another_model(tmp_path, capsys):
+    vectors, table = vectors_and_table()
+    write_embeddings(tmp_path / "a", vectors, table, {"pretrained": True, "grid": 3})
+    write_embeddings(tmp_path / "b", vectors[:, :4], table, {"pretrained": True, "grid": 3})
+    for argv in (["evaluate", "--embeddings", str(tmp_path / "a"), "--test-embeddings",
+                  str(tmp_path / "b"), "--out", str(tmp_path / "eval")],
+                 ["explore", str(tmp_path / "a"), str(tmp_path / "b"), "--out",
+                  str(tmp_path / "map.html")]):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "another model" in err and "embedding size 4 vs 6" in err
+        assert len(err.strip().splitlines()) == 1 and "internal error" not in err

@@ -68,3 +68,37 @@ def test_embed_checks_every_header_first_and_names_every_image_it_leaves_out(tmp
     assert "2 image(s) could not be read" in out and "broken.png" in out and "empty.png" in out
     embeddings, table = read_embeddings(tmp_path / "emb")
     assert len(table) == 4 and not table["path"].str.contains("broken|empty").any()
+
+
+def test_imagenet_weights_are_fetched_before_any_image_and_offline_fails_in_one_line(tmp_path):
+    """A real HTTP server on 127.0.0.1 stands for Keras' weights host: a file whose hash
+    matches is fetched and cached; a wrong file or no server is one WeightsError."""
+    import hashlib
+    import http.server
+    import socket
+    import threading
+
+    from microrep.errors import WeightsError
+    from microrep.nn.backbone import fetch_imagenet_weights
+
+    served = tmp_path / "served"
+    served.mkdir()
+    payload = b"\x89HDF\r\n\x1a\n" + bytes(range(200))
+    (served / "vgg16_notop.h5").write_bytes(payload)
+    handler = lambda *args: http.server.SimpleHTTPRequestHandler(*args, directory=str(served))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/vgg16_notop.h5"
+        path = fetch_imagenet_weights(url, hashlib.md5(payload).hexdigest(), tmp_path / "keras")
+        assert open(path, "rb").read() == payload
+        with pytest.raises(WeightsError, match="--weights FILE"):
+            fetch_imagenet_weights(url.replace("notop", "other"), None, tmp_path / "keras")
+    finally:
+        server.shutdown()
+        server.server_close()
+    with socket.socket() as closed:  # a port nothing listens on: the offline case
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(WeightsError, match="could not download the ImageNet VGG16 weights"):
+        fetch_imagenet_weights(f"http://127.0.0.1:{port}/x_notop.h5", None, tmp_path / "keras2")

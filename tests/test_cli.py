@@ -119,7 +119,8 @@ def test_generate_train_embed_evaluate_export_chain(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "--data", "folder", "--data-dir", "{tmp}/nowhere", "--out", "{tmp}/run"],
+    (["train", "--data", "folder", "--data-dir", "{tmp}/nowhere", "--weights", "none",
+      "--out", "{tmp}/run"],
      "no metadata.csv"),
     (["train", "--config", "{tmp}/missing.yaml"], "cannot read config file"),
     (["train", "--input-size", "16", "--weights", "none", "--data-dir", "{tmp}/syn",
@@ -131,6 +132,8 @@ def test_generate_train_embed_evaluate_export_chain(tmp_path):
       "--num-shards", "2", "--shard-index", "1", "--overwrite"], "remove {tmp}/emb first"),
     (["embed", "--pretrained", "--recipe-input", "--images", "{tmp}", "--out", "{tmp}/emb"],
      "give one of them"),
+    (["embed", "--pretrained", "--weights", "none", "--out", "{tmp}/emb"], "which micrographs?"),
+    (["train", "--weights", "none", "--out", "{tmp}/run"], "which micrographs?"),
 ])
 def test_bad_input_gives_one_line_error(tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)  # nothing may be written outside the test's folder

@@ -14,10 +14,12 @@ from microrep.embedding.archive import EMBEDDINGS, clear_archive
 from microrep.embedding.manifest import MANIFEST, MANIFEST_INFO, manifest_info, parse_parts, publish_manifest
 from microrep.embedding.parts import (IDENTITY_KEYS, PROVENANCE, provenance, archive_status,
                                       digest_of, weights_digest)
+from microrep.device import precision_words
 from microrep.errors import ConfigError, OutputExistsError
 from microrep.fileio import refuse_earlier_output, write_sealed_json
 from microrep.launchers import LAUNCHERS, EmbedJob
 from microrep.launchers.local import embedding_tower
+from microrep.nn.backbone import feature_layer_names
 
 
 def precision_of(tower):
@@ -90,6 +92,12 @@ def prepare_job(config, log=print):
         clear_archive(out)
     refuse_earlier_output(out / EMBEDDINGS, "single-file embeddings", config.overwrite)
     tower = embedding_tower(config)
+    if config.pretrained:
+        model = config.model
+        log(f"pretrained VGG16 ({'+'.join(feature_layer_names(model)) or f'{model.vgg_blocks} blocks'} "
+            f"{model.pooling}-pooled, {model.input_size} px tiles, "
+            f"{precision_words(model.mixed_precision)}"
+            + ("; --no-mixed-precision for float32" if model.mixed_precision else "") + ")")
     info = list_archive(config, out, log)
     identity = claim_identity(config, out, info, tower)
     parts = parse_parts(config.parts, info["parts"])[config.shard_index::config.num_shards]

@@ -9,7 +9,8 @@ from microrep.analysis.plots import plot_confusion, plot_pca_scatter
 from microrep.analysis.retrieval import retrieval_metrics
 from microrep.analysis.scores import evaluate_features, heldout_results, labels_and_groups, relabel
 from microrep.analysis.svm import pca_projection
-from microrep.embedding.archive import read_embeddings
+from microrep.embedding.archive import (archive_info, open_archive, read_embeddings,
+                                        refuse_other_model)
 from microrep.errors import DataError
 from microrep.fileio import refuse_earlier_output, write_json
 
@@ -17,7 +18,12 @@ from microrep.fileio import refuse_earlier_output, write_json
 def evaluate_heldout(config):
     """Fit on `config.embeddings`, score `config.test_embeddings`; write metrics and figures."""
     sets, notes = [], []
-    for role, folder in (("fit", config.embeddings), ("test", config.test_embeddings)):
+    folders = (config.embeddings, config.test_embeddings)
+    dims = [open_archive(folder).dim for folder in folders]
+    refuse_other_model((folders[0], archive_info(folders[0]), dims[0]),
+                       (folders[1], archive_info(folders[1]), dims[1]),
+                       "fitting on one and scoring on the other")
+    for role, folder in zip(("fit", "test"), folders):
         embeddings, table = read_embeddings(folder, mmap=True)  # only the rows used are read
         if config.task:
             embeddings, table, dropped = relabel(embeddings, table, config.task, 1)

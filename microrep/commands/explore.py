@@ -21,9 +21,10 @@ from PIL import Image
 from microrep.analysis.neighbours import NeighbourSearch
 from microrep.analysis.svm import pca_projection
 from microrep.data.images import read_image
-from microrep.errors import ConfigError, DataError
+from microrep.errors import ConfigError
 from microrep.fileio import atomic_path, refuse_earlier_output, write_text
 from microrep.commands.search import read_index
+from microrep.embedding.archive import refuse_other_model
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
@@ -163,11 +164,6 @@ def build_page(table, xy, thumbs, neighbours, title):
     return column(select, legend, plot, panel)
 
 
-#: embed.json entries that must agree for folders to share one map (the same model and tiling).
-SAME_MODEL = ("pretrained", "model_path", "weights", "input_size", "vgg_blocks", "feature_layers",
-              "pooling", "grid")
-
-
 def read_folders(folders, max_points=None, seed=0):
     """(embeddings, table, how many rows the folders hold) of one or more embeddings folders,
     with a `folder` column when several; at most `max_points` rows, a seeded random sample.
@@ -176,13 +172,9 @@ def read_folders(folders, max_points=None, seed=0):
     Folders embedded by different models are refused: their distances would mean nothing.
     """
     parts = [read_index(folder) for folder in folders]
-    first_info = parts[0][2]
     for folder, (vectors, _, info) in zip(folders[1:], parts[1:]):
-        differing = [key for key in SAME_MODEL if info.get(key) != first_info.get(key)]
-        if differing or vectors.shape[1] != parts[0][0].shape[1]:
-            raise DataError(f"{folder} was embedded with another model or tiling than {folders[0]} "
-                            f"({', '.join(differing) or 'embedding size'} differ); one map needs "
-                            "one model: embed both with the same --model-path")
+        refuse_other_model((folders[0], parts[0][2], parts[0][0].shape[1]),
+                           (folder, info, vectors.shape[1]), "one map")
     names = [Path(folder).name for folder in folders]
     if len(set(names)) < len(names):  # e.g. two runs' `emb` folders: name them by their paths
         names = [str(Path(folder)) for folder in folders]

@@ -18,13 +18,13 @@ from microrep.analysis.plots import plot_neighbours
 from microrep.config import EmbedConfig, ModelConfig
 from microrep.data.folders import image_files
 from microrep.data.images import read_image
-from microrep.embedding.archive import PROVENANCE, TABLE, open_archive
+from microrep.embedding.archive import TABLE, archive_info, open_archive
 from microrep.embedding.archive_search import search_parts
 from microrep.embedding.index import is_index, open_index, search_index
 from microrep.embedding.tiles import embed_images
 from microrep.errors import ConfigError, DataError
 from microrep.launchers.local import embedding_tower
-from microrep.fileio import read_checked, read_json, refuse_earlier_output, write_text
+from microrep.fileio import refuse_earlier_output, write_text
 
 #: Queries drawn in neighbours.png (all of them are in neighbours.csv).
 MAX_DRAWN = 12
@@ -43,9 +43,7 @@ def read_index(folder):
         embeddings = IndexedArchive(index, archive)
     else:  # an archive, its rows read on demand from memory maps
         embeddings = archive = open_archive(folder)
-    info_path = Path(folder) / PROVENANCE
-    info = read_checked(info_path, read_json, "restore it, or make the archive again") \
-        if info_path.is_file() else {}
+    info = archive_info(folder)
     table = archive.table
     return embeddings, table.assign(path=absolute_paths(table["path"], info)), info
 

@@ -4,7 +4,7 @@ import dataclasses
 
 from microrep.data import load_dataset
 from microrep.data.loaders import labels_named, load_unlabelled_dataset
-from microrep.device import cpu_has_native_bfloat16
+from microrep.device import precision_words
 from microrep.nn.backbone import feature_layer_names
 from microrep.training import train
 from microrep.training.multihost import join_processes
@@ -18,11 +18,9 @@ def describe_training(config):
     model = config.model
     precision = "bfloat16" if model.mixed_precision else "float32"
     if not model.train_base:
-        why = (" (this CPU multiplies bfloat16 natively)" if model.mixed_precision and
-               cpu_has_native_bfloat16() else "")
         layers = "+".join(feature_layer_names(model)) or f"{model.vgg_blocks} blocks"
         return (f"frozen VGG16 ({layers} {model.pooling}-pooled, "
-                f"{model.input_size} px, {precision}{why}); {model.head} head under "
+                f"{model.input_size} px, {precision_words(model.mixed_precision)}); {model.head} head under "
                 f"{config.similarity} contrastive loss, {config.epochs} epoch(s) x "
                 f"{config.pairs.pairs_per_epoch} pairs" +
                 (f", {config.hard_pairs:.0%} of them hard pairs from epoch 2 on (the loss rises "

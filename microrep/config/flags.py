@@ -12,8 +12,8 @@ from pathlib import Path
 
 from microrep.config.fields import (_flag_fields, _stage_default, from_dict, nest_flat_keys,
                                     read_config_file)
-from microrep.config.presets import apply_preset
-from microrep.config.stages import TrainConfig
+from microrep.config.presets import EMBED_DEFAULTS, apply_preset
+from microrep.config.stages import EmbedConfig, TrainConfig
 from microrep.errors import ConfigError
 
 
@@ -121,7 +121,21 @@ def config_from_args(cls, args):
         if stored is not None:  # --resume: the run's own settings, then those given now
             return from_dict(cls, values, where, base=stored)
         values = apply_preset(values)
+    if cls in (TrainConfig, EmbedConfig):
+        require_data_source(values)
+    if cls is EmbedConfig:
+        values = EMBED_DEFAULTS.fill(values)
     return from_dict(cls, values, where)
+
+
+def require_data_source(values):
+    """ConfigError unless the micrographs are named: a user who forgets --images must not
+    get a model or an archive of generated images (only demo and generate default to them)."""
+    data = values.get("data") or {}
+    if not any(data.get(key) for key in ("data", "data_dir", "images", "csv")):
+        raise ConfigError("which micrographs? give --images FOLDER, --csv FILE (columns "
+                          "path,label[,group]) or --data uhcsdb --data-dir DIR (--data synthetic "
+                          "for generated ones)")
 
 
 def stored_run(values):

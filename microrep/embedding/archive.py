@@ -170,6 +170,31 @@ def convert_single_file(folder, out=None):
     return write_embeddings(out or folder, vectors, table, info, written_by=info.get("written_by", "embed"))
 
 
+#: embed.json entries that must agree for two archives' vectors to be compared (the same
+#: model and tiling): a map of both, SVMs fitted on one and scored on the other.
+SAME_MODEL = ("pretrained", "model_path", "weights", "input_size", "vgg_blocks", "feature_layers",
+              "pooling", "grid")
+
+
+def refuse_other_model(first, other, purpose):
+    """DataError unless two archives, each (folder, embed.json dict, dimension), were embedded
+    by the same model and tiling: distances across two models mean nothing."""
+    (first_folder, first_info, first_dim), (folder, info, dim) = first, other
+    differing = [key for key in SAME_MODEL if info.get(key) != first_info.get(key)]
+    if differing or dim != first_dim:
+        size = f"embedding size {dim} vs {first_dim}"
+        raise DataError(f"{folder} was embedded with another model or tiling than {first_folder} "
+                        f"({', '.join(differing) or size} differ); {purpose} needs one model: "
+                        "embed both with the same --model-path (or both --pretrained)")
+
+
+def archive_info(folder):
+    """embed.json of an archive as a dict ({} for an older folder without one)."""
+    path = Path(folder) / PROVENANCE
+    return read_checked(path, read_json, "restore it, or make the archive again") \
+        if path.is_file() else {}
+
+
 def read_embeddings(folder, mmap=False):
     """(embeddings, table) of an archive: its usable rows (status ok) of every part, in
     manifest order.

@@ -82,13 +82,19 @@ def iter_embeddings(tower, images, grid=3, batch_size=64, progress=False, worker
     workers = default_read_workers() if workers is None else workers
     total = -(-len(images) // max(batch_size // per_image, 1))
     batches = iter_tile_batches(images, tile, grid, batch_size, workers)
+    bar = None
     if progress:
         from tqdm import tqdm  # text bars: no ipywidgets needed in a notebook
 
-        batches = tqdm(batches, total=total, desc="embedding", unit="batch")
+        bar = tqdm(total=len(images), desc="embedding", unit="image")  # images, with an ETA
     started = time.perf_counter()
     for number, (indices, tiles) in enumerate(batches):
-        yield indices, mean_tile_embeddings(tower, tiles, per_image)
+        vectors = mean_tile_embeddings(tower, tiles, per_image)
+        if bar is not None:
+            bar.update(len(indices))
+            if bar.n >= len(images):
+                bar.close()
+        yield indices, vectors
         if number == 1 and log is not None:
             log(f"embedding {len(images)} images ({per_image} tiles each): "
                 f"{duration_words(total * (time.perf_counter() - started))} on this machine "

@@ -78,19 +78,9 @@ def load_vgg16(input_size, weights):
     if weights in (None, "none", "None", ""):
         return keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
     if weights == "imagenet":
-        previous = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # offline, fail in seconds rather than minutes
-        try:
-            return keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=shape)
-        except Exception as error:  # urllib/http/ssl errors vary by platform
-            reason = str(getattr(error, "reason", "") or error).strip().splitlines()
-            raise WeightsError(
-                "could not download the ImageNet VGG16 weights (58 MB, kept in ~/.keras/models "
-                f"once downloaded): {type(error).__name__}"
-                f"{': ' + reason[0] if reason else ''}; when offline pass --weights FILE with a "
-                "local vgg16 *_notop.weights.h5 (or .h5) file, or --weights none") from None
-        finally:
-            socket.setdefaulttimeout(previous)
+        base = keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
+        base.load_weights(fetch_imagenet_weights())
+        return base
     path = Path(weights)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
@@ -107,13 +97,41 @@ def load_vgg16(input_size, weights):
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-def check_weights_source(weights):
-    """WeightsError now, before a stage writes anything, for a weights file that cannot load.
+#: Where Keras keeps VGG16's ImageNet convolutional weights (keras.applications.VGG16's own).
+IMAGENET_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+                "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+IMAGENET_MD5 = "6d6bbae143d832006294945121d1f1fc"
 
-    Cheap: the file exists and is HDF5 (Keras' .weights.h5 and .h5); whether it
-    holds VGG16's layers is known only when it is loaded.
-    """
-    if weights in (None, "none", "None", "", "imagenet"):
+
+def fetch_imagenet_weights(url=IMAGENET_URL, file_hash=IMAGENET_MD5, cache_dir=None):
+    """The local path of VGG16's ImageNet weights: Keras' cached copy, downloaded first if
+    missing (58 MB, into ~/.keras/models), or a WeightsError in seconds when offline."""
+    name = Path(url).name
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # offline, fail in seconds rather than minutes
+    try:
+        return keras.utils.get_file(name, url, cache_subdir="models", file_hash=file_hash,
+                                    cache_dir=cache_dir)
+    except Exception as error:  # urllib/http/ssl/hash errors vary by platform
+        reason = str(getattr(error, "reason", "") or error).strip().splitlines()
+        raise WeightsError(
+            "could not download the ImageNet VGG16 weights (58 MB, kept in ~/.keras/models "
+            f"once downloaded): {type(error).__name__}"
+            f"{': ' + reason[0][:200] if reason else ''}; when offline pass --weights FILE with a "
+            "local vgg16 *_notop.weights.h5 (or .h5) file, or --weights none") from None
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def check_weights_source(weights):
+    """WeightsError now, before a stage reads an image or writes anything, for weights that
+    cannot be had: ImageNet's are fetched here (once; offline that fails in seconds, not
+    after the images are read), a file must exist and be HDF5 (Keras' .weights.h5 and .h5);
+    whether it holds VGG16's layers is known only when it is loaded."""
+    if weights in (None, "none", "None", ""):
+        return
+    if weights == "imagenet":
+        fetch_imagenet_weights()
         return
     path = Path(weights)
     if not path.is_file():
