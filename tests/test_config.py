@@ -7,15 +7,29 @@ from microrep.config import TrainConfig, add_config_flags, config_from_args, fro
 from microrep.errors import ConfigError
 
 
-def parse(argv):
+def parse(argv, source=("--data", "synthetic")):
     parser = argparse.ArgumentParser()
     add_config_flags(parser, TrainConfig)
-    return config_from_args(TrainConfig, parser.parse_args(argv))
+    return config_from_args(TrainConfig, parser.parse_args([*source, *argv]))
 
 
-def test_defaults_follow_the_paper():
+def test_defaults_are_the_recipe_at_the_papers_input():
+    """The paper's 224-px ImageNet VGG16 input; the recipe's frozen base, blocks 4+5 and
+    residual head (not the paper's fine-tuned projection, which `paper_train_config` keeps)."""
+    from microrep.config import paper_train_config
+
     config = parse([])
     assert config.model.input_size == 224 and config.model.weights == "imagenet"
+    assert config.model.train_base is False and config.model.head == "residual"
+    assert config.model.feature_layers == "auto"  # block4_conv3 and block5_conv3 at 224 px
+    paper = paper_train_config()
+    assert paper.model.train_base is True and paper.model.head == "projection"
+
+
+def test_a_run_without_a_data_source_asks_for_one():
+    with pytest.raises(ConfigError, match="which micrographs"):
+        parse([], source=())
+    assert parse([], source=("--images", "some/folder")).data.data == "images"
 
 
 def test_file_then_flags(tmp_path):
@@ -65,3 +79,17 @@ def test_settings_files_of_the_earlier_layout_still_load(tmp_path):
     assert demo.train.model.input_size == 48  # the demo's own default, not train's 224
     with pytest.raises(ConfigError, match="unknown setting"):
         from_dict(DemoConfig, {"samples": 2})
+
+
+def test_embed_picks_the_precision_as_the_cpu_preset_does_unless_told():
+    from microrep.config import EmbedConfig
+    from microrep.device import cpu_has_native_bfloat16
+
+    def embed(*argv):
+        parser = argparse.ArgumentParser()
+        add_config_flags(parser, EmbedConfig)
+        return config_from_args(EmbedConfig, parser.parse_args(["--images", "x", *argv]))
+
+    assert embed("--pretrained").model.mixed_precision is cpu_has_native_bfloat16()
+    assert embed("--pretrained", "--no-mixed-precision").model.mixed_precision is False
+    assert embed("--pretrained", "--mixed-precision").model.mixed_precision is True

@@ -1,6 +1,7 @@
 """`microrep search` on real embeddings of generated micrographs, and the neighbour engine."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,6 +10,7 @@ import pytest
 from microrep.analysis.neighbours import nearest_neighbours
 from microrep.cli import main
 from microrep.embedding.archive import read_embeddings
+from microrep.fileio import write_sealed_json
 
 PRETRAINED = ["--pretrained", "--input-size", "32", "--vgg-blocks", "2",
               "--feature-layers", "block2_conv2", "--grid", "1"]
@@ -106,6 +108,21 @@ def test_search_by_image_files_and_by_rows(archive, tmp_path, capsys):
                  "--out", str(tmp_path / "random")]) == 2
     assert "random VGG16 weights" in capsys.readouterr().err
 
+    # a list file (names with spaces), and an embeddings folder as queries: the answer printed
+    spaced = tmp_path / "a query with spaces.png"
+    spaced.write_bytes(Path(query).read_bytes())
+    (tmp_path / "queries.txt").write_text(f"{spaced}\n")
+    capsys.readouterr()
+    assert main(["search", "--index", str(archive / "index"), "--query",
+                 str(tmp_path / "queries.txt"), "--k", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert str(spaced) in printed and f"  1  0.0000  {table['label'].iloc[4]}  {query}" in printed
+    assert main(["search", "--index", str(archive / "index"), "--query", str(archive / "index"),
+                 "--k", "1", "--out", str(tmp_path / "archive-queries")]) == 0
+    by_archive = pd.read_csv(tmp_path / "archive-queries" / "neighbours.csv")
+    assert len(by_archive) == len(table) and (by_archive["distance"] < 1e-5).all()
+    assert (by_archive["query_label"] == by_archive["label"]).all()
+
 
 @pytest.mark.slow
 def test_bad_search_input_is_one_line(archive, tmp_path, capsys):
@@ -118,8 +135,8 @@ def test_bad_search_input_is_one_line(archive, tmp_path, capsys):
     shutil.copytree(archive / "index", moved)
     info = json.loads((moved / "embed.json").read_text())
     info["feature_layers"] = "block1_conv2"  # a 64-channel layer: not the index's 128-d model
-    (moved / "embed.json").write_text(json.dumps(info))
-    cases = [(["--index", str(tmp_path), "--query-rows", "0"], "run `microrep embed` first"),
+    write_sealed_json(moved / "embed.json", {k: v for k, v in info.items() if k != "checksum"})
+    cases = [(["--index", str(tmp_path), "--query-rows", "0"], "holds no embeddings archive"),
              (["--index", index, "--query", str(tmp_path / "junk.png")], "junk.png"),
              (["--index", index, "--query-rows", "0", "--k", "50"], "--k 50 is more than the 11"),
              (["--index", str(moved), "--query", str(archive / "data" / "pearlite")],

@@ -128,13 +128,13 @@ def test_the_recipe_input_baseline_is_the_head_before_training_standardised_on_t
 def test_presets_fill_only_what_flags_and_files_leave_open(monkeypatch):
     parser = argparse.ArgumentParser()
     add_config_flags(parser, TrainConfig)
-    config = config_from_args(TrainConfig, parser.parse_args(["--preset", "cpu", "--epochs", "3"]))
+    config = config_from_args(TrainConfig, parser.parse_args(["--data", "synthetic", "--preset", "cpu", "--epochs", "3"]))
     assert config.epochs == 3 and config.similarity == "graded"
     assert config.model.feature_layers == TrainConfig().model.feature_layers == "auto"
     monkeypatch.setattr("microrep.device.cpu_has_native_bfloat16", lambda: False)
-    plain = config_from_args(TrainConfig, parser.parse_args(["--preset", "cpu"]))
+    plain = config_from_args(TrainConfig, parser.parse_args(["--data", "synthetic", "--preset", "cpu"]))
     assert plain.model.mixed_precision is False
-    chosen = config_from_args(TrainConfig, parser.parse_args(["--preset", "cpu",
+    chosen = config_from_args(TrainConfig, parser.parse_args(["--data", "synthetic", "--preset", "cpu",
                                                               "--mixed-precision"]))
     assert chosen.model.mixed_precision is True
 
@@ -164,7 +164,7 @@ def test_presets_store_only_differences_and_name_real_settings():
 def test_train_defaults_are_the_frozen_recipe_and_other_stages_keep_theirs():
     parser = argparse.ArgumentParser()
     add_config_flags(parser, TrainConfig)
-    config = config_from_args(TrainConfig, parser.parse_args(["--input-size", "96"]))
+    config = config_from_args(TrainConfig, parser.parse_args(["--data", "synthetic", "--input-size", "96"]))
     assert config.model.input_size == 96
     assert (config.model.head, config.model.train_base) == ("residual", False)
     assert config.hard_pairs == TrainConfig().hard_pairs > 0, "the measured recipe mines"

@@ -133,12 +133,19 @@ def plot_pc_extremes(scores, images, path, count=6, thumb=96):
     return _save(figure, path)
 
 
+def short_name(path, width=22):
+    """A file name cut in the middle, so names that differ at the end still read apart."""
+    name = Path(str(path)).name
+    return name if len(name) <= width else name[:width // 2 - 1] + "…" + name[-(width // 2):]
+
+
 def plot_neighbours(neighbours, path, max_queries=12, thumb=96):
     """Each query's thumbnail, then its nearest micrographs with distance and label, one row each.
 
     `neighbours` is `microrep search`'s table (query, rank, distance, path, label...).
     """
-    queries = list(dict.fromkeys(neighbours["query"]))[:max_queries]
+    every = list(dict.fromkeys(neighbours["query"]))
+    queries = every[:max_queries]
     k = int(neighbours["rank"].max()) if len(neighbours) else 0
     figure, axes = plt.subplots(len(queries), k + 1, figsize=(1.6 * (k + 1), 2.0 * len(queries)),
                                 squeeze=False)
@@ -163,7 +170,7 @@ def plot_neighbours(neighbours, path, max_queries=12, thumb=96):
     for row, query in enumerate(queries):
         found = neighbours[neighbours["query"] == query].sort_values("rank")
         query_label = found["query_label"].iloc[0] if "query_label" in found and len(found) else ""
-        show(axes[row, 0], query, f"query: {Path(str(query)).name[:18]}\n{wrapped(query_label)}".strip())
+        show(axes[row, 0], query, f"query: {short_name(query)}\n{wrapped(query_label)}".strip())
         axes[row, 0].patch.set_edgecolor("tab:red")
         for column in range(1, k + 1):
             axis = axes[row, column]
@@ -172,5 +179,7 @@ def plot_neighbours(neighbours, path, max_queries=12, thumb=96):
                 show(axis, hit["path"], f"{hit['distance']:.2f}\n{wrapped(hit.get('label', ''))}")
             else:
                 axis.axis("off")
-    figure.suptitle("Nearest micrographs (distance, label)", fontsize=9)
+    shown = (f"the first {len(queries)} of {len(every)} queries (all in neighbours.csv)"
+             if len(every) > len(queries) else f"{len(queries)} quer{'y' if len(queries) == 1 else 'ies'}")
+    figure.suptitle(f"Nearest micrographs (distance, label): {shown}", fontsize=9)
     return _save(figure, path)

@@ -11,8 +11,9 @@ def run_index(config, log=print):
     refuse_earlier_output(Path(config.out) / INDEX_INFO, "an index", config.overwrite)
     info = build_index(config.embeddings, config.out, config.kind, config.target_recall,
                        config.queries, config.seed, log)
-    log(f"indexed {info['rows']} vectors ({info['faiss']}, nprobe {info['nprobe']}): recall@10 "
-        f"{info['recall_at_10']:.3f} against exact search on {info['held_out_queries']} held-out "
-        f"queries, {info['query_ms']:.2f} ms a query; {Path(config.out) / 'index.faiss'} "
+    how = "exact (Flat)" if not info["nprobe"] else f"{info['faiss']}, nprobe {info['nprobe']}"
+    log(f"indexed {info['rows']} vectors ({how}): recall@10 {info['recall_at_10']:.3f} against "
+        f"exact search for {info['held_out_queries']} of its vectors as queries, "
+        f"{info['query_ms']:.2f} ms a query; {Path(config.out) / 'index.faiss'} "
         f"({info['bytes'] / 1e6:.1f} MB)")
     return info

@@ -4,7 +4,8 @@ The index is a folder written by `microrep embed` (searched part by part from
 memory maps, never concatenated in RAM) or by `microrep index`; queries are
 image files or folders, embedded with the same model and tiling as the index
 (embed.json records both), or rows of the index.
-Writes neighbours.csv (query, rank, path, distance, the index's metadata) and
+Prints the answer (each query, then its neighbours' rank, distance, label and path); with
+--out also writes neighbours.csv (query, rank, path, distance, the index's metadata) and
 neighbours.png (each query's thumbnail, then its nearest with distance and label).
 """
 
@@ -18,12 +19,12 @@ from microrep.analysis.plots import plot_neighbours
 from microrep.config import EmbedConfig, ModelConfig
 from microrep.data.folders import image_files
 from microrep.data.images import read_image
-from microrep.embedding.archive import TABLE, archive_info, open_archive
+from microrep.embedding.archive import TABLE, archive_info, open_archive, refuse_other_model
 from microrep.embedding.archive_search import search_parts
 from microrep.embedding.index import is_index, open_index, search_index
 from microrep.embedding.tiles import embed_images
 from microrep.errors import ConfigError, DataError
-from microrep.launchers.local import embedding_tower
+from microrep.launchers.local import cached_embedder, embedding_tower, frozen_run
 from microrep.fileio import refuse_earlier_output, write_text
 
 #: Queries drawn in neighbours.png (all of them are in neighbours.csv).
@@ -71,21 +72,67 @@ def absolute_paths(paths, info):
     return [str(p) if Path(p).is_absolute() else str(base / p) for p in paths.astype(str)]
 
 
-def query_files(paths):
-    """Image files named, or found in the folders named (sorted), in the order given."""
-    files = []
+def is_archive_folder(path):
+    return path.is_dir() and ((path / "manifest.json").is_file() or (path / "parts").is_dir()
+                              or (path / "embeddings.npy").is_file())
+
+
+def listed_queries(path):
+    """(paths, labels) named by a list file: a CSV with a path column (label optional,
+    paths relative to the CSV), or a text file of one path per line (names may hold spaces)."""
+    if path.suffix.lower() == ".csv":
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if "path" not in table:
+            raise DataError(f"query list {path} has no path column")
+        labels = table["label"].tolist() if "label" in table else [""] * len(table)
+        paths = table["path"].tolist()
+    else:
+        paths = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        labels = [""] * len(paths)
+    return [p if Path(p).is_absolute() else path.parent / p for p in map(str, paths)], labels
+
+
+def query_sources(paths):
+    """(image files with their labels, archive folders) named by --query: image files, folders
+    of images, list files (.csv / .txt) and embeddings folders (their vectors are the queries)."""
+    files, labels, archives = [], [], []
     for text in [p.strip() for p in paths.split(",") if p.strip()]:
         path = Path(text)
-        if path.is_dir():
+        if is_archive_folder(path):
+            archives.append(path)
+        elif path.is_dir():
             found = image_files(path)
             if not found:
                 raise DataError(f"query folder {path} holds no images")
             files += found
+            labels += [""] * len(found)
+        elif path.is_file() and path.suffix.lower() in (".csv", ".txt"):
+            listed, listed_labels = listed_queries(path)
+            files += listed
+            labels += listed_labels
         elif path.is_file():
             files.append(path)
+            labels.append("")
         else:
             raise DataError(f"query {path} not found")
-    return files
+    missing = [str(f) for f in files if not Path(f).is_file()]
+    if missing:
+        raise DataError(f"query {missing[0]} not found" + (f" (and {len(missing) - 1} more)"
+                                                         if len(missing) > 1 else ""))
+    return files, labels, archives
+
+
+class ImageFiles:
+    """Query images decoded when their batch is embedded (by reader threads), not all first."""
+
+    def __init__(self, files):
+        self.files = list(files)
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, index):
+        return read_image(self.files[index])
 
 
 def index_model(info, folder):
@@ -106,13 +153,36 @@ def index_model(info, folder):
     return EmbedConfig(model_path=info["model_path"], grid=info["grid"])
 
 
-def embed_queries(config, info):
-    """(query embeddings, query table) of the image files given with --query."""
-    files = query_files(config.query)
-    model = index_model(info, config.index)
-    images = [read_image(path) for path in files]
-    vectors = embed_images(embedding_tower(model), images, model.grid, workers=0)
-    return vectors, pd.DataFrame({"query": [str(p) for p in files], "query_label": ""})
+def embed_queries(config, info, dim, log=print):
+    """(query embeddings, query table) of --query: image files embedded with the index's model
+    (a frozen-base run's feature cache serves the images it holds), and the vectors of any
+    embeddings folder named, which must come from the same model."""
+    files, labels, archives = query_sources(config.query)
+    vectors, tables = [], []
+    if files:
+        model = index_model(info, config.index)
+        tower = embedding_tower(model)
+        if int(tower.output_shape[-1]) != dim:  # before any image is read
+            raise DataError(f"the model recorded in {config.index}/embed.json makes "
+                            f"{int(tower.output_shape[-1])}-d vectors but the index holds {dim}-d "
+                            "ones: it is not the one that made the index (re-embed the archive)")
+        run = frozen_run(model)
+        images = ImageFiles(files)
+        if run is not None:
+            vectors.append(np.concatenate([v for _, v in cached_embedder(tower, run, log)(images)]))
+        else:
+            vectors.append(embed_images(tower, images, model.grid, progress=True))
+        tables.append(pd.DataFrame({"query": [str(p) for p in files], "query_label": labels}))
+    for folder in archives:
+        archive = open_archive(folder)
+        refuse_other_model((config.index, info, dim), (folder, archive_info(folder), archive.dim),
+                           "searching one archive with another")
+        vectors.append(archive.vectors())
+        table = archive.table
+        tables.append(pd.DataFrame({"query": table["path"].astype(str).to_numpy(),
+                                    "query_label": (table["label"].fillna("").astype(str).to_numpy()
+                                                    if "label" in table else "")}))
+    return np.concatenate(vectors), pd.concat(tables, ignore_index=True)
 
 
 def parse_rows(text, size):
@@ -130,7 +200,8 @@ def run_search(config, log=print):
     """The search stage of a SearchConfig; returns the neighbours table it wrote."""
     if bool(config.query) == bool(config.query_rows):
         raise ConfigError("give either --query (image files or folders) or --query-rows")
-    refuse_earlier_output(Path(config.out) / "neighbours.csv", "a search", config.overwrite)
+    if config.out:
+        refuse_earlier_output(Path(config.out) / "neighbours.csv", "a search", config.overwrite)
     index, table, info = read_index(config.index)
     groups = table["group"].astype(str).to_numpy() if "group" in table else None
     if config.exclude_same_group and groups is None:
@@ -144,12 +215,8 @@ def run_search(config, log=print):
                                                     if "label" in table else "")})
         query_groups = groups[rows] if config.exclude_same_group else None
     else:
-        queries, query_table = embed_queries(config, info)
+        queries, query_table = embed_queries(config, info, index.shape[1], log)
         query_groups = None  # outside images belong to no sample of the index
-    if queries.shape[1] != index.shape[1]:
-        raise DataError(f"the queries were embedded as {queries.shape[1]}-d vectors but the index "
-                        f"holds {index.shape[1]}-d ones: the model recorded in {config.index}/"
-                        "embed.json is not the one that made the index (re-embed the archive)")
     candidates = len(index) - (1 if rows is not None else 0)
     if config.k > candidates:
         raise ConfigError(f"--k {config.k} is more than the {candidates} micrographs the index "
@@ -164,12 +231,31 @@ def run_search(config, log=print):
                                              query_groups, rows, backend)
         backend += ", part by part"
     result = neighbour_table(query_table, table, distances, neighbours)
-    write_text(Path(config.out) / "neighbours.csv", result.to_csv(index=False))
-
-    plot_neighbours(result, Path(config.out) / "neighbours.png", MAX_DRAWN)
     log(f"{len(query_table)} quer{'y' if len(query_table) == 1 else 'ies'}, {config.k} nearest "
-        f"of {len(index)} ({backend} search); neighbours.csv and neighbours.png in {config.out}")
+        f"of {len(index)} ({backend} search)")
+    for line in answer_lines(result):
+        log(line)
+    if config.out:
+        write_text(Path(config.out) / "neighbours.csv", result.to_csv(index=False))
+        plot_neighbours(result, Path(config.out) / "neighbours.png", MAX_DRAWN)
+        drawn = min(MAX_DRAWN, len(query_table))
+        log(f"neighbours.csv (every query) and neighbours.png (the first {drawn} of "
+            f"{len(query_table)} queries) in {config.out}")
     return result
+
+
+def answer_lines(result):
+    """The answer as text: each query (and its label), then rank, distance, label, path."""
+    lines = []
+    for query, found in result.groupby("query", sort=False):
+        label = found["query_label"].iloc[0]
+        lines.append(f"{query}" + (f" [{label}]" if str(label) not in ("", "nan") else ""))
+        for hit in found.itertuples():
+            hit_label = getattr(hit, "label", "")
+            lines.append(f"  {hit.rank:>3}  {hit.distance:.4f}  "
+                         + (f"{hit_label}  " if str(hit_label) not in ("", "nan") else "")
+                         + str(hit.path))
+    return lines
 
 
 def neighbour_table(query_table, table, distances, neighbours):

@@ -303,16 +303,20 @@ class SearchConfig:
 
     index: str = option("runs/embeddings", "the archive: a folder written by `microrep embed`, "
                         "or an index folder written by `microrep index` (memory-mapped)")
-    query: str = option("", "query image files or folders (embedded with the index's model, as "
-                        "embed.json records it)", parse=_paths, nargs="+")
+    query: str = option("", "queries: image files, folders of images, list files (.txt, one "
+                        "path a line; .csv with a path and an optional label column) embedded "
+                        "with the index's model as embed.json records it, or embeddings folders "
+                        "of the same model (their vectors, not re-embedded)", parse=_paths,
+                        nargs="+")
     query_rows: str = option("", "queries that are rows of the index, comma-separated (0-based)")
     k: int = count_option(10, "neighbours per query")
     exclude_same_group: bool = option(False, "skip neighbours from the query's own sample "
                                       "(the index's group column)")
-    backend: str = option("auto", "'exact' (scikit-learn), 'faiss' (pip install microrep[faiss]) "
-                          "or 'auto' (faiss above 200,000 rows when installed)",
+    backend: str = option("auto", "'exact' (scikit-learn), 'faiss' or 'auto' (faiss above "
+                          "200,000 rows)",
                           ("auto", "exact", "faiss"))
-    out: str = option("runs/search", "folder for neighbours.csv and neighbours.png")
+    out: str = option("", "also write neighbours.csv (every query) and neighbours.png (the "
+                      "first 12) into this folder; the answer is printed either way")
     overwrite: bool = option(False, "replace an earlier search in --out")
 
 

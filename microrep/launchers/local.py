@@ -84,8 +84,8 @@ def cached_embedder(tower, run, log, chunk=256):
     stays bounded."""
     cached = CachedHead(tower, run)
     size = int(cached.feature_tower.input_shape[1])
-    log(f"frozen-base run: VGG16 tile features come from its feature cache {cached.cache} where "
-        "training computed them; only the head runs")
+    log(f"frozen-base run: VGG16 tile features are read from its feature cache {cached.cache} "
+        "where present (computed and added there for images it lacks); then only the head runs")
 
     def embed(images):
         for start in range(0, len(images), chunk):
