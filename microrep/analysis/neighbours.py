@@ -85,18 +85,32 @@ class NeighbourSearch:
         elif query_rows is not None:
             extra = 1
         distances, rows = self._search(queries, min(k + extra, len(self.index_)))
-        out_d = np.full((len(queries), k), np.inf, dtype=np.float64)
-        out_r = np.full((len(queries), k), -1, dtype=np.int64)
-        for q in range(len(queries)):
-            keep = rows[q] >= 0
-            if query_rows is not None:
-                keep &= rows[q] != query_rows[q]
-            if skip_own:
-                keep &= index_groups[np.clip(rows[q], 0, None)] != query_groups[q]
-            chosen = np.flatnonzero(keep)[:k]
-            out_d[q, :len(chosen)] = distances[q, chosen]
-            out_r[q, :len(chosen)] = rows[q, chosen]
-        return out_d, out_r
+        return first_allowed(distances, rows, k, query_rows, index_groups if skip_own else None,
+                             query_groups)[:2]
+
+
+def first_allowed(distances, rows, k, query_rows=None, index_groups=None, query_groups=None):
+    """(distances, rows, short) of the first k candidates of each query that are allowed: not
+    the query's own row (`query_rows`), not of its own group (`index_groups`/`query_groups`).
+
+    The one exclusion every search uses (exact, faiss, part by part, a faiss index).
+    Candidates are in nearest-first order, -1 for none; missing neighbours are -1 / inf,
+    and `short` says some query has fewer than k (a caller may ask for more candidates).
+    """
+    out_d = np.full((len(rows), k), np.inf, dtype=np.float64)
+    out_r = np.full((len(rows), k), -1, dtype=np.int64)
+    short = False
+    for q in range(len(rows)):
+        keep = rows[q] >= 0
+        if query_rows is not None:
+            keep &= rows[q] != query_rows[q]
+        if index_groups is not None and query_groups is not None:
+            keep &= np.asarray(index_groups)[np.clip(rows[q], 0, None)] != query_groups[q]
+        chosen = np.flatnonzero(keep)[:k]
+        out_d[q, :len(chosen)] = distances[q, chosen]
+        out_r[q, :len(chosen)] = rows[q, chosen]
+        short |= len(chosen) < k
+    return out_d, out_r, short
 
 
 def nearest_neighbours(index, queries, k=10, index_groups=None, query_groups=None,

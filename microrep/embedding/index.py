@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from microrep.analysis.neighbours import first_allowed
 from microrep.embedding.archive_search import search_parts
 from microrep.embedding.archive import open_archive
 from microrep.errors import ConfigError, DataError
@@ -148,19 +149,8 @@ def search_index(index, queries, k, index_groups=None, query_groups=None, query_
     while True:
         ask = min(ask, index.ntotal)
         squared, found = index.search(queries, ask)
-        distances = np.full((len(queries), k), np.inf, np.float32)
-        rows = np.full((len(queries), k), -1, np.int64)
-        short = False
-        for q in range(len(queries)):
-            keep = found[q] >= 0
-            if query_rows is not None:
-                keep &= found[q] != query_rows[q]
-            if query_groups is not None:
-                keep &= index_groups[np.maximum(found[q], 0)] != query_groups[q]
-            chosen = np.flatnonzero(keep)[:k]
-            rows[q, :len(chosen)] = found[q, chosen]
-            distances[q, :len(chosen)] = np.sqrt(np.maximum(squared[q, chosen], 0))
-            short |= len(chosen) < k
+        distances, rows, short = first_allowed(np.sqrt(np.maximum(squared, 0)), found, k,
+                                               query_rows, index_groups, query_groups)
         if not short or ask >= index.ntotal:
-            return distances, rows
+            return distances.astype(np.float32), rows
         ask *= 4

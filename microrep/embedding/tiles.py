@@ -83,23 +83,25 @@ def iter_embeddings(tower, images, grid=3, batch_size=64, progress=False, worker
     total = -(-len(images) // max(batch_size // per_image, 1))
     batches = iter_tile_batches(images, tile, grid, batch_size, workers)
     bar = None
-    if progress:
-        from tqdm import tqdm  # text bars: no ipywidgets needed in a notebook
-
-        bar = tqdm(total=len(images), desc="embedding", unit="image")  # images, with an ETA
     started = time.perf_counter()
-    for number, (indices, tiles) in enumerate(batches):
-        vectors = mean_tile_embeddings(tower, tiles, per_image)
+    try:
+        for number, (indices, tiles) in enumerate(batches):
+            vectors = mean_tile_embeddings(tower, tiles, per_image)
+            if progress and bar is None:  # after the first batch: bad input stays one line
+                from tqdm import tqdm  # text bars: no ipywidgets needed in a notebook
+
+                bar = tqdm(total=len(images), desc="embedding", unit="image")  # with an ETA
+            if bar is not None:
+                bar.update(len(indices))
+            yield indices, vectors
+            if number == 1 and log is not None:
+                log(f"embedding {len(images)} images ({per_image} tiles each): "
+                    f"{duration_words(total * (time.perf_counter() - started))} on this machine "
+                    "(measured on the second batch)")
+            started = time.perf_counter()
+    finally:
         if bar is not None:
-            bar.update(len(indices))
-            if bar.n >= len(images):
-                bar.close()
-        yield indices, vectors
-        if number == 1 and log is not None:
-            log(f"embedding {len(images)} images ({per_image} tiles each): "
-                f"{duration_words(total * (time.perf_counter() - started))} on this machine "
-                "(measured on the second batch)")
-        started = time.perf_counter()
+            bar.close()
 
 
 def embed_images(tower, images, grid=3, batch_size=64, progress=False, workers=None):
