@@ -38,7 +38,9 @@ PUBLIC = {
     "build_tower": "microrep.nn", "build_siamese": "microrep.nn",
     "build_feature_tower": "microrep.nn", "contrastive_loss": "microrep.nn",
     "ContrastiveLoss": "microrep.nn", "LOSSES": "microrep.registry", "HEADS": "microrep.registry",
-    "POOLINGS": "microrep.registry", "load_vgg16": "microrep.nn.backbone",
+    "POOLINGS": "microrep.registry", "LAUNCHERS": "microrep.registry",
+    "LossEntry": "microrep.nn.losses", "HeadEntry": "microrep.nn.heads",
+    "load_vgg16": "microrep.nn.backbone",
     # pairs
     "PairSampler": "microrep.pairs", "GradedPairSampler": "microrep.pairs",
     "pair_batches": "microrep.pairs",
@@ -46,7 +48,8 @@ PUBLIC = {
     "train": "microrep.training", "load_tower": "microrep.training",
     # embedding
     "embed_images": "microrep.embedding", "read_embeddings": "microrep.embedding",
-    "write_embeddings": "microrep.embedding",
+    "write_embeddings": "microrep.embedding", "open_archive": "microrep.embedding.archive",
+    "convert_single_file": "microrep.embedding.archive", "PartsArchive": "microrep.embedding.parts",
     # analysis
     "evaluate_features": "microrep.analysis.scores", "cross_validate": "microrep.analysis.svm",
     "cv_splits": "microrep.analysis.svm", "svm_pipeline": "microrep.analysis.svm",

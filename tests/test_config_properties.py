@@ -19,14 +19,14 @@ from hypothesis import strategies as st
 from microrep.config import (DemoConfig, EmbedConfig, EvalConfig, ExportConfig, FetchConfig,
                              ReproduceConfig, TrainConfig, add_config_flags, config_from_args,
                              from_dict)
-from microrep.config.fields import _flag_fields
+from microrep.config.fields import flag_fields
 from microrep.data.synthetic import SyntheticConfig
 from microrep.errors import ConfigError
 
 STAGES = (TrainConfig, EmbedConfig, EvalConfig, ExportConfig, DemoConfig, FetchConfig,
           ReproduceConfig, SyntheticConfig)
 SETTINGS = [(stage, path, field, field_type)
-            for stage in STAGES for path, field, field_type in _flag_fields(stage)]
+            for stage in STAGES for path, field, field_type in flag_fields(stage)]
 NOT_SCALARS = st.one_of(st.none(), st.lists(st.integers(), max_size=3),
                         st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
 

@@ -115,16 +115,16 @@ def test_every_training_setting_can_be_set_through_reproduce():
     import argparse
 
     from microrep.config import add_config_flags, config_from_args
-    from microrep.config.fields import _flag_fields
+    from microrep.config.fields import flag_fields
 
-    train_flags = {path[-1] for path, _, _ in _flag_fields(TrainConfig)}
+    train_flags = {path[-1] for path, _, _ in flag_fields(TrainConfig)}
     owned = {"out", "resume", "overwrite"}  # reproduce keeps its own report folder and resumes itself
-    reproduce_paths = {path[-1]: path for path, _, _ in _flag_fields(ReproduceConfig)}
+    reproduce_paths = {path[-1]: path for path, _, _ in flag_fields(ReproduceConfig)}
     assert train_flags - owned <= set(reproduce_paths)
     parser = argparse.ArgumentParser()
     add_config_flags(parser, ReproduceConfig)
     for name in sorted(train_flags - owned):
-        path, field, field_type = next(f for f in _flag_fields(ReproduceConfig) if f[0][-1] == name)
+        path, field, field_type = next(f for f in flag_fields(ReproduceConfig) if f[0][-1] == name)
         assert path[0] == "train", name
         value = {bool: "--no-" if field.default else "--", int: "7", float: "0.25"}.get(field_type)
         choices = field.metadata.get("choices")

@@ -135,6 +135,7 @@ def test_bad_search_input_is_one_line(archive, tmp_path, capsys):
     shutil.copytree(archive / "index", moved)
     info = json.loads((moved / "embed.json").read_text())
     info["feature_layers"] = "block1_conv2"  # a 64-channel layer: not the index's 128-d model
+    info["embedder"]["model"]["feature_layers"] = "block1_conv2"
     write_sealed_json(moved / "embed.json", {k: v for k, v in info.items() if k != "checksum"})
     cases = [(["--index", str(tmp_path), "--query-rows", "0"], "holds no embeddings archive"),
              (["--index", index, "--query", str(tmp_path / "junk.png")], "junk.png"),

@@ -1,6 +1,7 @@
 """Markdown reports of a run, written for a reader rather than a parser."""
 
 from microrep.analysis.interpret import strongest
+from microrep.config.stages import is_random_weights
 
 
 def _accuracy(summary):
@@ -177,7 +178,7 @@ def reproduce_report(table, confusions, interpretation, meta, out):
              f"{settings['grid']}x{settings['grid']} tiles per "
              f"image, {settings['epochs']} epochs x {settings['pairs_per_epoch']} pairs per fold, "
              f"margin {settings['margin']}, {settings['folds']}-fold CV.", ""]
-    if settings["weights"] == "none":
+    if is_random_weights(settings["weights"]):
         lines += ["**The VGG16 weights were random (`--weights none`)**: the baseline is then a "
                   "random-feature baseline, not DeCost et al.'s ImageNet features.", ""]
     lines += ["## Accuracy (linear SVM; mean ± std over folds)", "",
@@ -190,7 +191,7 @@ def reproduce_report(table, confusions, interpretation, meta, out):
         lines.append(f"| {TASK_NAMES.get(row.task, row.task)} | {row.cv} | {paper[0]} | "
                      f"{paper[1]} | {_pct(row.baseline_mean, row.baseline_std)} | "
                      f"{_pct(row.ours_mean, row.ours_std)} |")
-    baseline = ("ImageNet VGG16 feature maps" if settings["weights"] != "none" else
+    baseline = ("ImageNet VGG16 feature maps" if not is_random_weights(settings["weights"]) else
                 "feature maps of a randomly initialised VGG16")
     lines += ["", "*stratified*: image-level folds, as the papers did (micrographs of one sample can "
               "sit on both sides; the papers' numbers are shown on these rows only); *grouped*: "

@@ -33,6 +33,7 @@ from microrep.embedding.parts import weights_digest
 from microrep.embedding.tiles import embed_images
 from microrep.errors import ExportError, OutputExistsError
 from microrep.fileio import write_json, write_text
+from microrep.config.stages import is_random_weights
 from microrep.nn.tower import build_tower
 from microrep.training import train
 from microrep.training.run_dir import LOG
@@ -41,7 +42,7 @@ from microrep.training.run_dir import LOG
 def uses_recommended_recipe(config):
     """The recommended recipe, asked for or (auto) because pretrained weights are named."""
     return config.recipe == "recommended" or (config.recipe == "auto" and
-                                              config.train.model.weights not in ("none", ""))
+                                              not is_random_weights(config.train.model.weights))
 
 
 def recommended_recipe(train):

@@ -14,6 +14,7 @@ from microrep.embedding.archive import EMBEDDINGS, clear_archive
 from microrep.embedding.manifest import MANIFEST, MANIFEST_INFO, manifest_info, parse_parts, publish_manifest
 from microrep.embedding.parts import (IDENTITY_KEYS, PROVENANCE, provenance, archive_status,
                                       digest_of, weights_digest)
+from microrep.config import to_dict
 from microrep.device import precision_words
 from microrep.errors import ConfigError, OutputExistsError
 from microrep.fileio import refuse_earlier_output, write_sealed_json
@@ -78,10 +79,14 @@ def claim_identity(config, out, info, tower):
                 "another --out, or --overwrite to start again")
         return identity
     model_path = None if config.pretrained else str(config.model_path)
-    write_sealed_json(path, {**settings, **identity, "model_path": model_path, "written_by": "embed",
-                      "data": info["source"]["data"], "data_dir": info["source"]["location"],
-                      "task": info["source"]["task"], "images": info["rows"],
-                      "part_size": info["part_size"], "parts": info["parts"]})
+    embedder = {"pretrained": config.pretrained, "grid": config.grid, "model_path": model_path,
+                "recipe_input": config.recipe_input,
+                "model": to_dict(config.model) if config.pretrained else None}
+    write_sealed_json(path, {**settings, **identity, "model_path": model_path,
+                             "written_by": "embed", "embedder": embedder,
+                             "data": info["source"]["data"], "data_dir": info["source"]["location"],
+                             "task": info["source"]["task"], "images": info["rows"],
+                             "part_size": info["part_size"], "parts": info["parts"]})
     return identity
 
 

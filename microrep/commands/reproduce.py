@@ -164,8 +164,8 @@ def train_and_embed(config, images, train_rows, train_labels, embed_rows, run_di
     """
     train_rows = np.asarray(train_rows)
     names = [f"image{r}" for r in train_rows]
-    fold_data = Dataset(pd.DataFrame({"path": names, "label": train_labels, "group": names}),
-                        _cache={i: images[r] for i, r in enumerate(train_rows)})
+    fold_data = Dataset(pd.DataFrame({"path": names, "label": train_labels, "group": names})
+                        ).with_images([images[r] for r in train_rows])
     fold_config = dataclasses.replace(config.train, out=str(run_dir), overwrite=True, resume=False)
     run = train(fold_config, fold_data, verbose=0,
                 features=None if frozen is None else frozen.subset(train_rows))
@@ -327,7 +327,7 @@ def heldout_table(config, dataset, images, out, log):
     else:
         log(f"held-out: microrep's recipe vs the pretrained features over {config.heldout_splits} "
             "seeded splits (training on one half, scoring the other)")
-        scaled = dataclasses.replace(dataset, _cache=dict(enumerate(images)))
+        scaled = dataset.with_images(images)
         seeds = range(config.train.seed, config.train.seed + config.heldout_splits)
         tasks = [t.strip() for t in config.tasks.split(",") if t.strip()]
         rows, _ = compare_on_splits(heldout_recipe(config, out), scaled, seeds, tasks=tasks, log=log)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from microrep.analysis.neighbours import resolve_backend
 from microrep.analysis.plots import plot_neighbours
-from microrep.config import EmbedConfig, ModelConfig
+from microrep.config import EmbedConfig, ModelConfig, from_dict
 from microrep.data.folders import image_files
 from microrep.data.images import read_image
 from microrep.embedding.archive import TABLE, archive_info, open_archive, refuse_other_model
@@ -25,6 +25,7 @@ from microrep.embedding.index import is_index, open_index, search_index
 from microrep.embedding.tiles import embed_images
 from microrep.errors import ConfigError, DataError
 from microrep.launchers.local import cached_embedder, embedding_tower, frozen_run
+from microrep.config.stages import is_random_weights
 from microrep.fileio import refuse_earlier_output, write_text
 
 #: Queries drawn in neighbours.png (all of them are in neighbours.csv).
@@ -140,11 +141,17 @@ def index_model(info, folder):
     if "pretrained" not in info:
         raise DataError(f"{folder}/embed.json does not say which model embedded the index; "
                         "re-embed it with `microrep embed`, or query with --query-rows")
-    if info["pretrained"] and info["weights"] in ("none", "None", ""):
+    if info["pretrained"] and is_random_weights(info["weights"]):
         raise DataError(f"{folder} was embedded with random VGG16 weights (--weights none), "
                         "which cannot be rebuilt to embed queries; use --query-rows, or embed "
                         "the archive with --weights imagenet or a weights file")
-    if info["pretrained"]:
+    if info.get("embedder"):  # what `microrep embed` recorded: its own settings, round-tripped
+        embedder = info["embedder"]
+        model = from_dict(ModelConfig, embedder["model"]) if embedder["model"] else ModelConfig()
+        return EmbedConfig(pretrained=embedder["pretrained"], model=model, grid=embedder["grid"],
+                           model_path=embedder["model_path"] or EmbedConfig().model_path,
+                           recipe_input=embedder["recipe_input"])
+    if info["pretrained"]:  # an archive embedded before embed.json held its settings
         model = ModelConfig(weights=info["weights"], input_size=info["input_size"],
                             vgg_blocks=info["vgg_blocks"], feature_layers=info["feature_layers"],
                             pooling=info.get("pooling", "mean"),

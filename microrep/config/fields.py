@@ -62,7 +62,7 @@ def parse_batch_size(value):
     return number
 
 
-def _paths(value):
+def parse_paths(value):
     """One or more paths: a list (from the flag) or a string (a settings file), ', '-separated."""
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
@@ -160,7 +160,7 @@ def nest_flat_keys(cls, values, where="config"):
     records (`model: {input_size: ...}`); both may be mixed, but not for one setting.
     """
     paths = {}
-    for path, field, _ in _flag_fields(cls):
+    for path, field, _ in flag_fields(cls):
         for name in (path[-1], *field.metadata.get("aliases", ())):
             paths.setdefault(name, path)
     hints = typing.get_type_hints(cls)
@@ -302,20 +302,20 @@ def save_config(config, path):
     write_json(path, to_dict(config))
 
 
-def _flag_fields(cls, prefix=(), hidden=()):
+def flag_fields(cls, prefix=(), hidden=()):
     """(path of names, field, type) of every leaf field with a flag, nested ones flattened."""
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         if field.name in hidden:
             continue
         if _is_dataclass_type(hints[field.name]):
-            yield from _flag_fields(hints[field.name], prefix + (field.name,),
+            yield from flag_fields(hints[field.name], prefix + (field.name,),
                                     field.metadata.get("hidden", ()))
         else:
             yield prefix + (field.name,), field, hints[field.name]
 
 
-def _stage_default(instance, path):
+def stage_default(instance, path):
     for name in path:
         instance = getattr(instance, name)
     return instance

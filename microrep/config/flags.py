@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from microrep.config.fields import (_flag_fields, _stage_default, from_dict, nest_flat_keys,
+from microrep.config.fields import (flag_fields, stage_default, from_dict, nest_flat_keys,
                                     read_config_file)
 from microrep.config.presets import EMBED_DEFAULTS, apply_preset
 from microrep.config.stages import EmbedConfig, TrainConfig
@@ -27,7 +27,7 @@ def config_example(cls):
              "# Keys are the flag names (dashes or underscores); delete the lines you do not need.",
              "# Flags given on the command line override this file."]
     defaults, group = cls(), None
-    for path, field, _ in _flag_fields(cls):
+    for path, field, _ in flag_fields(cls):
         if path[:-1] != group:
             group = path[:-1]
             lines += ["", f"# --- {group[0]} settings"] if group else []
@@ -36,7 +36,7 @@ def config_example(cls):
         if choices is not None:
             help_text += f" (one of: {', '.join(map(str, choices))})"
         lines += [f"# {line}" for line in textwrap.wrap(help_text, 88)]
-        lines.append(f"{path[-1].replace('_', '-')}: {json.dumps(_stage_default(defaults, path))}")
+        lines.append(f"{path[-1].replace('_', '-')}: {json.dumps(stage_default(defaults, path))}")
     return "\n".join(lines) + "\n"
 
 
@@ -64,9 +64,9 @@ def add_config_flags(parser, cls):
                         help="print a complete, commented settings file with this command's "
                              "defaults, for --config, and exit")
     defaults = cls()
-    for path, field, field_type in _flag_fields(cls):
+    for path, field, field_type in flag_fields(cls):
         flags = ["--" + name.replace("_", "-") for name in (path[-1], *field.metadata.get("aliases", ()))]
-        default = _stage_default(defaults, path)
+        default = stage_default(defaults, path)
         help_text = field.metadata.get("help", "")
         if default != "" and "(default:" not in help_text:  # empty defaults say so in their help
             help_text += f" (default: {default})"
@@ -108,7 +108,7 @@ def config_from_args(cls, args):
     """Build `cls` from --config FILE, then the flags given on the command line."""
     where = getattr(args, "config", None) or "settings"
     values = nest_flat_keys(cls, read_config_file(args.config), where) if getattr(args, "config", None) else {}
-    for path, _, _ in _flag_fields(cls):
+    for path, _, _ in flag_fields(cls):
         given = getattr(args, "_".join(path), None)
         if given is None:
             continue

@@ -7,8 +7,8 @@ hold a TrainConfig with their own defaults) instead of repeating its settings.
 import dataclasses
 import os
 
-from microrep.config.fields import _paths, count_option, group, option, parse_batch_size
-from microrep.registry import HEADS, LOSSES, POOLINGS
+from microrep.config.fields import parse_paths, count_option, group, option, parse_batch_size
+from microrep.registry import HEADS, LAUNCHERS, LOSSES, POOLINGS
 
 #: The paper's classification tasks (what each means: microrep.data.tasks), declared once.
 TASKS = ("constituent", "3phase", "processing")
@@ -75,6 +75,15 @@ def grid_option(help="each image's embedding is the mean over a grid x grid tili
 
 def folds_option(default=5):
     return count_option(default, "cross-validation folds", 2)
+
+
+#: Every spelling of "no pretrained weights" a setting, a file or a caller may use.
+RANDOM_WEIGHTS = (None, "", "none", "None")
+
+
+def is_random_weights(weights):
+    """True for a setting that asks for VGG16 at random initialisation (--weights none)."""
+    return weights in RANDOM_WEIGHTS
 
 
 def weights_option(default="imagenet"):
@@ -238,7 +247,8 @@ class EmbedConfig:
     launcher: str = option("local", "who embeds the parts: 'local' (this process), 'slurm' (an "
                            "sbatch job array, one task per part range, missing parts only) or "
                            "'ray' (Ray Data: decoding tasks and an embedding actor pool; "
-                           "pip install microrep[ray])", ("local", "slurm", "ray"))
+                           "pip install microrep[ray]), or another launcher registered in "
+                           "microrep.registry", LAUNCHERS)
     slurm_args: str = option("", "extra sbatch options for --launcher slurm, e.g. "
                              "'--partition gpu --gres gpu:1 --time 2:00:00'")
     parts_per_task: int = count_option(1, "--launcher slurm: parts embedded by each array task")
@@ -306,7 +316,7 @@ class SearchConfig:
     query: str = option("", "queries: image files, folders of images, list files (.txt, one "
                         "path a line; .csv with a path and an optional label column) embedded "
                         "with the index's model as embed.json records it, or embeddings folders "
-                        "of the same model (their vectors, not re-embedded)", parse=_paths,
+                        "of the same model (their vectors, not re-embedded)", parse=parse_paths,
                         nargs="+")
     query_rows: str = option("", "queries that are rows of the index, comma-separated (0-based)")
     k: int = count_option(10, "neighbours per query")
@@ -326,7 +336,7 @@ class ExploreConfig:
 
     embeddings: str = option("runs/embeddings", "one or more folders written by `microrep embed` "
                              "with one model (also the first arguments): an archive and a new "
-                             "batch on one map, coloured by `folder`", parse=_paths, nargs="+")
+                             "batch on one map, coloured by `folder`", parse=parse_paths, nargs="+")
     out: str = option("explorer.html", "the HTML file to write (self-contained: no network)")
     projection: str = option("pca", "the 2-D map: PCA, t-SNE, or UMAP (pip install umap-learn)",
                              ("pca", "tsne", "umap"))

@@ -86,5 +86,10 @@ class Dataset:
         return Dataset(self.table.iloc[indices].reset_index(drop=True), self.root,
                        self.name, self.reader, list(self.notes), cache)
 
+    def with_images(self, images):
+        """This Dataset with its rows' decoded images given (row order), not read from disk:
+        images already decoded or rescaled by the caller (reproduce's folds and scales)."""
+        return dataclasses.replace(self, _cache=dict(enumerate(images)))
+
     def class_counts(self):
         return self.table["label"].astype(str).value_counts().sort_index()

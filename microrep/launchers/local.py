@@ -15,7 +15,8 @@ from microrep.embedding.features import (embed_tile_features, feature_tower_of, 
                                          image_keys, tile_features)
 from microrep.embedding.parts import ANOTHER, DAMAGED, part_state
 from microrep.errors import ConfigError, DataError
-from microrep.nn.backbone import MIXED_POLICY, dtype_policy
+from microrep.config.stages import is_random_weights
+from microrep.nn.backbone import dtype_policy, policy_for
 from microrep.nn.layers import ResidualProjection
 from microrep.nn.tower import build_feature_tower
 from microrep.training.frozen import BANK_SEED, GRID
@@ -25,11 +26,11 @@ from microrep.training.run_dir import load_tower
 def embedding_tower(config):
     """The tower an EmbedConfig asks for: a trained one, or the untrained VGG16's features."""
     if config.pretrained:
-        if config.model.weights == "none":
+        if is_random_weights(config.model.weights):
             import keras
 
             keras.utils.set_random_seed(0)  # untrained weights: the same in every process
-        with dtype_policy(MIXED_POLICY if config.model.mixed_precision else "float32"):
+        with dtype_policy(policy_for(config.model.mixed_precision)):
             return build_feature_tower(config.model)
     tower = load_tower(config.model_path)
     return without_correction(tower, config.model_path) if config.recipe_input else tower
@@ -64,7 +65,7 @@ class CachedHead:
     run's feature cache lacks (and caches them), then the head; equal to the whole tower."""
 
     def __init__(self, tower, run):
-        self.policy = MIXED_POLICY if run.model.mixed_precision else "float32"
+        self.policy = policy_for(run.model.mixed_precision)
         with dtype_policy(self.policy):  # as in training: the precision keys the cache
             self.feature_tower = feature_tower_of(tower, run.model)
         self.head = head_from_tower(tower, int(self.feature_tower.output_shape[-1]), run.model)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import keras
 
+from microrep.config.stages import is_random_weights
 from microrep.errors import ConfigError, WeightsError
 from microrep.nn.layers import ReshapeMaxPool
 
@@ -41,6 +42,12 @@ def with_reshape_pooling(model):
     copy = keras.models.clone_model(model, clone_function=swap)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def policy_for(mixed_precision):
+    """The Keras dtype policy of a `mixed_precision` setting: the one answer every model
+    builder, feature cache and embedder uses (so their precision keys agree)."""
+    return MIXED_POLICY if mixed_precision else "float32"
 
 
 @contextlib.contextmanager
@@ -75,7 +82,7 @@ def build_vgg16_base(input_size, weights, blocks=5):
 def load_vgg16(input_size, weights):
     """The full VGG16 convolutional base with weights 'imagenet', 'none' or a local file."""
     shape = (input_size, input_size, 3)
-    if weights in (None, "none", "None", ""):
+    if is_random_weights(weights):
         return keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
     if weights == "imagenet":
         base = keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
@@ -128,7 +135,7 @@ def check_weights_source(weights):
     cannot be had: ImageNet's are fetched here (once; offline that fails in seconds, not
     after the images are read), a file must exist and be HDF5 (Keras' .weights.h5 and .h5);
     whether it holds VGG16's layers is known only when it is loaded."""
-    if weights in (None, "none", "None", ""):
+    if is_random_weights(weights):
         return
     if weights == "imagenet":
         fetch_imagenet_weights()

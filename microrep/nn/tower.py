@@ -14,7 +14,7 @@ import dataclasses
 import keras
 
 from microrep.errors import ConfigError
-from microrep.nn.backbone import (MIXED_POLICY, build_vgg16_base, check_input_size, dtype_policy,
+from microrep.nn.backbone import (build_vgg16_base, check_input_size, dtype_policy, policy_for,
                                   feature_layer_names)
 from microrep.nn.layers import GrayToVGGInput, HalvesDistance, L2Normalize, StackPair
 from microrep.nn.pooling import pool_maps
@@ -49,8 +49,8 @@ def head_layers(features, config):
 
 
 def precision_policy(config):
-    """The dtype policy a ModelConfig asks for: mixed bfloat16, or Keras' current one."""
-    return MIXED_POLICY if config.mixed_precision else keras.config.dtype_policy().name
+    """The dtype policy a ModelConfig asks for: mixed bfloat16, or float32."""
+    return policy_for(config.mixed_precision)
 
 
 def build_tower(config):

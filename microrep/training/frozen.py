@@ -22,7 +22,7 @@ from microrep._version import __version__
 from microrep.embedding.features import compute_frozen_features, embed_from_tiles, head_outputs, \
     tower_from_head
 from microrep.fileio import atomic_path, write_json
-from microrep.nn.backbone import MIXED_POLICY, dtype_policy
+from microrep.nn.backbone import dtype_policy, policy_for
 from microrep.nn.tower import build_feature_tower, build_head, build_siamese
 from microrep.pairs.mining import hard_pairs
 from microrep.pairs.relations import similarity_relations, validation_split
@@ -42,7 +42,7 @@ GRID = 3
 
 def frozen_features(config, images, log, grid=GRID):
     """FrozenFeatures of every image (cached), with the feature tower they came from."""
-    policy = MIXED_POLICY if config.model.mixed_precision else "float32"
+    policy = policy_for(config.model.mixed_precision)
     cache = str(Path(config.feature_cache).expanduser()) if config.feature_cache else None
     started = time.time()
     with dtype_policy(policy):
