@@ -59,7 +59,9 @@ def test_the_backends_own_out_of_memory_error_is_recognised():
 def test_probe_runs_real_training_steps(tiny_data_config, tmp_path):
     config = tiny_train_config(tmp_path / "run", tiny_data_config)
     config.model.train_base = True
-    assert probe_training_step(config, candidates=(4, 2)) == 4
+    # 2^17 pairs of 32-px crops need about 70 GB of activations: no machine running the
+    # tests fits it, so only a probe that really runs the step answers 4
+    assert probe_training_step(config, candidates=(1 << 17, 4)) == 4
 
 
 @pytest.mark.slow

@@ -138,3 +138,37 @@ def test_status_names_missing_and_altered_parts(tiny_data_config, tmp_path, caps
     assert "missing: 2" in out and "part 1" not in out
     assert main(["status", str(tmp_path), "--verify"]) == 3
     assert "part 1: damaged: part-000001.npy differs from the checksum" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_max_pooling_end_to_end(tiny_data_config, tmp_path):
+    """--pooling max through embed --pretrained (each vector the tile mean of the maps' channel
+    maxima), then trained, embedded and evaluated from the command line."""
+    from microrep.cli import main
+    from microrep.data.images import grid_tiles
+    from microrep.launchers.local import embedding_tower
+
+    source = ["--data", "synthetic", "--data-dir", tiny_data_config.data_dir,
+              "--synthetic-samples-per-class", "2", "--synthetic-images-per-sample", "3",
+              "--synthetic-image-size", "64", "--synthetic-seed", "1"]
+    model = ["--weights", "none", "--input-size", str(TINY_INPUT), "--vgg-blocks", "1",
+             "--feature-layers", "", "--pooling", "max", "--no-mixed-precision"]
+    assert main(["embed", "--pretrained", *source, *model, "--grid", "2",
+                 "--out", str(tmp_path / "emb")]) == 0
+    vectors, table = read_embeddings(tmp_path / "emb")
+    config = embed_config(tiny_data_config, tmp_path, model=ModelConfig(
+        input_size=TINY_INPUT, weights="none", vgg_blocks=1, feature_layers="", pooling="max"))
+    tower = embedding_tower(config)
+    maps = keras.Model(tower.input, tower.get_layer("pool").input)
+    dataset = load_dataset(tiny_data_config)
+    for row in (0, len(table) - 1):
+        tiles = grid_tiles(dataset.read(row), TINY_INPUT, 2)[..., None]
+        expected = np.asarray(maps.predict(tiles, verbose=0)).max(axis=(1, 2)).mean(axis=0)
+        np.testing.assert_allclose(vectors[row], expected, rtol=1e-5, atol=1e-6)
+    assert main(["train", *source, *model, "--embedding-dim", "8", "--epochs", "1",
+                 "--pairs-per-epoch", "8", "--batch-size", "4", "--feature-bank", "2",
+                 "--out", str(tmp_path / "run")]) == 0
+    assert main(["embed", *source, "--model-path", str(tmp_path / "run"), "--grid", "2",
+                 "--out", str(tmp_path / "learned")]) == 0
+    assert main(["evaluate", "--embeddings", str(tmp_path / "learned"), "--folds", "2",
+                 "--out", str(tmp_path / "eval")]) == 0

@@ -182,3 +182,27 @@ def test_an_archive_and_a_new_batch_share_one_map_and_other_models_are_refused(t
     capsys.readouterr()
     assert main(["explore", str(archive_folder), str(other), "--out", str(tmp_path / "x.html")]) == 2
     assert "another model" in capsys.readouterr().err
+
+
+def test_tsne_and_umap_maps(tmp_path, capsys):
+    """t-SNE draws a map whose near points are the embeddings' near points; UMAP draws one
+    where umap-learn is installed and is refused in one line naming it where it is not."""
+    import importlib.util
+
+    from microrep.commands.explore import project
+
+    folder = archive(tmp_path, 12)
+    vectors = read_embeddings(folder)[0]
+    xy = project(vectors, "tsne", seed=0)
+    assert xy.shape == (12, 2) and np.isfinite(xy).all()
+    classes = np.arange(12) % 3  # the archive's three clusters
+    nearest = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + np.eye(12) * 1e9
+    assert (classes[nearest.argmin(axis=1)] == classes).mean() >= 0.9
+    assert main(["explore", str(folder), "--projection", "tsne",
+                 "--out", str(tmp_path / "tsne.html")]) == 0
+    capsys.readouterr()
+    code = main(["explore", str(folder), "--projection", "umap", "--out", str(tmp_path / "u.html")])
+    if importlib.util.find_spec("umap") is None:
+        assert code == 2 and "pip install umap-learn" in capsys.readouterr().err
+    else:
+        assert code == 0 and (tmp_path / "u.html").is_file()

@@ -51,7 +51,8 @@ def test_local_weights_file_is_loaded(tmp_path):
     source.get_layer("vgg16").save_weights(path)
     keras.utils.set_random_seed(99)
     loaded = build_tower(ModelConfig(input_size=64, embedding_dim=8, weights=str(path)))
-    for a, b in zip(source.get_layer("vgg16").get_weights(), loaded.get_layer("vgg16").get_weights()):
+    for a, b in zip(source.get_layer("vgg16").get_weights(), loaded.get_layer("vgg16").get_weights(),
+                    strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -125,5 +126,5 @@ def test_faster_step_trains_like_the_earlier_step():
     for model in (old_siamese, new_siamese):
         model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=ContrastiveLoss(1.0))
         model.train_on_batch(pair, target)
-    for old, new in zip(old_siamese.get_weights(), new_siamese.get_weights()):
+    for old, new in zip(old_siamese.get_weights(), new_siamese.get_weights(), strict=True):
         np.testing.assert_allclose(new, old, rtol=1e-4, atol=1e-6)

@@ -95,14 +95,30 @@ def test_a_registry_refuses_a_taken_name_and_loads_its_home_once():
     assert set(POOLINGS) >= {"mean", "max"} and set(LOSSES) >= {"graded", "label"}
 
 
-def test_no_code_outside_the_registries_branches_on_a_loss_name():
-    """Losses are chosen through LOSSES only: no `similarity ==` anywhere in the package."""
+def test_no_code_outside_the_registries_branches_on_a_part_name():
+    """Losses, heads and poolings are chosen through their registries only: no comparison of
+    a `similarity`, `head` or `pooling` setting with a name (==, !=, in), however spelled."""
+    import ast
     from pathlib import Path
 
+    settings = {"similarity", "head", "pooling"}
+
+    def names_a_setting(node):
+        return (isinstance(node, ast.Attribute) and node.attr in settings) or \
+            (isinstance(node, ast.Name) and node.id in settings)
+
+    def holds_a_name(node):
+        return isinstance(node, ast.Constant) and isinstance(node.value, str) or \
+            isinstance(node, (ast.Tuple, ast.List, ast.Set)) and any(map(holds_a_name, node.elts))
+
     package = Path(microrep.__file__).parent
-    branching = [f"{path.relative_to(package)}:{number}" for path in package.rglob("*.py")
-                 for number, line in enumerate(path.read_text().splitlines(), 1)
-                 if "similarity ==" in line or "similarity !=" in line or ".head ==" in line]
+    branching = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                sides = [node.left, *node.comparators]
+                if any(map(names_a_setting, sides)) and any(map(holds_a_name, sides)):
+                    branching.append(f"{path.relative_to(package)}:{node.lineno}")
     assert branching == []
 
 

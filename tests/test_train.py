@@ -38,13 +38,18 @@ def test_train_writes_run_folder_and_resume_continues(tmp_path, tiny_data_config
 
 
 @pytest.mark.slow
-def test_resumed_run_matches_uninterrupted_run(tmp_path, tiny_data_config, tiny_dataset):
-    straight = train(tiny_train_config(tmp_path / "a", tiny_data_config, epochs=2),
-                     tiny_dataset, verbose=0)
-    train(tiny_train_config(tmp_path / "b", tiny_data_config, epochs=1), tiny_dataset, verbose=0)
-    resumed = train(tiny_train_config(tmp_path / "b", tiny_data_config, epochs=2, resume=True),
-                    tiny_dataset, verbose=0)
-    for a, b in zip(straight.tower.get_weights(), resumed.tower.get_weights()):
+@pytest.mark.parametrize("similarity", ["label", "graded"])
+def test_resumed_run_matches_uninterrupted_run(tmp_path, tiny_data_config, tiny_dataset, similarity):
+    """Fine-tuning (the whole tower) under either loss, checkpointed and resumed."""
+    straight = train(tiny_train_config(tmp_path / "a", tiny_data_config, epochs=2,
+                                       similarity=similarity), tiny_dataset, verbose=0)
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["model"]["train_base"]
+    train(tiny_train_config(tmp_path / "b", tiny_data_config, epochs=1, similarity=similarity),
+          tiny_dataset, verbose=0)
+    assert (tmp_path / "b" / "checkpoint.keras").is_file()
+    resumed = train(tiny_train_config(tmp_path / "b", tiny_data_config, epochs=2, resume=True,
+                                      similarity=similarity), tiny_dataset, verbose=0)
+    for a, b in zip(straight.tower.get_weights(), resumed.tower.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
@@ -89,7 +94,7 @@ def test_validation_on_held_out_samples_logs_map_at_r_and_keeps_the_best_tower(
     assert best["val_map_at_r"] == pytest.approx(log["val_map_at_r"].max())
     assert best["epoch"] == int(log["val_map_at_r"].idxmax())
     kept = keras.saving.load_model(run / "best_tower.keras")
-    for ours, theirs in zip(result.tower.get_weights(), kept.get_weights()):
+    for ours, theirs in zip(result.tower.get_weights(), kept.get_weights(), strict=True):
         np.testing.assert_array_equal(ours, theirs)
 
 
