@@ -115,7 +115,7 @@ def write_embeddings(out_dir, embeddings, table, info=None, written_by="python",
     return out
 
 
-class SingleFileArchive:
+class SingleFileArchive(PartsArchive):
     """A folder of the format before parts (embeddings.npy + embeddings.csv), read as an
     archive of one part: the interface of PartsArchive (table, parts(), [rows], vectors())."""
 
@@ -132,13 +132,6 @@ class SingleFileArchive:
         self.bad = self.table.iloc[:0]
         self.numbers, self.dim = [0], int(self.matrix.shape[1])
         self.identity = {"model": None, "settings": None, "manifest": None}
-
-    def __len__(self):
-        return len(self.table)
-
-    @property
-    def shape(self):
-        return (len(self), self.dim)
 
     def __getitem__(self, rows):
         return np.asarray(self.matrix[np.asarray(rows, np.int64)], np.float32)
