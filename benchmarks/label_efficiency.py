@@ -36,7 +36,8 @@ from microrep.analysis.svm import fit_and_score  # noqa: E402
 from microrep.commands.heldout import first_layer_width  # noqa: E402
 from microrep.config import DataConfig  # noqa: E402
 from microrep.data import load_dataset  # noqa: E402
-from microrep.embedding.features import embed_from_tiles, head_from_tower  # noqa: E402
+from microrep.embedding.features import head_from_tower  # noqa: E402
+from microrep.embedding.towers import embed_from_tiles
 from microrep.training import train  # noqa: E402
 from microrep.training.frozen import frozen_features, start_head  # noqa: E402
 from heldout_uhcsdb_dev import dev_arguments, train_config  # noqa: E402  (beside this script)

@@ -46,7 +46,7 @@ def model_only_rate(weights, mixed, batch=63, repeats=3):
     from microrep.config import EmbedConfig
     from microrep.config.stages import pretrained_model_config
 
-    from microrep.launchers.local import embedding_tower
+    from microrep.training.embedder import embedding_tower
 
     model = dataclasses.replace(pretrained_model_config(), weights=str(weights), mixed_precision=mixed)
     tower = embedding_tower(EmbedConfig(pretrained=True, model=model))
@@ -113,7 +113,7 @@ def recipe_passes(work, data_dir, weights, count):
     """The feature-cache fill and a trained run's embed, each against its model-only rate."""
     from microrep.config import DataConfig, TrainConfig, apply_preset, from_dict
     from microrep.data import load_dataset
-    from microrep.launchers.local import embedding_tower
+    from microrep.training.embedder import embedding_tower
     from microrep.config import EmbedConfig
     from microrep.nn.backbone import dtype_policy, policy_for
     from microrep.nn.tower import build_feature_tower

@@ -146,7 +146,7 @@ def test_max_pooling_end_to_end(tiny_data_config, tmp_path):
     maxima), then trained, embedded and evaluated from the command line."""
     from microrep.cli import main
     from microrep.data.images import grid_tiles
-    from microrep.launchers.local import embedding_tower
+    from microrep.training.embedder import embedding_tower
 
     source = ["--data", "synthetic", "--data-dir", tiny_data_config.data_dir,
               "--synthetic-samples-per-class", "2", "--synthetic-images-per-sample", "3",

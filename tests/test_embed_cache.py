@@ -86,8 +86,8 @@ def test_recipe_input_embeds_the_runs_head_as_training_found_it(tmp_path, tiny_d
     import keras
 
     from microrep.data.images import read_image
-    from microrep.embedding.features import (compute_frozen_features, embed_tile_features,
-                                             feature_tower_of)
+    from microrep.embedding.features import compute_frozen_features
+    from microrep.embedding.towers import embed_tile_features, feature_tower_of
     from microrep.training.frozen import BANK_SEED, GRID, start_head
     from microrep.training.run_dir import load_tower
 

@@ -6,7 +6,9 @@ import pytest
 
 from microrep.config import ModelConfig, PairConfig, TrainConfig
 from microrep.embedding.tiles import embed_images
-from microrep.embedding.features import (FrozenFeatures, compute_frozen_features, crop_bank_plan, embed_from_tiles, image_keys, tower_from_head)
+from microrep.embedding.features import (FrozenFeatures, compute_frozen_features, crop_bank_plan,
+                                         image_keys)
+from microrep.embedding.towers import embed_from_tiles, tower_from_head
 from microrep.nn.tower import build_feature_tower
 from microrep.pairs import crops_from_plan
 from microrep.training.frozen import fit_head

@@ -12,7 +12,7 @@ from microrep.config import (ModelConfig, PRESETS, TrainConfig, add_config_flags
                              config_from_args)
 from microrep.embedding.tiles import embed_images
 from microrep.errors import ConfigError, DataError
-from microrep.embedding.features import embed_from_tiles, head_from_tower
+from microrep.embedding.towers import embed_from_tiles, head_from_tower
 from microrep.nn.losses import graded_contrastive_loss
 from microrep.pairs import GradedPairSampler
 from microrep.training import train

@@ -19,7 +19,7 @@ from microrep.device import precision_words
 from microrep.errors import ConfigError, OutputExistsError
 from microrep.fileio import refuse_earlier_output, write_sealed_json
 from microrep.launchers import LAUNCHERS, EmbedJob
-from microrep.launchers.local import embedding_tower
+from microrep.training.embedder import embedding_tower
 from microrep.nn.backbone import feature_layer_names
 
 

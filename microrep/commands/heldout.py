@@ -25,7 +25,7 @@ import pandas as pd
 
 from microrep.analysis.heldout import SPLITS, score_embedding, split_mask
 from microrep.config import TASKS
-from microrep.embedding.features import embed_from_tiles, head_from_tower
+from microrep.embedding.towers import embed_from_tiles, head_from_tower
 from microrep.nn.backbone import feature_layer_names
 from microrep.nn.pooling import pooled_widths
 from microrep.training import train

@@ -39,7 +39,7 @@ from microrep.data import load_dataset
 from microrep.data.dataset import Dataset
 from microrep.data.tasks import balanced_rows, task_rows
 from microrep.data.uhcsdb import rescale
-from microrep.embedding.features import embed_from_tiles, head_from_tower
+from microrep.embedding.towers import embed_from_tiles, head_from_tower
 from microrep.embedding.tiles import embed_images
 from microrep.errors import ConfigError, DataError
 from microrep.fileio import write_json, write_text

@@ -24,7 +24,7 @@ from microrep.embedding.archive_search import search_parts
 from microrep.embedding.index import is_index, open_index, search_index
 from microrep.embedding.tiles import embed_images
 from microrep.errors import ConfigError, DataError
-from microrep.launchers.local import cached_embedder, embedding_tower, frozen_run
+from microrep.training.embedder import cached_embedder, embedding_tower, frozen_run
 from microrep.config.stages import is_random_weights
 from microrep.fileio import refuse_earlier_output, write_text
 

@@ -26,7 +26,6 @@ from microrep.data.images import grid_tiles
 from microrep.embedding.tiles import duration_words
 from microrep.fileio import atomic_path
 from microrep.nn.pooling import pooled_layers
-from microrep.nn.tower import build_feature_tower, build_head, build_tower
 from microrep.pairs.samplers import crops_from_plan, random_crop_plan
 
 
@@ -113,17 +112,15 @@ def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, prog
     keys = image_keys(images)
     entries = cache_entries(feature_tower, keys, grid, f"{per_image}-{seed}")
     cache = Path(cache_dir) if cache_dir else None
-    found = {i: _load(_find(cache, e)) for i, e in enumerate(entries)
-             if cache is not None and _find(cache, e) is not None}
+    found = {i: _load(_find(cache, e)) for i, e in enumerate(entries) if _find(cache, e) is not None}
     todo = [i for i in range(len(images)) if i not in found]
     bar = tqdm(total=len(images), initial=len(found), desc="VGG16 features", unit="image",
                disable=not progress or not todo)
     try:
         for count, index in enumerate(todo):
             started = time.perf_counter()
-            found[index] = _compute_one(feature_tower, images[index], keys[index], grid, per_image, seed)
-            if cache is not None:
-                _store(_nested(cache, entries[index]), found[index])
+            found[index] = stored_or_computed(cache, entries[index], lambda: _compute_one(
+                feature_tower, images[index], keys[index], grid, per_image, seed))
             if count == 1 and log is not None:  # the first image also builds the model's graph
                 log(estimate_line(len(todo), len(images) - len(todo),
                                   time.perf_counter() - started, cache))
@@ -150,7 +147,7 @@ def _nested(cache, entry):
 
 def _find(cache, entry):
     """The stored file of an entry (nested, or flat as earlier versions wrote it), or None."""
-    if cache is None:
+    if cache is None or entry is None:
         return None
     for path in (_nested(cache, entry), cache / f"{entry}.npz"):
         if path.is_file():
@@ -174,14 +171,23 @@ def tile_features(feature_tower, keys, tiles_of, grid, cache_dir, bank=None, pro
     tiles = []
     for index, (entry, bank_entry) in enumerate(tqdm(list(zip(own, trained)), desc="tile features",
                                                      unit="image", disable=not progress)):
-        stored = _find(cache, entry) or _find(cache, bank_entry)
-        if stored is not None:
-            tiles.append(_load(stored)["tiles"])
-            continue
-        tiles.append(_features(feature_tower, np.asarray(tiles_of(index))[..., None]))
-        _store(_nested(cache, entry), {"tiles": tiles[-1]})
+        tiles.append(stored_or_computed(cache, entry, lambda: {"tiles": _features(
+            feature_tower, np.asarray(tiles_of(index))[..., None])}, also=bank_entry)["tiles"])
     return np.stack(tiles) if tiles else np.zeros((0, grid * grid, int(feature_tower.output_shape[-1])),
                                                   np.float32)
+
+
+def stored_or_computed(cache, entry, compute, also=None):
+    """The arrays of one cache entry: read from `cache` (its own entry, or `also`, an entry
+    that holds them too), else `compute()`d and stored under `entry` (none without a cache).
+    The one lookup-compute-store step of every feature pass."""
+    stored = _find(cache, entry) or _find(cache, also)
+    if stored is not None:
+        return _load(stored)
+    arrays = compute()
+    if cache is not None:
+        _store(_nested(cache, entry), arrays)
+    return arrays
 
 
 def estimate_line(todo, cached, seconds_each, cache):
@@ -222,58 +228,3 @@ def _tile_features_of(feature_tower, image, grid):
 
 def _features(feature_tower, batch):
     return np.asarray(feature_tower.predict_on_batch(batch), dtype=np.float32)
-
-
-def embed_from_tiles(head, features, image_rows=None):
-    """Each image's embedding: the head applied to every tile's features, averaged."""
-    tiles = features.tiles if image_rows is None else features.tiles[np.asarray(image_rows)]
-    return embed_tile_features(head, tiles)
-
-
-def embed_tile_features(head, tiles):
-    """(n, grid**2, d) tile features -> (n, embedding) means of the head's tile embeddings."""
-    count, per_image, dim = tiles.shape
-    return head_outputs(head, tiles.reshape(-1, dim)).reshape(count, per_image, -1).mean(axis=1)
-
-
-def head_outputs(head, pooled, chunk=4096):
-    """The head applied to rows of pooled features, in chunks; float32 NumPy."""
-    # called directly, not through predict(): one small model per fold would
-    # otherwise trace a new predict function each time
-    return np.concatenate([keras.ops.convert_to_numpy(head(pooled[start:start + chunk]))
-                           for start in range(0, len(pooled), chunk)]).astype(np.float32)
-
-
-def tower_from_head(head, feature_tower, model_config):
-    """The full embedding tower (uint8 crops in): `feature_tower`'s base, the head's layers.
-
-    `model_config` gives the input size, VGG16 blocks, tapped layers and head; the
-    weights come from the two models, so the tower embeds exactly as
-    `embed_from_tiles` does.
-    """
-    tower = build_tower(dataclasses.replace(model_config, weights="none", train_base=False))
-    tower.get_layer("vgg16").set_weights(feature_tower.get_layer("vgg16").get_weights())
-    for layer in head.layers:
-        if layer.weights:
-            tower.get_layer(layer.name).set_weights(layer.get_weights())
-    return tower
-
-
-def head_from_tower(tower, feature_dim, model_config):
-    """The head of an assembled tower, to embed cached features as the tower embeds images."""
-    head = build_head(feature_dim, model_config)
-    for layer in head.layers:
-        if layer.weights:
-            layer.set_weights(tower.get_layer(layer.name).get_weights())
-    return head
-
-
-def feature_tower_of(tower, model_config):
-    """The frozen base of an assembled tower as a feature tower (pooled maps out), same weights.
-
-    Built under Keras' current dtype policy (callers choose the one the run used, which
-    keys the feature cache).
-    """
-    feature_tower = build_feature_tower(dataclasses.replace(model_config, weights="none"))
-    feature_tower.get_layer("vgg16").set_weights(tower.get_layer("vgg16").get_weights())
-    return feature_tower

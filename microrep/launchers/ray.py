@@ -64,7 +64,7 @@ class Embedder:
     """
 
     def __init__(self, config, per_image):
-        from microrep.launchers.local import CachedHead, embedding_tower, frozen_run
+        from microrep.training.embedder import CachedHead, embedding_tower, frozen_run
 
         self.tower, self.per_image = embedding_tower(config), per_image
         run = frozen_run(config)
@@ -124,7 +124,7 @@ def run_ray(job):
             summary["bad"] += record["bad"]
             summary["bad_images"] += record["bad_images"]
     summary["embedded"].sort()
-    from microrep.launchers.local import frozen_run
+    from microrep.training.embedder import frozen_run
 
     cached = "; VGG16 tile features from the run's feature cache" if frozen_run(config) else ""
     return {**summary, "message": f"embedded part(s) {ranges_text(summary['embedded'])} with Ray "

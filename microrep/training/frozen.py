@@ -19,8 +19,8 @@ import keras
 import numpy as np
 
 from microrep._version import __version__
-from microrep.embedding.features import compute_frozen_features, embed_from_tiles, head_outputs, \
-    tower_from_head
+from microrep.embedding.features import compute_frozen_features
+from microrep.embedding.towers import embed_from_tiles, head_outputs, tower_from_head
 from microrep.fileio import atomic_path, write_json
 from microrep.nn.backbone import dtype_policy, policy_for
 from microrep.nn.tower import build_feature_tower, build_head, build_siamese

@@ -1,0 +1,69 @@
+"""Towers rebuilt from their parts: a frozen-base run's head applied to cached features,
+and the assembled tower (uint8 crops in) made from a feature tower and a head.
+
+Why its own module: the feature cache (`features.py`) stores what the base computed; this
+module says how a head and a base make one tower again, and how a tower's head is taken
+out to embed from that cache, so both embed the same vectors (tests/test_frozen.py).
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from microrep.nn.tower import build_feature_tower, build_head, build_tower
+
+
+def embed_from_tiles(head, features, image_rows=None):
+    """Each image's embedding: the head applied to every tile's features, averaged."""
+    tiles = features.tiles if image_rows is None else features.tiles[np.asarray(image_rows)]
+    return embed_tile_features(head, tiles)
+
+
+def embed_tile_features(head, tiles):
+    """(n, grid**2, d) tile features -> (n, embedding) means of the head's tile embeddings."""
+    count, per_image, dim = tiles.shape
+    return head_outputs(head, tiles.reshape(-1, dim)).reshape(count, per_image, -1).mean(axis=1)
+
+
+def head_outputs(head, pooled, chunk=4096):
+    """The head applied to rows of pooled features, in chunks; float32 NumPy."""
+    # called directly, not through predict(): one small model per fold would
+    # otherwise trace a new predict function each time
+    return np.concatenate([keras.ops.convert_to_numpy(head(pooled[start:start + chunk]))
+                           for start in range(0, len(pooled), chunk)]).astype(np.float32)
+
+
+def tower_from_head(head, feature_tower, model_config):
+    """The full embedding tower (uint8 crops in): `feature_tower`'s base, the head's layers.
+
+    `model_config` gives the input size, VGG16 blocks, tapped layers and head; the
+    weights come from the two models, so the tower embeds exactly as
+    `embed_from_tiles` does.
+    """
+    tower = build_tower(dataclasses.replace(model_config, weights="none", train_base=False))
+    tower.get_layer("vgg16").set_weights(feature_tower.get_layer("vgg16").get_weights())
+    for layer in head.layers:
+        if layer.weights:
+            tower.get_layer(layer.name).set_weights(layer.get_weights())
+    return tower
+
+
+def head_from_tower(tower, feature_dim, model_config):
+    """The head of an assembled tower, to embed cached features as the tower embeds images."""
+    head = build_head(feature_dim, model_config)
+    for layer in head.layers:
+        if layer.weights:
+            layer.set_weights(tower.get_layer(layer.name).get_weights())
+    return head
+
+
+def feature_tower_of(tower, model_config):
+    """The frozen base of an assembled tower as a feature tower (pooled maps out), same weights.
+
+    Built under Keras' current dtype policy (callers choose the one the run used, which
+    keys the feature cache).
+    """
+    feature_tower = build_feature_tower(dataclasses.replace(model_config, weights="none"))
+    feature_tower.get_layer("vgg16").set_weights(tower.get_layer("vgg16").get_weights())
+    return feature_tower
