@@ -93,7 +93,7 @@ def print_embedded(result, config):
 
 
 def print_status(status, archive):
-    from microrep.embedding.manifest import ranges_text
+    from microrep.config.fields import ranges_text
 
     print(f"{archive}: {len(status.done)} of {status.parts} part(s) done "
           f"({status.rows} images listed; {status.bad_rows} bad in done parts)")

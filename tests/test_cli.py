@@ -37,6 +37,10 @@ def test_tiny_demo_end_to_end(tmp_path):
         assert (out / name).is_file(), name
     report = (out / "report.md").read_text()
     assert "| learned embedding |" in report and "never seen in training" in report
+    verdict = metrics["verdict"]  # computed from the scores, then written in words
+    learned = metrics["methods"]["learned embedding"]["heldout"]["accuracy_mean"]
+    assert verdict["learned"] == learned and verdict["beats"] == (learned > verdict["best"])
+    assert ("**beats**" if verdict["beats"] else "**does NOT beat**") in report
     split = metrics["split"]
     assert split["training_images"] + split["unseen_images"] == metrics["dataset"]["images"]
     assert split["training_samples"] == split["unseen_samples"] == 7  # one of each class's two

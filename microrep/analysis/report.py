@@ -16,15 +16,25 @@ def _export_lines(export):
     return f"{savedmodel}\n- Keras file (reload with `keras.saving.load_model`): `{export['keras']}`"
 
 
+def demo_summary(metrics):
+    """The demo's verdict, computed from its held-out scores: does the learned embedding beat
+    the best other features on the unseen samples? {learned, best_name, best, beats}."""
+    heldout = {name: m["heldout"]["accuracy_mean"] for name, m in metrics["methods"].items()}
+    learned = heldout.pop("learned embedding")
+    best_name = max(heldout, key=heldout.get)
+    return {"learned": learned, "best_name": best_name, "best": heldout[best_name],
+            "beats": bool(learned > heldout[best_name])}
+
+
 def demo_report(metrics):
-    """report.md of the demo: what ran, what each number means, the tables, figures, export."""
+    """report.md of the demo: what ran, what each number means, the tables, figures, export
+    (the verdict is `demo_summary`'s, rendered here, never decided in the template)."""
     settings = {**flat_settings(metrics["settings"]), **flat_settings(metrics["train_settings"])}
     methods, split = metrics["methods"], metrics["split"]
     heldout = {name: m["heldout"] for name, m in methods.items()}
-    learned = heldout["learned embedding"]["accuracy_mean"]
-    best_name, best = max(((name, h["accuracy_mean"]) for name, h in heldout.items()
-                           if name != "learned embedding"), key=lambda item: item[1])
-    verdict = "beats" if learned > best else "does NOT beat"
+    summary = demo_summary(metrics)
+    learned, best_name, best = summary["learned"], summary["best_name"], summary["best"]
+    verdict = "beats" if summary["beats"] else "does NOT beat"
     rows = "\n".join(
         f"| {name} | {heldout[name]['accuracy_mean']:.1%} | {heldout[name]['balanced_accuracy']:.1%} | "
         f"{_accuracy(m['stratified'])} | {_accuracy(m['grouped'])} |" for name, m in methods.items())
@@ -163,6 +173,19 @@ def image_scale_words(scale):
     return "images at full resolution" if scale == 1 else f"images resized x{scale:g}"
 
 
+def pc_readings(interpretation):
+    """Which measured descriptor each of PC1 and PC2 follows most closely: a list of
+    {pc, explained, descriptor, spearman}, computed before any sentence is written."""
+    correlations = interpretation["correlations"]
+    readings = []
+    for pc in ("PC1", "PC2"):
+        best = strongest(correlations[correlations["source"] == "measured"], pc)
+        if best is not None:
+            readings.append({"pc": pc, "explained": interpretation["explained_variance"][int(pc[-1]) - 1],
+                             "descriptor": best["descriptor"], "spearman": best["spearman"]})
+    return readings
+
+
 def reproduce_report(table, confusions, interpretation, meta, out):
     """results.md of `microrep reproduce`: the side-by-side table, figures, PCA reading."""
     settings = flat_settings(meta["settings"])
@@ -214,12 +237,9 @@ def reproduce_report(table, confusions, interpretation, meta, out):
         lines.append(f"| {source} | {descriptor} | {by_pc.get('PC1', float('nan')):+.2f} | "
                      f"{by_pc.get('PC2', float('nan')):+.2f} |")
     lines.append("")
-    for pc in ("PC1", "PC2"):
-        best = strongest(correlations[correlations["source"] == "measured"], pc)
-        if best is not None:
-            lines.append(f"- {pc} (explains {interpretation['explained_variance'][int(pc[-1]) - 1]:.0%} "
-                         f"of the variance) follows **{best['descriptor']}** most closely "
-                         f"(ρ = {best['spearman']:+.2f}).")
+    for reading in pc_readings(interpretation):
+        lines.append(f"- {reading['pc']} (explains {reading['explained']:.0%} of the variance) "
+                     f"follows **{reading['descriptor']}** most closely (ρ = {reading['spearman']:+.2f}).")
     figures = interpretation["figures"]
     lines += ["", f"![classes on PC1/PC2]({figures['pca_classes']})",
               f"![descriptors on PC1/PC2]({figures['pc_descriptors']})",

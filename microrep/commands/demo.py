@@ -22,7 +22,7 @@ from microrep._version import __version__
 from microrep.analysis.heldout import split_disjoint
 from microrep.analysis.plots import (plot_accuracy_bars, plot_confusion, plot_pca_scatter,
                                      plot_training_curves)
-from microrep.analysis.report import demo_report
+from microrep.analysis.report import demo_report, demo_summary
 from microrep.analysis.scores import evaluate_features, heldout_results
 from microrep.analysis.svm import check_cv_possible, pca_projection, raw_pixel_features
 from microrep.commands.export import export_tower
@@ -126,6 +126,7 @@ def run_demo(config, log=print):
 
     metrics = demo_metrics(config, train_config, dataset, fit, results, figures, export, result,
                            time.time() - started)
+    metrics["verdict"] = demo_summary(metrics)
     write_json(out / "metrics.json", metrics)
     write_text(out / "report.md", demo_report(metrics))
     log(f"[6/6] report written: {out / 'report.md'}")

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from microrep.data.loaders import labels_named, reader_name, source_kind, unlabelled_table
 from microrep.embedding.archive import EMBEDDINGS, clear_archive
-from microrep.embedding.manifest import MANIFEST, MANIFEST_INFO, manifest_info, parse_parts, publish_manifest
+from microrep.config.fields import parse_parts
+from microrep.embedding.manifest import MANIFEST, MANIFEST_INFO, manifest_info, publish_manifest
 from microrep.embedding.parts import (IDENTITY_KEYS, PROVENANCE, provenance, archive_status,
                                       digest_of, weights_digest)
 from microrep.config import to_dict

@@ -320,3 +320,33 @@ def stage_default(instance, path):
         instance = getattr(instance, name)
     return instance
 
+
+def parse_parts(text, count):
+    """Part numbers named by '3', '0-4', '1,5-7' (all of them for ''), checked against `count`."""
+    if not str(text).strip():
+        return list(range(count))
+    chosen = set()
+    for piece in str(text).split(","):
+        first, _, last = piece.strip().partition("-")
+        try:
+            low, high = int(first), int(last or first)
+        except ValueError:
+            raise ConfigError(f"--parts {text!r}: expected numbers and ranges like 0-3,7") from None
+        if not 0 <= low <= high < count:
+            raise ConfigError(f"--parts {text!r}: the archive has parts 0..{count - 1}")
+        chosen.update(range(low, high + 1))
+    return sorted(chosen)
+
+
+def ranges_text(numbers):
+    """[0, 1, 2, 5, 7, 8] -> '0-2,5,7-8': part lists short enough for a command line."""
+    pieces, numbers = [], sorted(numbers)
+    start = previous = None
+    for number in numbers + [None]:
+        if start is not None and number == previous + 1:
+            previous = number
+            continue
+        if start is not None:
+            pieces.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = number
+    return ",".join(pieces)

@@ -291,7 +291,7 @@ def refuse_incomplete(folder, status):
 
 
 def describe_incomplete(status):
-    from microrep.embedding.manifest import ranges_text
+    from microrep.config.fields import ranges_text
 
     words = []
     if status.missing:

@@ -9,7 +9,8 @@ Optional: pip install microrep[ray].
 
 from microrep.embedding.archive import TolerantImages, part_dataset
 from microrep.embedding.features import image_keys
-from microrep.embedding.manifest import manifest_info, ranges_text
+from microrep.config.fields import ranges_text
+from microrep.embedding.manifest import manifest_info
 from microrep.embedding.parts import PartWriter, part_manifest, part_state
 from microrep.embedding.tiles import iter_tile_batches, mean_tile_embeddings
 from microrep.errors import ConfigError

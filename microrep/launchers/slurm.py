@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from microrep.embedding.manifest import ranges_text
+from microrep.config.fields import ranges_text
 from microrep.embedding.parts import part_state
 from microrep.errors import ConfigError, MicrorepError
 from microrep.fileio import write_json, write_text

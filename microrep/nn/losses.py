@@ -25,11 +25,10 @@ from microrep.registry import LOSSES
 
 
 def contrastive_loss(y_true, distance, margin=1.0):
-    """Per-pair contrastive loss; `y_true` is 1 for same-class pairs, 0 otherwise."""
-    distance = ops.cast(distance, "float32")
-    y_true = ops.cast(ops.reshape(y_true, ops.shape(distance)), "float32")
-    push = ops.maximum(margin - distance, 0.0)
-    return y_true * ops.square(distance) + (1.0 - y_true) * ops.square(push)
+    """Per-pair contrastive loss; `y_true` is 1 for same-class pairs, 0 otherwise: the graded
+    loss with two levels and same-class pairs pulled all the way to zero."""
+    return graded_contrastive_loss(y_true, distance, margin, same_class_within=0.0,
+                                   same_sample_within=0.0)
 
 
 @keras.saving.register_keras_serializable(package="microrep")
@@ -149,15 +148,13 @@ class LossEntry:
 
 LOSSES.register("label", LossEntry(lambda config: ContrastiveLoss(config.margin),
                                    metrics=lambda config: [PairAccuracy(config.margin)]))
-LOSSES.register("graded", LossEntry(
-    lambda config: GradedContrastiveLoss(config.margin, config.same_class_within,
-                                         config.same_sample_within, config.same_class_beyond),
-    graded=True))
-
-
 def graded_loss(config):
+    """The graded loss at a TrainConfig's margin and bands (every graded entry's builder)."""
     return GradedContrastiveLoss(config.margin, config.same_class_within, config.same_sample_within,
                                  config.same_class_beyond)
+
+
+LOSSES.register("graded", LossEntry(graded_loss, graded=True))
 
 
 #: Self-supervised: pairs the micrographs themselves provide (graded: two crops of one image
