@@ -25,6 +25,7 @@ from microrep.errors import ConfigError
 from microrep.fileio import atomic_path, refuse_earlier_output, write_text
 from microrep.commands.search import read_index
 from microrep.embedding.archive import refuse_other_model
+from microrep.embedding.tiles import default_read_workers
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
@@ -207,7 +208,7 @@ def write_explorer(config, log=print):
     k = min(config.neighbours, len(embeddings) - 1)
     _, neighbours = NeighbourSearch().fit(embeddings).query(
         embeddings, k, query_rows=np.arange(len(embeddings)))
-    small = [thumbnail(path, config.thumbnail_size) for path in table["path"]]
+    small = thumbnails(table["path"], config.thumbnail_size)
     thumbs = [data_uri(image) for image in small]
     title = f"{len(table)} micrographs of {', '.join(Path(f).resolve().name for f in folders)} " \
             f"({config.projection.upper()})"
@@ -219,6 +220,19 @@ def write_explorer(config, log=print):
         write_projector(config.tensorboard, embeddings, table, small, config.thumbnail_size)
         log(f"TensorBoard projector files in {config.tensorboard} "
             f"(tensorboard --logdir {config.tensorboard})")
+
+
+def thumbnails(paths, size):
+    """Every row's thumbnail, decoded by reader threads (PNG and TIFF decoding release the
+    GIL) under a progress bar: thousands of micrographs take a while, said as it goes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    paths = list(paths)
+    with ThreadPoolExecutor(default_read_workers(), thread_name_prefix="microrep-thumb") as pool:
+        return list(tqdm(pool.map(lambda path: thumbnail(path, size), paths), total=len(paths),
+                         desc="thumbnails", unit="image", disable=len(paths) < 200))
 
 
 def write_projector(folder, embeddings, table, thumbnails, thumb=64):
