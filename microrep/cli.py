@@ -40,7 +40,7 @@ EXAMPLES = """examples:
 
 #: Commands that load Keras (to build or run a model, or through the embeddings archive).
 MODEL_COMMANDS = {"train", "embed", "export", "demo", "reproduce", "search", "evaluate", "explore",
-                  "status", "index"}
+                  "status", "index", "predict"}
 
 
 #: What Ctrl-C leaves behind, per command.
@@ -114,6 +114,13 @@ def archive_status(config):
 
 
 def print_evaluation(metrics, config):
+    if metrics.get("mode") == "targets":
+        from microrep.commands.predict import target_line
+
+        for name, by_role in metrics["targets"].items():
+            print(target_line(name, by_role))
+        print(f"metrics.json, predictions_<target>.csv and parity plots in {config.out}")
+        return
     for note in metrics["notes"]:
         print(f"note: {note}")
     if config.test_embeddings:
@@ -131,6 +138,12 @@ def print_evaluation(metrics, config):
           f"balanced {summary['balanced_accuracy']:.1%} ({config.folds}-fold stratified CV); "
           "recall per class: " + ", ".join(f"{name} {value:.0%}" for name, value in
                                           summary["recall"].items()))
+    grouped = metrics.get("grouped")
+    if grouped:
+        print(f"grouped by sample (no sample on both sides of a split): {grouped['accuracy_mean']:.1%} "
+              f"± {grouped['accuracy_std']:.1%}, balanced {grouped['balanced_accuracy']:.1%}")
+    elif metrics.get("grouped_note"):
+        print(f"note: {metrics['grouped_note']}")
     print(f"retrieval among themselves: P@1 "
           f"{retrieval['precision_at_1']:.1%}, MAP@R {retrieval['map_at_r']:.1%}; figures and "
           f"metrics.json in {config.out}")
@@ -208,6 +221,9 @@ COMMANDS = {
               stage("microrep.commands.index", "run_index", log=say), None),
     "evaluate": ("PCA and SVM cross-validation of embeddings", "EvalConfig",
                  stage("microrep.commands.evaluate", "evaluate_embeddings"), print_evaluation),
+    "predict": ("predict metadata targets (anneal temperature, time, cooling, any column) of new "
+                "micrographs with 90% intervals, from a predictor fitted on embeddings",
+                "PredictConfig", stage("microrep.commands.predict", "run_predict", log=say), None),
     "search": ("find the micrographs of an embedded archive nearest to query images",
                "SearchConfig", stage("microrep.commands.search", "run_search"), None),
     "explore": ("an offline interactive map of embedded micrographs (one HTML file; thumbnails "

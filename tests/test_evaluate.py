@@ -72,3 +72,31 @@ def test_balanced_accuracy_and_recall_show_what_plain_accuracy_hides():
     assert result.recall == {"big": 1.0, "small": 0.0}
     assert result.balanced == 0.5
     assert result.summary()["balanced_accuracy"] == 0.5
+
+
+def test_class_folders_without_samples_get_no_grouped_cv(tmp_path, capsys):
+    """Each image of a class folder is its own sample: 'grouped' CV would be per-image CV,
+    so evaluate says grouped CV is not available instead of reporting it as grouped."""
+    import json
+
+    import pandas as pd
+
+    from microrep.cli import main
+    from microrep.embedding.archive import write_embeddings
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["a", "b", "c"], 8)
+    vectors = rng.normal(size=(24, 6)).astype(np.float32) + (labels == "a")[:, None] * 3
+    table = pd.DataFrame({"path": [f"/img/{l}/{i}.png" for i, l in enumerate(labels)],
+                          "label": labels, "group": [f"{l}/{i}.png" for i, l in enumerate(labels)]})
+    write_embeddings(tmp_path / "emb", vectors, table)
+    assert main(["evaluate", "--embeddings", str(tmp_path / "emb"), "--folds", "3",
+                 "--out", str(tmp_path / "eval")]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["grouped"] is None and "every image is its own sample" in metrics["grouped_note"]
+    assert "every image is its own sample" in capsys.readouterr().out
+    samples = table.assign(group=[f"s{i // 2}" for i in range(24)])  # two images a sample
+    write_embeddings(tmp_path / "emb2", vectors, samples)
+    assert main(["evaluate", "--embeddings", str(tmp_path / "emb2"), "--folds", "3",
+                 "--out", str(tmp_path / "eval2")]) == 0
+    assert json.loads((tmp_path / "eval2" / "metrics.json").read_text())["grouped"] is not None

@@ -183,3 +183,25 @@ def plot_neighbours(neighbours, path, max_queries=12, thumb=96):
              if len(every) > len(queries) else f"{len(queries)} quer{'y' if len(queries) == 1 else 'ies'}")
     figure.suptitle(f"Nearest micrographs (distance, label): {shown}", fontsize=9)
     return _save(figure, path)
+
+
+def plot_parity(predictions, summary, path):
+    """Predicted against true values of a numeric target, with each image's 90 % interval,
+    coloured by sample; the diagonal is a perfect prediction."""
+    true, predicted = predictions["true"], predictions["predicted"]
+    lower, upper = predictions["lower"], predictions["upper"]
+    figure, axis = plt.subplots(figsize=(5.2, 5))
+    samples = np.unique(predictions["group"], return_inverse=True)[1]
+    axis.errorbar(true, predicted, yerr=[predicted - lower, upper - predicted], fmt="none",
+                  ecolor="0.8", elinewidth=0.8, zorder=1)
+    axis.scatter(true, predicted, c=samples, cmap="tab20", s=14, zorder=2)
+    low, high = np.nanmin([true.min(), lower.min()]), np.nanmax([true.max(), upper.max()])
+    axis.plot([low, high], [low, high], "k--", linewidth=0.8)
+    unit = f" ({summary['unit']})" if summary.get("unit") else ""
+    axis.set_xlabel(f"true {summary['target']}{unit}")
+    axis.set_ylabel(f"predicted{unit}")
+    axis.set_title(f"{summary['target']}: MAE {summary['mae']:.3g} (no information "
+                   f"{summary['no_information_mae']:.3g}), {summary['confidence']:.0%} intervals "
+                   f"cover {summary['coverage']:.0%}\n(sample-grouped CV; colour = sample)",
+                   fontsize=8)
+    return _save(figure, path)

@@ -30,6 +30,11 @@ def evaluate_features(features, labels, groups, config, pca_components=None):
     make = classifier_factory(config, pca_components)
     results = {"stratified": cross_validate(features, labels, stratified, make)}
     try:
+        if groups is not None and len(set(groups)) == len(groups):
+            raise DataError("grouped CV not run: every image is its own sample (no groups are "
+                            "known, e.g. class folders), so it would be the per-image CV above; "
+                            "give each image's sample (--csv with a group column) to measure on "
+                            "unseen samples")
         if groups is not None and not groups_repeat_within_classes(labels, groups):
             raise DataError("grouped CV not run: most classes come from a single sample, so "
                             "a sample-grouped split would test classes never trained on")

@@ -64,6 +64,10 @@ def evaluate_heldout(config):
 
 def evaluate_embeddings(config):
     """Run the evaluate stage of an EvalConfig; return the metrics it wrote."""
+    if config.target:  # how the micrographs were made, not their classes
+        from microrep.commands.predict import evaluate_targets
+
+        return evaluate_targets(config, log=lambda *_: None)
     refuse_earlier_output(Path(config.out) / "metrics.json", "an evaluation", config.overwrite)
     if config.test_embeddings:
         return evaluate_heldout(config)

@@ -10,6 +10,6 @@ from microrep.config.flags import add_config_flags, config_example, config_from_
 from microrep.config.presets import PRESETS, QUICK, Preset, apply_preset
 from microrep.config.stages import (STAGE_OWNED, TASKS, DataConfig, DemoConfig, EmbedConfig,
                                     EvalConfig, ExploreConfig, ExportConfig, FetchConfig,
-                                    ModelConfig, PairConfig, ReproduceConfig, SearchConfig, StatusConfig, IndexConfig,
+                                    ModelConfig, PairConfig, PredictConfig, ReproduceConfig, SearchConfig, StatusConfig, IndexConfig,
                                     TrainConfig, demo_train_config,
                                     paper_train_config, recipe_model_config)

@@ -304,7 +304,30 @@ class EvalConfig:
     kernel: str = option("linear", "SVM kernel", ("linear", "rbf"))
     C: float = option(1.0, "SVM regularisation", above=0.0)
     seed: int = option(0, "seed of the CV splits")
+    target: str = option("", "instead of classes, predict these metadata targets, comma-separated: "
+                         "anneal_temperature (°C), log_anneal_time (log10 hours), cool_method, "
+                         "or any column (numeric or categorical); cross-validated by sample, "
+                         "beside the no-information predictor, with 90% conformal intervals")
+    baseline_embeddings: str = option("", "with --target: a second embeddings folder of the same "
+                                      "images (e.g. `embed --pretrained`) scored the same way")
     overwrite: bool = option(False, "replace an earlier evaluation in --out")
+
+
+@dataclasses.dataclass
+class PredictConfig:
+    """Predict metadata targets of new micrographs from their embeddings, with 90% intervals."""
+
+    fit_embeddings: str = option("", "embeddings whose metadata carry the targets: fit a "
+                                 "predictor on them (saved in --out/predictor)")
+    target: str = option("", "with --fit-embeddings: the targets, comma-separated "
+                         "(as `evaluate --target`)")
+    predictor: str = option("", "a predictor folder saved earlier (instead of --fit-embeddings)")
+    embeddings: str = option("", "the embeddings to predict (an archive of the same model)")
+    images: str = option("", "or image files or folders to predict, embedded first with the "
+                         "fit embeddings' model", parse=parse_paths, nargs="+")
+    out: str = option("runs/predict", "folder for predictions.csv (and predictor/)")
+    seed: int = option(0, "seed of the calibration split")
+    overwrite: bool = option(False, "replace earlier predictions in --out")
 
 
 @dataclasses.dataclass

@@ -1,0 +1,124 @@
+"""Targets: how a micrograph was made, read from metadata, predicted from embeddings with
+conformal intervals, scored by sample-grouped CV; `evaluate --target` and `predict`."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from microrep.analysis.targets import sample_folds, score_target
+from microrep.cli import main
+from microrep.data.targets import read_target
+from microrep.embedding.archive import write_embeddings
+from microrep.errors import DataError
+
+
+def processing_table(samples=24, per_sample=5, seed=0):
+    """Micrographs of samples with known processing; embeddings that encode it, noisily."""
+    rng = np.random.default_rng(seed)
+    temperature = rng.uniform(700, 1100, samples)
+    hours = 10 ** rng.uniform(-1, 2, samples)
+    cooling = rng.choice(["AR", "FC", "Q"], samples)
+    rows, vectors = [], []
+    for s in range(samples):
+        for i in range(per_sample):
+            rows.append({"path": f"/img/s{s}_{i}.png", "label": cooling[s], "group": f"s{s}",
+                         "anneal_temperature": temperature[s], "anneal_temp_unit": "C",
+                         "anneal_time": hours[s] * 60, "anneal_time_unit": "M",
+                         "cool_method": cooling[s]})
+            code = {"AR": 0, "FC": 1, "Q": 2}[cooling[s]]
+            vectors.append(np.r_[(temperature[s] - 900) / 100, np.log10(hours[s]), np.eye(3)[code],
+                                 0.0] + rng.normal(scale=0.2, size=6))
+    return pd.DataFrame(rows), np.asarray(vectors, np.float32)
+
+
+def test_targets_are_read_in_their_units_and_refused_in_one_line():
+    table = pd.DataFrame({"anneal_temperature": [1073.15, 800, None], "anneal_temp_unit": ["K", "C", "C"],
+                          "anneal_time": [90, 2, 5], "anneal_time_unit": ["M", "H", "H"],
+                          "hardness": ["310", "290", ""], "etchant": ["nital", "picral", "nital"]})
+    temperature = read_target(table, "anneal_temperature")
+    np.testing.assert_allclose(temperature.values[:2], [800, 800])
+    assert temperature.known.tolist() == [True, True, False] and temperature.unit == "°C"
+    np.testing.assert_allclose(read_target(table, "log_anneal_time").values, np.log10([1.5, 2, 5]))
+    assert read_target(table, "hardness").kind == "numeric"
+    assert read_target(table, "etchant").kind == "categorical"
+    with pytest.raises(DataError, match="needs metadata column"):
+        read_target(table, "cool_method")
+
+
+def test_folds_never_split_a_sample():
+    groups = np.repeat([f"s{i}" for i in range(7)], 3)
+    for train, test in sample_folds(groups, 5, seed=1):
+        assert not set(groups[train]) & set(groups[test])
+
+
+def test_a_numeric_target_beats_no_information_and_its_intervals_cover():
+    table, vectors = processing_table()
+    summary, rows = score_target(vectors, read_target(table, "anneal_temperature"),
+                                 table["group"].to_numpy(), folds=5)
+    assert summary["mae"] < 0.6 * summary["no_information_mae"] and summary["r2"] > 0.5
+    assert 0.75 <= summary["coverage"] <= 1.0 and summary["mean_interval_width"] > 0
+    inside = (rows["true"] >= rows["lower"]) & (rows["true"] <= rows["upper"])
+    assert inside.mean() == summary["coverage"]
+    noise = np.random.default_rng(1).normal(size=vectors.shape).astype(np.float32)
+    blind, _ = score_target(noise, read_target(table, "anneal_temperature"),
+                            table["group"].to_numpy(), folds=5)
+    assert blind["mae"] > summary["mae"] * 1.5  # the score reads the embedding, not the labels
+
+
+def test_a_categorical_target_beats_its_most_frequent_class():
+    table, vectors = processing_table()
+    summary, _ = score_target(vectors, read_target(table, "cool_method"),
+                              table["group"].to_numpy(), folds=4)
+    assert summary["accuracy"] > summary["no_information_accuracy"] + 0.3
+
+
+def test_evaluate_target_and_predict_from_the_command_line(tmp_path, capsys):
+    table, vectors = processing_table()
+    write_embeddings(tmp_path / "emb", vectors, table, {"pretrained": False, "grid": 3})
+    noise = np.random.default_rng(2).normal(size=vectors.shape).astype(np.float32)
+    write_embeddings(tmp_path / "base", noise, table, {"pretrained": True, "grid": 3})
+    assert main(["evaluate", "--embeddings", str(tmp_path / "emb"), "--target",
+                 "anneal_temperature,log_anneal_time,cool_method", "--baseline-embeddings",
+                 str(tmp_path / "base"), "--out", str(tmp_path / "eval")]) == 0
+    printed = capsys.readouterr().out
+    assert "anneal_temperature, 120 images of 24 samples" in printed and "cover" in printed
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    temperature = metrics["targets"]["anneal_temperature"]
+    assert temperature["embeddings"]["mae"] < temperature["baseline"]["mae"]
+    assert (tmp_path / "eval" / "parity_anneal_temperature.png").stat().st_size > 5000
+    assert len(pd.read_csv(tmp_path / "eval" / "predictions_log_anneal_time.csv")) == 120
+
+    fit, new = table["group"].isin([f"s{i}" for i in range(18)]), None
+    write_embeddings(tmp_path / "fit", vectors[fit], table[fit], {"pretrained": False, "grid": 3})
+    write_embeddings(tmp_path / "new", vectors[~fit], table[~fit].drop(
+        columns=["anneal_temperature", "cool_method"]), {"pretrained": False, "grid": 3})
+    assert main(["predict", "--fit-embeddings", str(tmp_path / "fit"), "--target",
+                 "anneal_temperature,cool_method", "--embeddings", str(tmp_path / "new"),
+                 "--out", str(tmp_path / "pred")]) == 0
+    predicted = pd.read_csv(tmp_path / "pred" / "predictions.csv")
+    assert len(predicted) == (~fit).sum() and {"anneal_temperature_lower", "cool_method"} <= set(predicted)
+    truth = table[~fit].set_index("path")["anneal_temperature"]
+    error = np.abs(predicted["anneal_temperature"] - truth[predicted["path"]].to_numpy())
+    assert error.mean() < np.abs(truth - table[fit]["anneal_temperature"].mean()).mean()
+    assert main(["predict", "--predictor", str(tmp_path / "pred" / "predictor"), "--embeddings",
+                 str(tmp_path / "new"), "--out", str(tmp_path / "again")]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "again" / "predictions.csv"), predicted)
+
+    for argv, message in (
+            (["--target", "hardness"], "needs metadata column(s) hardness"),
+            (["--target", "anneal_temp_unit,anneal_temperature"], None)):
+        capsys.readouterr()
+        code = main(["predict", "--fit-embeddings", str(tmp_path / "fit"), *argv, "--embeddings",
+                     str(tmp_path / "new"), "--out", str(tmp_path / f"bad{len(argv[1])}")])
+        err = capsys.readouterr().err
+        if message:
+            assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+        else:  # a text column is a categorical target with one value: said in one line
+            assert code == 2 and "one value only" in err and len(err.strip().splitlines()) == 1
+    write_embeddings(tmp_path / "other", vectors[~fit][:, :4], table[~fit], {"pretrained": True})
+    capsys.readouterr()
+    assert main(["predict", "--predictor", str(tmp_path / "pred" / "predictor"), "--embeddings",
+                 str(tmp_path / "other"), "--out", str(tmp_path / "other-pred")]) == 2
+    assert "another model" in capsys.readouterr().err
