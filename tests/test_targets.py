@@ -122,3 +122,29 @@ def test_evaluate_target_and_predict_from_the_command_line(tmp_path, capsys):
     assert main(["predict", "--predictor", str(tmp_path / "pred" / "predictor"), "--embeddings",
                  str(tmp_path / "other"), "--out", str(tmp_path / "other-pred")]) == 2
     assert "another model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_predict_embeds_image_files_with_the_fit_archives_model(tiny_data_config, tmp_path):
+    """--images: new micrographs embedded with the model recorded in the fit archive, so their
+    predictions equal those of the same images read from the archive."""
+    source = ["--data", "synthetic", "--data-dir", tiny_data_config.data_dir,
+              "--synthetic-samples-per-class", "2", "--synthetic-images-per-sample", "3",
+              "--synthetic-image-size", "64", "--synthetic-seed", "1"]
+    assert main(["train", *source, "--weights", "none", "--input-size", "32", "--vgg-blocks", "1",
+                 "--feature-layers", "", "--embedding-dim", "8", "--epochs", "1",
+                 "--pairs-per-epoch", "8", "--batch-size", "4", "--feature-bank", "2",
+                 "--out", str(tmp_path / "run")]) == 0
+    assert main(["embed", *source, "--model-path", str(tmp_path / "run"),
+                 "--out", str(tmp_path / "emb")]) == 0
+    assert main(["predict", "--fit-embeddings", str(tmp_path / "emb"), "--target",
+                 "anneal_temperature", "--embeddings", str(tmp_path / "emb"),
+                 "--out", str(tmp_path / "by-archive")]) == 0
+    paths = pd.read_csv(tmp_path / "by-archive" / "predictions.csv")["path"].tolist()[:4]
+    (tmp_path / "list.txt").write_text("\n".join(paths) + "\n")
+    assert main(["predict", "--predictor", str(tmp_path / "by-archive" / "predictor"),
+                 "--images", str(tmp_path / "list.txt"), "--out", str(tmp_path / "by-file")]) == 0
+    by_archive = pd.read_csv(tmp_path / "by-archive" / "predictions.csv").set_index("path")
+    by_file = pd.read_csv(tmp_path / "by-file" / "predictions.csv").set_index("path")
+    np.testing.assert_allclose(by_file["anneal_temperature"], by_archive.loc[paths, "anneal_temperature"],
+                               rtol=1e-4)
