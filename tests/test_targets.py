@@ -148,3 +148,28 @@ def test_predict_embeds_image_files_with_the_fit_archives_model(tiny_data_config
     by_file = pd.read_csv(tmp_path / "by-file" / "predictions.csv").set_index("path")
     np.testing.assert_allclose(by_file["anneal_temperature"], by_archive.loc[paths, "anneal_temperature"],
                                rtol=1e-4)
+
+
+def test_search_conditions_ranks_the_processing_of_the_neighbours(tmp_path, capsys):
+    """The inverse question: neighbours from other samples, grouped by processing condition,
+    ranked by how many of the k have it; the nearest samples' processing comes first."""
+    table, vectors = processing_table()
+    write_embeddings(tmp_path / "emb", vectors, table, {"pretrained": False, "grid": 3})
+    capsys.readouterr()
+    assert main(["search", "--index", str(tmp_path / "emb"), "--query-rows", "0,50",
+                 "--exclude-same-group", "--k", "10", "--conditions",
+                 "--out", str(tmp_path / "search")]) == 0
+    printed = capsys.readouterr().out
+    ranked = pd.read_csv(tmp_path / "search" / "conditions.csv")
+    neighbours = pd.read_csv(tmp_path / "search" / "neighbours.csv")
+    for query, found in ranked.groupby("query"):
+        hits = neighbours[neighbours["query"] == query]
+        assert found["neighbours"].sum() == len(hits) == 10
+        top = found.iloc[0]
+        assert top["neighbours"] == hits["processing"].value_counts().max()
+        assert f"1. {top['processing']}: {top['neighbours']} of them" in printed
+        assert not (hits["group"] == table.set_index("path").loc[query, "group"]).any()
+    write_embeddings(tmp_path / "bare", vectors, table[["path", "label", "group"]])
+    assert main(["search", "--index", str(tmp_path / "bare"), "--query-rows", "0",
+                 "--conditions"]) == 2
+    assert "carry no processing" in capsys.readouterr().err

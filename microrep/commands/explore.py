@@ -24,6 +24,7 @@ from microrep.data.images import read_image
 from microrep.errors import ConfigError
 from microrep.fileio import atomic_path, refuse_earlier_output, write_text
 from microrep.commands.search import read_index
+from microrep.data.tasks import with_processing
 from microrep.embedding.archive import refuse_other_model
 from microrep.embedding.tiles import default_read_workers
 
@@ -190,7 +191,7 @@ def read_folders(folders, max_points=None, seed=0):
         vectors.append(np.asarray(folder_vectors[mine], dtype=np.float32))
         offset += len(table)
     table = pd.concat(tables, ignore_index=True).iloc[chosen].reset_index(drop=True)
-    return np.concatenate(vectors), table, total
+    return np.concatenate(vectors), with_processing(table), total
 
 
 def write_explorer(config, log=print):

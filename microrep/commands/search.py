@@ -19,6 +19,7 @@ from microrep.analysis.plots import plot_neighbours
 from microrep.config import EmbedConfig, ModelConfig, from_dict
 from microrep.data.folders import image_files
 from microrep.data.images import read_image
+from microrep.data.tasks import with_processing
 from microrep.embedding.archive import TABLE, archive_info, open_archive, refuse_other_model
 from microrep.embedding.archive_search import search_parts
 from microrep.embedding.index import is_index, open_index, search_index
@@ -46,7 +47,7 @@ def read_index(folder):
     else:  # an archive, its rows read on demand from memory maps
         embeddings = archive = open_archive(folder)
     info = archive_info(folder)
-    table = archive.table
+    table = with_processing(archive.table)
     return embeddings, table.assign(path=absolute_paths(table["path"], info)), info
 
 
@@ -240,8 +241,11 @@ def run_search(config, log=print):
     result = neighbour_table(query_table, table, distances, neighbours)
     log(f"{len(query_table)} quer{'y' if len(query_table) == 1 else 'ies'}, {config.k} nearest "
         f"of {len(index)} ({backend} search)")
-    for line in answer_lines(result):
+    ranked = ranked_conditions(result) if config.conditions else None
+    for line in (condition_lines(ranked) if ranked is not None else answer_lines(result)):
         log(line)
+    if ranked is not None and config.out:
+        write_text(Path(config.out) / "conditions.csv", ranked.to_csv(index=False))
     if config.out:
         write_text(Path(config.out) / "neighbours.csv", result.to_csv(index=False))
         plot_neighbours(result, Path(config.out) / "neighbours.png", MAX_DRAWN)
@@ -249,6 +253,34 @@ def run_search(config, log=print):
         log(f"neighbours.csv (every query) and neighbours.png (the first {drawn} of "
             f"{len(query_table)} queries) in {config.out}")
     return result
+
+
+def ranked_conditions(result):
+    """Each query's neighbours grouped by processing condition, ranked by how many of the k
+    neighbours have it, then by their mean distance: (query, rank, processing, neighbours,
+    mean_distance, nearest_distance)."""
+    if "processing" not in result or result["processing"].astype(str).eq("").all():
+        raise DataError("the index's micrographs carry no processing (anneal_temperature, "
+                        "anneal_time and cool_method columns), so --conditions has nothing to rank")
+    known = result[result["processing"].astype(str) != ""]
+    ranked = (known.groupby(["query", "processing"], sort=False)["distance"]
+              .agg(neighbours="size", mean_distance="mean", nearest_distance="min").reset_index()
+              .sort_values(["query", "neighbours", "mean_distance"], ascending=[True, False, True],
+                           kind="stable"))
+    order = {query: i for i, query in enumerate(dict.fromkeys(result["query"]))}
+    ranked = ranked.sort_values("query", key=lambda q: q.map(order), kind="stable")
+    ranked.insert(1, "rank", ranked.groupby("query", sort=False).cumcount() + 1)
+    return ranked.reset_index(drop=True)
+
+
+def condition_lines(ranked):
+    lines = []
+    for query, found in ranked.groupby("query", sort=False):
+        lines.append(f"{query}: processing of its nearest micrographs")
+        for row in found.itertuples():
+            lines.append(f"  {row.rank:>2}. {row.processing}: {row.neighbours} of them, mean "
+                         f"distance {row.mean_distance:.4f} (nearest {row.nearest_distance:.4f})")
+    return lines
 
 
 def answer_lines(result):

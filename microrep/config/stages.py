@@ -345,6 +345,9 @@ class SearchConfig:
     k: int = count_option(10, "neighbours per query")
     exclude_same_group: bool = option(False, "skip neighbours from the query's own sample "
                                       "(the index's group column)")
+    conditions: bool = option(False, "the inverse question: which processing gives a "
+                              "microstructure like this? each query's neighbours' processing "
+                              "conditions, ranked (how many of the k, their mean distance)")
     backend: str = option("auto", "'exact' (scikit-learn), 'faiss' or 'auto' (faiss above "
                           "200,000 rows)",
                           ("auto", "exact", "faiss"))

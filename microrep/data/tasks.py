@@ -24,6 +24,20 @@ def processing_condition(table):
     return parts[0] + "-" + parts[1] + "-" + parts[2]
 
 
+PROCESSING_COLUMNS = ("anneal_temperature", "anneal_time", "cool_method")
+
+
+def with_processing(table):
+    """`table` with a `processing` column (e.g. `800C-90M-AR`) where it records how each
+    sample was made (UHCSDB, a lab's CSV with those columns); unchanged otherwise."""
+    if not set(PROCESSING_COLUMNS) <= set(table.columns) or "processing" in table:
+        return table
+    units = {"anneal_temp_unit": "", "anneal_time_unit": ""}
+    filled = table.assign(**{k: "" for k in units if k not in table})
+    known = table[list(PROCESSING_COLUMNS)].notna().all(axis=1)
+    return table.assign(processing=processing_condition(filled).where(known, ""))
+
+
 def task_labels(table, task):
     """Return (labels Series, keep mask) of `task` for a metadata table."""
     if task not in TASKS:
