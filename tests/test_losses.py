@@ -43,3 +43,32 @@ def test_pair_accuracy_config_chains_to_keras_and_round_trips():
     assert config["margin"] == 0.6 and config["name"] == "acc" and "dtype" in config
     clone = PairAccuracy.from_config(config)
     assert clone.margin == 0.6 and clone.name == "acc"
+
+
+def test_processing_aware_loss_asks_distances_that_follow_processing():
+    """The loss against NumPy, the conditions' places (standardised temperature and log time,
+    one-hot cooling), and a sampler whose targets are the distances between those places."""
+    from microrep.data.tasks import condition_coordinates
+    from microrep.nn.losses import processing_distance_loss
+    from microrep.pairs.samplers import GradedPairSampler, pair_targets_of
+    from microrep.registry import LOSSES
+
+    target, distance = np.array([0.0, 0.5, 3.0]), np.array([0.2, 1.0, 1.0])
+    expected = (distance - 1.8 * np.tanh(target)) ** 2
+    np.testing.assert_allclose(np.asarray(processing_distance_loss(target, distance, 1.8)), expected,
+                               rtol=1e-5)
+    conditions = ["800C-90M-AR", "800C-90M-AR", "970C-24H-WQ", "700C-5M-FC"]
+    places = condition_coordinates(conditions)
+    temperatures = np.array([700, 800, 970.0])
+    np.testing.assert_allclose([places[c][0] for c in ("700C-5M-FC", "800C-90M-AR", "970C-24H-WQ")],
+                               (temperatures - temperatures.mean()) / temperatures.std())
+    assert abs(np.linalg.norm(places["800C-90M-AR"][2:] - places["970C-24H-WQ"][2:]) - 1) < 1e-9
+    with pytest.raises(Exception, match="not a processing condition"):
+        condition_coordinates(["sample-17"])
+    entry = LOSSES["processing"]
+    sampler = GradedPairSampler(["a", "a", "b", "b"], conditions, [(64, 64)] * 4, 32, 64, seed=0,
+                                targets=pair_targets_of(entry, np.array(conditions)))
+    pairs, targets = sampler.epoch_pairs(0)
+    distances = [np.linalg.norm(places[conditions[i]] - places[conditions[j]]) for i, j in pairs]
+    np.testing.assert_allclose(targets, distances, rtol=1e-6)
+    assert (targets[np.array(conditions)[pairs[:, 0]] == np.array(conditions)[pairs[:, 1]]] == 0).all()

@@ -173,3 +173,31 @@ def test_search_conditions_ranks_the_processing_of_the_neighbours(tmp_path, caps
     assert main(["search", "--index", str(tmp_path / "bare"), "--query-rows", "0",
                  "--conditions"]) == 2
     assert "carry no processing" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_training_ordered_by_processing(tiny_data_config, tmp_path, capsys):
+    """--similarity processing trains on micrographs whose processing is known, and is
+    refused in one line for images without it (class folders)."""
+    from PIL import Image
+
+    common = ["--weights", "none", "--input-size", "32", "--vgg-blocks", "1", "--feature-layers",
+              "", "--epochs", "2", "--pairs-per-epoch", "32", "--batch-size", "8",
+              "--feature-bank", "2", "--similarity", "processing"]
+    source = ["--data", "synthetic", "--data-dir", tiny_data_config.data_dir,
+              "--synthetic-samples-per-class", "2", "--synthetic-images-per-sample", "3",
+              "--synthetic-image-size", "64", "--synthetic-seed", "1"]
+    assert main(["train", *source, *common, "--out", str(tmp_path / "run")]) == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["similarity"] == "processing"
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for index in range(3):
+            Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(
+                tmp_path / "imgs" / label / f"{index}.png")
+    capsys.readouterr()
+    assert main(["train", "--images", str(tmp_path / "imgs"), *common,
+                 "--out", str(tmp_path / "run2")]) == 2
+    err = capsys.readouterr().err
+    assert "not a processing condition" in err and len(err.strip().splitlines()) == 1

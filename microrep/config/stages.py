@@ -170,8 +170,10 @@ class TrainConfig:
                              "classes pushed past --margin; 'label': the paper's contrastive loss "
                              "on same/different class; 'self': no labels used, two crops of one micrograph (or "
                              "micrographs of one sample) are alike (chosen by itself for a source "
-                             "without labels); 'semi': classes where labelled, 'self' where not; or "
-                             "another loss registered in microrep.registry",
+                             "without labels); 'semi': classes where labelled, 'self' where not; "
+                             "'processing': distances follow the distance between processing "
+                             "conditions (standardised anneal temperature, log time, cooling; "
+                             "needs those columns); or another loss registered in microrep.registry",
                              LOSSES)
     margin: float = option(1.8, "contrastive margin: different-class pairs are pushed this far apart",
                            above=0.0)

@@ -6,6 +6,8 @@
 - `processing`: the processing condition, anneal temperature + time + cooling.
 """
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -36,6 +38,36 @@ def with_processing(table):
     filled = table.assign(**{k: "" for k in units if k not in table})
     known = table[list(PROCESSING_COLUMNS)].notna().all(axis=1)
     return table.assign(processing=processing_condition(filled).where(known, ""))
+
+
+#: `processing_condition`'s own format, read back: temperature+unit, time+unit, cooling.
+CONDITION = re.compile(r"^(-?[\d.]+)([CK]?)-([\d.]+)([SMHD]?)-(.+)$", re.IGNORECASE)
+HOURS_PER_UNIT = {"S": 1 / 3600, "M": 1 / 60, "H": 1.0, "D": 24.0, "": 1.0}
+
+
+def condition_coordinates(conditions):
+    """{condition: coordinates} of processing conditions (`processing_condition`'s strings) in
+    processing space: standardised anneal temperature (°C), standardised log10 anneal time
+    (hours) and the cooling method one-hot (scaled so two methods differ by 1), so a
+    distance between conditions weighs the three alike. DataError for a string that is not
+    a processing condition (a sample name where the metadata gives none)."""
+    unique = sorted(set(map(str, conditions)))
+    parsed = []
+    for text in unique:
+        found = CONDITION.match(text)
+        if found is None:
+            raise DataError(f"{text!r} is not a processing condition (temperature-time-cooling); "
+                            "a processing-aware loss needs anneal_temperature, anneal_time and "
+                            "cool_method for every image")
+        temperature = float(found[1]) - (273.15 if found[2].upper() == "K" else 0.0)
+        hours = float(found[3]) * HOURS_PER_UNIT[found[4].upper()]
+        parsed.append((temperature, np.log10(max(hours, 1e-6)), found[5]))
+    numbers = np.array([(t, h) for t, h, _ in parsed], float)
+    spread = numbers.std(axis=0)
+    scaled = (numbers - numbers.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    methods = sorted({c for _, _, c in parsed})
+    onehot = np.array([[c == m for m in methods] for _, _, c in parsed], float) / np.sqrt(2)
+    return {text: np.r_[row, code] for text, row, code in zip(unique, scaled, onehot)}
 
 
 def task_labels(table, task):

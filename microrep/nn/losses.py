@@ -116,6 +116,31 @@ class GradedContrastiveLoss(keras.losses.Loss):
                 "same_class_beyond": self.same_class_beyond}
 
 
+def processing_distance_loss(target, distance, margin=1.8):
+    """Per-pair loss of a processing-aware embedding: the distance between two micrographs
+    should follow the distance between their processing conditions (`target`, in
+    standardised processing space), mapped into [0, margin) by tanh so that far-apart
+    processings do not ask for unbounded distances: (d - margin * tanh(target))**2."""
+    distance = ops.cast(distance, "float32")
+    target = ops.cast(ops.reshape(target, ops.shape(distance)), "float32")
+    return ops.square(distance - margin * ops.tanh(target))
+
+
+@keras.saving.register_keras_serializable(package="microrep")
+class ProcessingDistanceLoss(keras.losses.Loss):
+    """Keras Loss wrapper of `processing_distance_loss`; y_true holds processing distances."""
+
+    def __init__(self, margin=1.8, name="processing_distance_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.margin = float(margin)
+
+    def call(self, y_true, y_pred):
+        return processing_distance_loss(y_true, y_pred, self.margin)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin}
+
+
 @dataclasses.dataclass(frozen=True)
 class LossEntry:
     """A pair loss and what its targets are.
@@ -128,12 +153,16 @@ class LossEntry:
     (self-supervised: two crops of one micrograph, or micrographs of one sample; the
     labels are not used) or "classes+images" (labels where an image has one, the image
     itself where not: a few labels plus an unlabelled archive).
+    `coordinates(relations)`, where given, places every relation (the processing-aware
+    loss: processing conditions) in a space, once for a training set, and each pair's
+    target is the distance between its two images' places instead of its level.
     """
 
     build: Callable
     graded: bool = False
     metrics: Callable = lambda config: []
     pairs_from: str = "classes"
+    coordinates: Callable = None
 
     @property
     def levels(self):
@@ -144,6 +173,15 @@ class LossEntry:
         """Pair levels (0, 1, 2) as this loss's targets (float32)."""
         levels = np.asarray(levels, dtype=np.float32)
         return levels if self.graded else (levels > 0).astype(np.float32)
+
+    def pair_targets(self, levels, relations_a, relations_b, places=None):
+        """Targets of pairs whose levels and members' relations are known: with `places`
+        (`coordinates` of the training set's relations), the distances between the two
+        relations' places; else `targets(levels)`."""
+        if self.coordinates is None or places is None:
+            return self.targets(levels)
+        return np.array([np.linalg.norm(places[a] - places[b])
+                         for a, b in zip(map(str, relations_a), map(str, relations_b))], np.float32)
 
 
 LOSSES.register("label", LossEntry(lambda config: ContrastiveLoss(config.margin),
@@ -156,6 +194,19 @@ def graded_loss(config):
 
 LOSSES.register("graded", LossEntry(graded_loss, graded=True))
 
+
+def condition_places(relations):
+    """Processing conditions placed in processing space (`condition_coordinates`)."""
+    from microrep.data.tasks import condition_coordinates
+
+    return condition_coordinates(relations)
+
+
+#: Processing-aware: pairs drawn as the graded loss draws them (same condition, same class,
+#: any), each pulled or pushed to a distance that follows how far apart their processing
+#: conditions are (standardised temperature, log time, cooling method).
+LOSSES.register("processing", LossEntry(lambda config: ProcessingDistanceLoss(config.margin),
+                                        graded=True, coordinates=condition_places))
 
 #: Self-supervised: pairs the micrographs themselves provide (graded: two crops of one image
 #: within --same-sample-within, two images of one sample within --same-class-within).

@@ -96,7 +96,8 @@ class GradedPairSampler(PairSampler):
     """
 
     def __init__(self, labels, relations, image_shapes, crop_size, pairs_per_epoch=1024,
-                 same_sample_fraction=0.4, same_class_fraction=0.3, augment=True, seed=0):
+                 same_sample_fraction=0.4, same_class_fraction=0.3, augment=True, seed=0,
+                 targets=None):
         super().__init__(labels, image_shapes, crop_size, pairs_per_epoch,
                          same_sample_fraction + same_class_fraction, augment, seed)
         self.labels = np.asarray(labels).astype(str)
@@ -104,6 +105,8 @@ class GradedPairSampler(PairSampler):
         self.same_sample_fraction = same_sample_fraction
         self.by_relation = {r: np.flatnonzero(self.relations == r) for r in set(self.relations)}
         self.by_label = {c: members for c, members in zip(self.classes, self.members)}
+        # (levels, relations_a, relations_b) -> the loss's targets; levels by default
+        self.targets = targets
 
     def epoch_pairs(self, epoch):
         """Image indices (n, 2) and levels (n,) of one epoch's pairs."""
@@ -120,7 +123,10 @@ class GradedPairSampler(PairSampler):
             else:
                 continue
             second[row] = pool[rng.integers(len(pool))]
-        return np.stack([first, second], axis=1), pair_levels(self.labels, self.relations, first, second)
+        levels = pair_levels(self.labels, self.relations, first, second)
+        if self.targets is not None:
+            levels = self.targets(levels, self.relations[first], self.relations[second])
+        return np.stack([first, second], axis=1), levels
 
 
 def pair_levels(labels, relations, first, second):
@@ -172,10 +178,20 @@ def check_images_fit(images, size, names=None):
                             f"{size}x{size} crops; lower --input-size, or leave it out")
 
 
+def pair_targets_of(entry, relations):
+    """The sampler's target function for a loss whose targets are distances between relations
+    (placed once, on this training set's relations), or None for level targets."""
+    if entry.coordinates is None:
+        return None
+    places = entry.coordinates(relations)
+    return lambda levels, a, b: entry.pair_targets(levels, a, b, places)
+
+
 def sampler_for(config, labels, relations, shapes, crop_size, pairs_per_epoch, augment):
     """The pair sampler a TrainConfig's loss needs: graded levels, or same/different class."""
-    if LOSSES[config.similarity].graded:
+    entry = LOSSES[config.similarity]
+    if entry.graded:
         return GradedPairSampler(labels, relations, shapes, crop_size, pairs_per_epoch,
-                                 augment=augment, seed=config.seed)
+                                 augment=augment, seed=config.seed, targets=pair_targets_of(entry, relations))
     return PairSampler(labels, shapes, crop_size, pairs_per_epoch, config.pairs.positive_fraction,
                        augment, config.seed)

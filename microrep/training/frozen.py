@@ -98,7 +98,10 @@ def mix_in_hard_pairs(config, head, features, train_rows, labels, relations, sid
     sides = [side.copy() for side in sides]
     target = np.array(target, dtype=np.float32)
     sides[0][places], sides[1][places] = bank[pairs[:, 0]], bank[pairs[:, 1]]
-    target[places] = LOSSES[config.similarity].targets(levels)
+    entry = LOSSES[config.similarity]
+    crop_relations = per_crop(relations)
+    target[places] = entry.pair_targets(levels, crop_relations[pairs[:, 0]], crop_relations[pairs[:, 1]],
+                                        entry.coordinates(relations) if entry.coordinates else None)
     return sides, target
 
 

@@ -12,7 +12,7 @@ from microrep.data import load_dataset
 from microrep.data.loaders import load_unlabelled_dataset
 from microrep.fileio import write_json
 from microrep.nn.backbone import check_input_size, check_weights_source
-from microrep.pairs.relations import pair_view
+from microrep.pairs.relations import pair_view, similarity_relations
 from microrep.pairs.samplers import check_images_fit
 from microrep.registry import LOSSES
 from microrep.training.autobatch import RECORD as AUTO_BATCH_RECORD
@@ -52,6 +52,9 @@ def train(config, dataset=None, verbose="auto", features=None):
     dataset = pair_view(dataset if dataset is not None else training_dataset(config),
                         LOSSES[config.similarity].pairs_from)
     check_images_fit(dataset.images(), config.model.input_size, dataset.table["path"])
+    entry = LOSSES[config.similarity]
+    if entry.coordinates is not None:  # e.g. processing conditions: refused before any feature
+        entry.coordinates(similarity_relations(config, dataset))
     log = print if verbose else (lambda *_: None)
     config, auto_batch = resolve_batch_size(config, log=log)
     fresh = not (run_dir / "config.json").is_file() or config.overwrite
