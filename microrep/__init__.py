@@ -55,6 +55,8 @@ PUBLIC = {
     "cv_splits": "microrep.analysis.svm", "svm_pipeline": "microrep.analysis.svm",
     "pca_projection": "microrep.analysis.svm", "raw_pixel_features": "microrep.analysis.svm",
     "retrieval_metrics": "microrep.analysis.retrieval",
+    "score_target": "microrep.analysis.targets", "fit_target": "microrep.analysis.targets",
+    "read_target": "microrep.data.targets",
     "nearest_neighbours": "microrep.analysis.neighbours",
     "measure_descriptors": "microrep.analysis.descriptors",
     "pc_correlations": "microrep.analysis.descriptors",
@@ -63,7 +65,8 @@ PUBLIC = {
         "plot_confusion", "plot_neighbours")},
     # whole commands
     "run_embed_stage": "microrep.commands.embed", "evaluate_embeddings": "microrep.commands.evaluate",
-    "run_search": "microrep.commands.search", "quiet_start": "microrep.backend", "write_explorer": "microrep.commands.explore",
+    "run_search": "microrep.commands.search", "run_predict": "microrep.commands.predict",
+    "evaluate_targets": "microrep.commands.predict", "quiet_start": "microrep.backend", "write_explorer": "microrep.commands.explore",
     "export_tower": "microrep.commands.export", "compare_on_splits": "microrep.commands.heldout",
     "cpu_has_native_bfloat16": "microrep.device",
     "reproduce": "microrep.commands.reproduce", "run_demo": "microrep.commands.demo",

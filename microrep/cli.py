@@ -222,7 +222,7 @@ COMMANDS = {
     "evaluate": ("PCA and SVM cross-validation of embeddings", "EvalConfig",
                  stage("microrep.commands.evaluate", "evaluate_embeddings"), print_evaluation),
     "predict": ("predict metadata targets (anneal temperature, time, cooling, any column) of new "
-                "micrographs with 90% intervals, from a predictor fitted on embeddings",
+                "micrographs with 90 per cent intervals, from a predictor fitted on embeddings",
                 "PredictConfig", stage("microrep.commands.predict", "run_predict", log=say), None),
     "search": ("find the micrographs of an embedded archive nearest to query images",
                "SearchConfig", stage("microrep.commands.search", "run_search"), None),

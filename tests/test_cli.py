@@ -229,3 +229,14 @@ def test_tensorflow_start_up_chatter_is_kept_off_the_users_screen(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"microrep export: error: model file not found: {tmp_path / 'no-run'}"]
+
+
+def test_every_command_prints_its_help(capsys):
+    """argparse formats each help text with %: a stray percent sign breaks --help."""
+    from microrep.cli import COMMANDS
+
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        assert done.value.code == 0, command
+        assert "usage: microrep " + command in capsys.readouterr().out

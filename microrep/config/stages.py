@@ -309,7 +309,7 @@ class EvalConfig:
     target: str = option("", "instead of classes, predict these metadata targets, comma-separated: "
                          "anneal_temperature (°C), log_anneal_time (log10 hours), cool_method, "
                          "or any column (numeric or categorical); cross-validated by sample, "
-                         "beside the no-information predictor, with 90% conformal intervals")
+                         "beside the no-information predictor, with 90 per cent conformal intervals")
     baseline_embeddings: str = option("", "with --target: a second embeddings folder of the same "
                                       "images (e.g. `embed --pretrained`) scored the same way")
     overwrite: bool = option(False, "replace an earlier evaluation in --out")
@@ -317,7 +317,7 @@ class EvalConfig:
 
 @dataclasses.dataclass
 class PredictConfig:
-    """Predict metadata targets of new micrographs from their embeddings, with 90% intervals."""
+    """Predict metadata targets of new micrographs from their embeddings, with 90 per cent intervals."""
 
     fit_embeddings: str = option("", "embeddings whose metadata carry the targets: fit a "
                                  "predictor on them (saved in --out/predictor)")
