@@ -50,6 +50,25 @@ def test_a_folder_of_the_older_format_is_read_as_one_part_and_converts(tmp_path)
     assert converted_table["path"].tolist() == table["path"].tolist()
 
 
+def test_converting_in_place_keeps_relative_paths_where_their_images_are(tmp_path):
+    """Folder datasets recorded paths relative to their data_dir; conversion keeps them
+    pointing at the images, and the old files go only once the archive is whole."""
+    import json
+
+    vectors, table = vectors_and_table()
+    old = tmp_path / "old"
+    old.mkdir()
+    np.save(old / "embeddings.npy", vectors)
+    table.assign(path=[f"img/{i}.png" for i in range(len(table))]).to_csv(old / "embeddings.csv",
+                                                                          index=False)
+    (old / "embed.json").write_text(json.dumps({"data_dir": str(tmp_path / "data"), "grid": 3}))
+    convert_single_file(old)
+    assert not (old / "embeddings.npy").exists() and not (old / ".converting").exists()
+    converted, converted_table = read_embeddings(old)
+    np.testing.assert_array_equal(converted, vectors)
+    assert converted_table["path"].iloc[3] == str(tmp_path / "data" / "img" / "3.png")
+
+
 def test_commands_pairing_two_folders_refuse_vectors_of_another_model(tmp_path, capsys):
     vectors, table = vectors_and_table()
     write_embeddings(tmp_path / "a", vectors, table, {"pretrained": True, "grid": 3})

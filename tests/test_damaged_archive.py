@@ -103,3 +103,18 @@ def test_embed_again_recomputes_just_the_damaged_part(archive, tiny_data_config,
     whole, whole_table = read_embeddings(archive)
     np.testing.assert_array_equal(vectors, whole)
     assert table["path"].tolist() == whole_table["path"].tolist()
+
+
+def test_an_archive_too_large_to_hash_on_every_open_is_still_checked_by_size(archive, tmp_path):
+    """Above VERIFY_UP_TO bytes readers skip the sha256 of every part; a part whose size is
+    not the one its done file recorded is still named (bit flips then need `status --verify`)."""
+    from microrep.embedding.parts import PartsArchive
+
+    folder = tmp_path / "emb"
+    shutil.copytree(archive, folder)
+    truncated(folder / "parts" / "part-000001.npy")
+    with pytest.raises(Exception, match="part 1 is damaged .*not the size its done file recorded"):
+        PartsArchive(folder, verify=False)
+    shutil.copytree(archive, tmp_path / "flipped")
+    bit_flipped(tmp_path / "flipped" / "parts" / "part-000001.npy")
+    assert len(PartsArchive(tmp_path / "flipped", verify=False)) == len(PartsArchive(archive))

@@ -147,3 +147,16 @@ def test_bad_search_input_is_one_line(archive, tmp_path, capsys):
         assert main(["search", *argv, "--out", str(tmp_path / f"out{number}")]) == 2, message
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], (message, err)
+
+
+def test_an_empty_query_list_is_one_line(tmp_path, capsys):
+    from microrep.embedding.archive import write_embeddings
+
+    rng = np.random.default_rng(0)
+    write_embeddings(tmp_path / "emb", rng.normal(size=(6, 4)).astype(np.float32),
+                     pd.DataFrame({"path": [f"/x/{i}.png" for i in range(6)], "label": "a",
+                                   "group": [str(i) for i in range(6)]}))
+    (tmp_path / "empty.txt").write_text("\n")
+    assert main(["search", "--index", str(tmp_path / "emb"), "--query", str(tmp_path / "empty.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "names no micrographs" in err and len(err.strip().splitlines()) == 1

@@ -36,7 +36,8 @@ CALIBRATION_FOLDS = 5
 
 
 def sample_folds(groups, folds, seed=0):
-    """(train rows, test rows) of `folds` folds that never split a sample, samples shuffled."""
+    """(train rows, test rows) of `folds` folds that never split a sample (GroupKFold: folds
+    balanced by sample size; `seed` relabels the samples, which reorders samples of one size)."""
     unique = np.unique(groups)
     if len(unique) < 2:
         raise DataError("predicting a target needs micrographs of at least two samples")
@@ -62,6 +63,20 @@ class ConformalKNN:
 
     def predict_int(self, embeddings, confidence=CONFIDENCE):
         return self.conformal.predict_int(y_hat=self.predict(embeddings), confidence=confidence)
+
+
+def check_samples(groups, name):
+    """DataError unless the images name their samples and there are three or more: folds by
+    sample need a sample to hold out and two to fit (one of them calibrates the intervals),
+    and where every image is its own sample 'grouped' CV would be per-image CV."""
+    unique = len(set(groups))
+    if unique == len(groups) and len(groups) > 3:
+        raise DataError(f"target {name!r}: every image is its own sample (no groups are known), so "
+                        "sample-grouped CV is not available; give each image's sample (a group "
+                        "column)")
+    if unique < 3:
+        raise DataError(f"target {name!r} is known for images of {unique} sample(s); "
+                        "sample-grouped CV needs at least three")
 
 
 @dataclasses.dataclass
@@ -112,7 +127,8 @@ def score_target(embeddings, target, groups, folds=5, seed=0):
     """
     rows = np.flatnonzero(target.known)
     embeddings = np.asarray(embeddings[rows] if hasattr(embeddings, "shape") else embeddings, np.float32)
-    values, groups = target.values[rows], np.asarray(groups)[rows]
+    values, groups = target.values[rows], np.asarray(groups).astype(str)[rows]
+    check_samples(groups, target.name)
     numeric = target.kind == "numeric"
     predicted = np.empty(len(rows), dtype=float if numeric else object)
     lower, upper, baseline = (np.full(len(rows), np.nan) for _ in range(3))

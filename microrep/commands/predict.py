@@ -19,7 +19,7 @@ import joblib
 import pandas as pd
 
 from microrep.analysis.plots import plot_parity
-from microrep.analysis.targets import fit_target, score_target
+from microrep.analysis.targets import check_samples, fit_target, score_target
 from microrep.config import SearchConfig
 from microrep.data.targets import NUMERIC, parse_targets, read_target
 from microrep.embedding.archive import archive_info, open_archive, refuse_other_model
@@ -112,6 +112,7 @@ def fit_predictors(config):
     for name in parse_targets(config.target):
         target = read_target(table, name)
         known = target.known
+        check_samples(table["group"].to_numpy()[known], name)
         fitted[name] = fit_target(vectors[known], target.values[known],
                                   table["group"].to_numpy()[known], target.kind, name,
                                   target.unit, config.seed)
@@ -143,7 +144,7 @@ def vectors_to_predict(config, info, log):
         return vectors, table["path"].astype(str).to_numpy()
     from microrep.commands.search import embed_queries
 
-    search = SearchConfig(index=info["fit_embeddings"], query=config.images)
+    search = SearchConfig(index=info["fit_embeddings"], query=config.images)  # its query rules
     vectors, queries = embed_queries(search, info["embed"], info["dim"], log)
     return vectors, queries["query"].to_numpy()
 

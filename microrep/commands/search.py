@@ -9,6 +9,7 @@ Prints the answer (each query, then its neighbours' rank, distance, label and pa
 neighbours.png (each query's thumbnail, then its nearest with distance and label).
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -83,13 +84,15 @@ def listed_queries(path):
     """(paths, labels) named by a list file: a CSV with a path column (label optional,
     paths relative to the CSV), or a text file of one path per line (names may hold spaces)."""
     if path.suffix.lower() == ".csv":
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        table = pd.read_csv(path, dtype=str, keep_default_na=False,
+                            encoding_errors="surrogateescape")
         if "path" not in table:
             raise DataError(f"query list {path} has no path column")
         labels = table["label"].tolist() if "label" in table else [""] * len(table)
         paths = table["path"].tolist()
     else:
-        paths = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        paths = [line.strip() for line in path.read_text(errors="surrogateescape").splitlines()
+                 if line.strip()]
         labels = [""] * len(paths)
     return [p if Path(p).is_absolute() else path.parent / p for p in map(str, paths)], labels
 
@@ -117,6 +120,8 @@ def query_sources(paths):
             labels.append("")
         else:
             raise DataError(f"query {path} not found")
+    if not files and not archives:
+        raise DataError(f"--query {paths} names no micrographs (an empty list or folder)")
     missing = [str(f) for f in files if not Path(f).is_file()]
     if missing:
         raise DataError(f"query {missing[0]} not found" + (f" (and {len(missing) - 1} more)"
@@ -276,11 +281,17 @@ def ranked_conditions(result):
 def condition_lines(ranked):
     lines = []
     for query, found in ranked.groupby("query", sort=False):
-        lines.append(f"{query}: processing of its nearest micrographs")
+        lines.append(f"{printable(query)}: processing of its nearest micrographs")
         for row in found.itertuples():
             lines.append(f"  {row.rank:>2}. {row.processing}: {row.neighbours} of them, mean "
                          f"distance {row.mean_distance:.4f} (nearest {row.nearest_distance:.4f})")
     return lines
+
+
+def printable(path):
+    """A path as a terminal can show it: a name that is not UTF-8 (kept as surrogate escapes
+    so the file still opens) is shown with its odd bytes as backslash escapes."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
 
 
 def answer_lines(result):
@@ -288,12 +299,12 @@ def answer_lines(result):
     lines = []
     for query, found in result.groupby("query", sort=False):
         label = found["query_label"].iloc[0]
-        lines.append(f"{query}" + (f" [{label}]" if str(label) not in ("", "nan") else ""))
+        lines.append(printable(query) + (f" [{label}]" if str(label) not in ("", "nan") else ""))
         for hit in found.itertuples():
             hit_label = getattr(hit, "label", "")
             lines.append(f"  {hit.rank:>3}  {hit.distance:.4f}  "
                          + (f"{hit_label}  " if str(hit_label) not in ("", "nan") else "")
-                         + str(hit.path))
+                         + printable(hit.path))
     return lines
 
 

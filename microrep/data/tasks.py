@@ -45,13 +45,15 @@ CONDITION = re.compile(r"^(-?[\d.]+)([CK]?)-([\d.]+)([SMHD]?)-(.+)$", re.IGNOREC
 HOURS_PER_UNIT = {"S": 1 / 3600, "M": 1 / 60, "H": 1.0, "D": 24.0, "": 1.0}
 
 
-def condition_coordinates(conditions):
+def condition_coordinates(conditions, reference=None):
     """{condition: coordinates} of processing conditions (`processing_condition`'s strings) in
     processing space: standardised anneal temperature (°C), standardised log10 anneal time
     (hours) and the cooling method one-hot (scaled so two methods differ by 1), so a
-    distance between conditions weighs the three alike. DataError for a string that is not
-    a processing condition (a sample name where the metadata gives none)."""
-    unique = sorted(set(map(str, conditions)))
+    distance between conditions weighs the three alike; standardised on the `reference`
+    conditions (a training set's, so its validation pairs are measured on the same scale),
+    by default on `conditions` themselves. DataError for a string that is not a processing
+    condition (a sample name where the metadata gives none)."""
+    unique = sorted(set(map(str, conditions)) | set(map(str, [] if reference is None else reference)))
     parsed = []
     for text in unique:
         found = CONDITION.match(text)
@@ -63,8 +65,9 @@ def condition_coordinates(conditions):
         hours = float(found[3]) * HOURS_PER_UNIT[found[4].upper()]
         parsed.append((temperature, np.log10(max(hours, 1e-6)), found[5]))
     numbers = np.array([(t, h) for t, h, _ in parsed], float)
-    spread = numbers.std(axis=0)
-    scaled = (numbers - numbers.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    basis = numbers if reference is None else numbers[np.isin(unique, list(map(str, reference)))]
+    spread = basis.std(axis=0)
+    scaled = (numbers - basis.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
     methods = sorted({c for _, _, c in parsed})
     onehot = np.array([[c == m for m in methods] for _, _, c in parsed], float) / np.sqrt(2)
     return {text: np.r_[row, code] for text, row, code in zip(unique, scaled, onehot)}

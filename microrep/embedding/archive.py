@@ -10,12 +10,12 @@ before parts (embeddings.npy + embeddings.csv) is still read, as an archive of o
 (`open_archive`), and `convert_single_file` rewrites it as parts.
 """
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-import shutil
 
 from microrep.embedding.manifest import MANIFEST, MANIFEST_INFO, publish_manifest, read_manifest
 from microrep.embedding.parts import (PARTS, PROVENANCE, PartsArchive, PartWriter, digest_of,
@@ -84,6 +84,10 @@ def clear_archive(out):
     shutil.rmtree(out / PARTS, ignore_errors=True)
 
 
+#: Columns an archive adds to its images' metadata (the manifest's and the parts').
+ARCHIVE_COLUMNS = ("row_id", "size", "mtime_ns", "status", "reason", "part", "row")
+
+
 def write_embeddings(out_dir, embeddings, table, info=None, written_by="python", root="/"):
     """Write `embeddings` (n, d) and their `table` (path, label, group, metadata) into
     `out_dir` as an archive of one part, replacing an earlier archive there.
@@ -97,7 +101,8 @@ def write_embeddings(out_dir, embeddings, table, info=None, written_by="python",
     if len(embeddings) != len(table):
         raise DataError(f"{len(embeddings)} embeddings but {len(table)} table rows")
     clear_archive(out)
-    table = table.reset_index(drop=True)
+    # an archive's own table read back (row ids, file sizes, part and status) is listed anew
+    table = table.drop(columns=[c for c in ARCHIVE_COLUMNS if c in table]).reset_index(drop=True)
     if "path" not in table:
         table = table.assign(path=[f"row-{row}" for row in range(len(table))])
     listed = publish_manifest(out, table, root, max(1, len(table)),
@@ -155,12 +160,32 @@ def open_archive(folder):
 
 
 def convert_single_file(folder, out=None):
-    """Rewrite an older single-file folder as an archive of one part (in `out`, or in place)."""
+    """Rewrite an older single-file folder as an archive of one part (in `out`, or in place).
+
+    Relative paths are taken from where that folder's embed.json says its images were
+    (`data_dir`, or the CSV's folder). In place, the archive is written beside the old
+    files first and the old files go only once it is complete, so nothing is lost to a
+    crash or a full disk.
+    """
+    folder = Path(folder)
     archive = SingleFileArchive(folder)
-    info_path = Path(folder) / PROVENANCE
+    info_path = folder / PROVENANCE
     info = read_checked(info_path, read_json, "remove it") if info_path.is_file() else {}
-    vectors, table = archive.vectors(), archive.table.drop(columns=["part", "row"])
-    return write_embeddings(out or folder, vectors, table, info, written_by=info.get("written_by", "embed"))
+    root = Path(info.get("data_dir") or "/")
+    root = root.parent if root.suffix.lower() == ".csv" else root
+    vectors, table = archive.vectors(), archive.table
+    written_by = info.get("written_by", "embed")
+    if out is not None:
+        return write_embeddings(out, vectors, table, info, written_by, root)
+    staged = folder / ".converting"
+    shutil.rmtree(staged, ignore_errors=True)
+    write_embeddings(staged, vectors, table, info, written_by, root)
+    for name in (EMBEDDINGS, TABLE, PROVENANCE):
+        (folder / name).unlink(missing_ok=True)
+    for path in staged.iterdir():
+        os.replace(path, folder / path.name)
+    staged.rmdir()
+    return folder
 
 
 #: embed.json entries that must agree for two archives' vectors to be compared (the same

@@ -90,6 +90,7 @@ class PartWriter:
             write_parquet_table(table.reset_index(drop=True).assign(status=status, reason=reasons), tmp)
         record = {"part": self.part, "rows": len(self.rows), "ok": len(table) - len(bad),
                   "bad": len(bad), "sha256": file_sha256(self.npy),
+                  "bytes": self.npy.stat().st_size,
                   "table_sha256": file_sha256(self.table), **identity}
         write_sealed_json(self.done, record)
         return {**record, "bad_images": [f"{Path(table['path'].iloc[row]).name} ({reason})"
@@ -125,6 +126,8 @@ def part_check(out, part, identity, verify=False):
     gone = [path.name for path in (npy, table) if not path.is_file()]
     if gone:
         return f"{DAMAGED}: {' and '.join(gone)} named by its done file is gone", record
+    if "bytes" in record and npy.stat().st_size != record["bytes"]:
+        return f"{DAMAGED}: {npy.name} is not the size its done file recorded", record
     if verify:
         if file_sha256(npy) != record["sha256"]:
             return f"{DAMAGED}: {npy.name} differs from the checksum in its done file", record
@@ -210,8 +213,10 @@ class PartsArchive:
     `parts()` yields (part, embeddings memory map, its usable rows) one part at a time.
     """
 
-    def __init__(self, folder, verify=True):
+    def __init__(self, folder, verify="auto"):
         self.folder = Path(folder)
+        if verify == "auto":  # every byte checked where that is cheap; sizes above
+            verify = archive_bytes(self.folder) <= VERIFY_UP_TO
         if verify:
             verify_manifest(self.folder)
         status = archive_status(self.folder, verify)
@@ -263,6 +268,16 @@ class PartsArchive:
         return self[np.arange(len(self))]
 
 
+#: Archives up to this many bytes of parts are checked byte for byte (sha256) whenever they
+#: are opened (about a second); larger ones are checked by size, and in full by
+#: `microrep status --verify` and by `embed` before it resumes.
+VERIFY_UP_TO = 2 << 30
+
+
+def archive_bytes(folder):
+    return sum(path.stat().st_size for path in (Path(folder) / PARTS).glob("part-*.npy"))
+
+
 def verify_manifest(folder):
     """DataError unless manifest.parquet is the file manifest.json's checksum names: readers
     take rows from the parts, so a lost or changed manifest would otherwise pass unseen."""
@@ -284,6 +299,10 @@ def refuse_incomplete(folder, status):
         raise DataError(f"{folder}: part {part} is damaged ({why[len(DAMAGED) + 2:]}, "
                         f"{part_stem(folder, part).relative_to(folder)}.*); {redo_advice(folder)}"
                         + (f" ({len(status.damaged)} parts are damaged)" if len(status.damaged) > 1 else ""))
+    if not status.missing:  # every part not done was embedded with another model or manifest
+        part, why = next(iter(status.inconsistent.items()))
+        raise DataError(f"{folder}: part {part} {why[len(ANOTHER) + 2:]} than embed.json records; "
+                        "parts never mix: embed the archive again with --overwrite")
     first = part_files(folder, status.missing[0])[2].relative_to(folder)
     raise DataError(f"{folder}: {len(status.done)} of {status.parts} parts are done "
                     f"({describe_incomplete(status)}; no {first}); {redo_advice(folder)}, "

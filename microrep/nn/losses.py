@@ -153,7 +153,7 @@ class LossEntry:
     (self-supervised: two crops of one micrograph, or micrographs of one sample; the
     labels are not used) or "classes+images" (labels where an image has one, the image
     itself where not: a few labels plus an unlabelled archive).
-    `coordinates(relations)`, where given, places every relation (the processing-aware
+    `coordinates(relations, reference)`, where given, places every relation (the processing-aware
     loss: processing conditions) in a space, once for a training set, and each pair's
     target is the distance between its two images' places instead of its level.
     """
@@ -195,11 +195,11 @@ def graded_loss(config):
 LOSSES.register("graded", LossEntry(graded_loss, graded=True))
 
 
-def condition_places(relations):
+def condition_places(relations, reference=None):
     """Processing conditions placed in processing space (`condition_coordinates`)."""
     from microrep.data.tasks import condition_coordinates
 
-    return condition_coordinates(relations)
+    return condition_coordinates(relations, reference)
 
 
 #: Processing-aware: pairs drawn as the graded loss draws them (same condition, same class,

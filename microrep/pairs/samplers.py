@@ -178,20 +178,23 @@ def check_images_fit(images, size, names=None):
                             f"{size}x{size} crops; lower --input-size, or leave it out")
 
 
-def pair_targets_of(entry, relations):
+def pair_targets_of(entry, relations, reference=None):
     """The sampler's target function for a loss whose targets are distances between relations
-    (placed once, on this training set's relations), or None for level targets."""
+    (placed once, on the scale of the `reference` relations: the training set's, also for
+    its validation pairs), or None for level targets."""
     if entry.coordinates is None:
         return None
-    places = entry.coordinates(relations)
+    places = entry.coordinates(relations, reference)
     return lambda levels, a, b: entry.pair_targets(levels, a, b, places)
 
 
-def sampler_for(config, labels, relations, shapes, crop_size, pairs_per_epoch, augment):
+def sampler_for(config, labels, relations, shapes, crop_size, pairs_per_epoch, augment,
+                reference=None):
     """The pair sampler a TrainConfig's loss needs: graded levels, or same/different class."""
     entry = LOSSES[config.similarity]
     if entry.graded:
         return GradedPairSampler(labels, relations, shapes, crop_size, pairs_per_epoch,
-                                 augment=augment, seed=config.seed, targets=pair_targets_of(entry, relations))
+                                 augment=augment, seed=config.seed,
+                                 targets=pair_targets_of(entry, relations, reference))
     return PairSampler(labels, shapes, crop_size, pairs_per_epoch, config.pairs.positive_fraction,
                        augment, config.seed)

@@ -75,11 +75,12 @@ def build_or_resume_model(config, run_dir, initial_epoch):
     return compile_siamese(build_siamese(build_tower(config.model)), config)
 
 
-def image_pair_sampler(config, dataset, images, pairs_per_epoch):
-    """Pairs of augmented crops of the images, as the run's loss needs them."""
+def image_pair_sampler(config, dataset, images, pairs_per_epoch, reference=None):
+    """Pairs of augmented crops of the images, as the run's loss needs them (`reference`:
+    the training set's relations, for a validation set's pairs)."""
     return sampler_for(config, dataset.labels, similarity_relations(config, dataset),
                        [im.shape for im in images], config.model.input_size, pairs_per_epoch,
-                       config.pairs.augment)
+                       config.pairs.augment, reference)
 
 
 def validation_setup(config, dataset, run_dir):
@@ -96,7 +97,7 @@ def validation_setup(config, dataset, run_dir):
     held = dataset.subset(val_rows)
     images = held.images()
     sampler = image_pair_sampler(dataclasses.replace(config, seed=config.seed + 1), held, images,
-                                 min(config.pairs.pairs_per_epoch, 256))
+                                 min(config.pairs.pairs_per_epoch, 256), relations[train_rows])
     plan_a, plan_b, target = sampler.epoch_plan(0)
     size = config.model.input_size
     pairs = ([crops_from_plan(images, plan_a, size), crops_from_plan(images, plan_b, size)], target)

@@ -56,10 +56,10 @@ def frozen_features(config, images, log, grid=GRID):
     return dataclasses.replace(features, feature_tower=feature_tower)
 
 
-def bank_sampler(config, labels, relations):
+def bank_sampler(config, labels, relations, reference=None):
     """The run's pair sampler over images whose crops are bank rows (no cropping, no augmenting)."""
     return sampler_for(config, labels, relations, [(1, 1)] * len(labels), 1,
-                       config.pairs.pairs_per_epoch, augment=False)
+                       config.pairs.pairs_per_epoch, augment=False, reference=reference)
 
 
 def bank_pairs(features, image_rows, sampler, epoch, seed=0):
@@ -150,7 +150,7 @@ def fit_head(config, features, labels, relations, log, run_dir=None):
     validation = None
     if len(val_rows):
         val_sampler = bank_sampler(dataclasses.replace(config, seed=config.seed + 1),
-                                   labels[val_rows], relations[val_rows])
+                                   labels[val_rows], relations[val_rows], relations[train_rows])
         validation = ValidationScores(bank_pairs(features, val_rows, val_sampler, 0, config.seed + 1),
                                       labels[val_rows], lambda: embed_from_tiles(head, features, val_rows))
     kept = {"weights": head.get_weights()}
