@@ -116,3 +116,30 @@ def test_recipe_input_embeds_the_runs_head_as_training_found_it(tmp_path, tiny_d
                  str(tmp_path / "projection"), "--recipe-input", "--out", str(tmp_path / "no")]) == 2
     err = capsys.readouterr().err
     assert "--recipe-input needs a run with a residual head" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_embed_pretrained_reads_block4_from_the_cache_training_filled(tiny_data_config, tmp_path, capsys):
+    """`train` caches block4+block5 tile features; `embed --pretrained` (block4) of the same
+    images reads them instead of running VGG16, and its vectors equal the computed ones."""
+    import keras
+
+    weights = tmp_path / "vgg16.weights.h5"  # one set of weights both commands load
+    keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(weights)
+    source = ["--data", "synthetic", "--data-dir", tiny_data_config.data_dir,
+              "--synthetic-samples-per-class", "2", "--synthetic-images-per-sample", "3",
+              "--synthetic-image-size", "64", "--synthetic-seed", "1"]
+    common = ["--weights", str(weights), "--input-size", "32", "--no-mixed-precision"]
+    assert main(["train", *source, *common, "--epochs", "1", "--pairs-per-epoch", "8",
+                 "--batch-size", "4", "--feature-cache", str(tmp_path / "cache"),
+                 "--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert main(["embed", "--pretrained", *source, *common, "--feature-cache",
+                 str(tmp_path / "cache"), "--out", str(tmp_path / "cached")]) == 0
+    assert "read from the feature cache" in capsys.readouterr().out
+    assert main(["embed", "--pretrained", *source, *common, "--feature-cache", "",
+                 "--out", str(tmp_path / "computed")]) == 0
+    cached, table = read_embeddings(tmp_path / "cached")
+    computed, _ = read_embeddings(tmp_path / "computed")
+    np.testing.assert_allclose(cached, computed, rtol=1e-4, atol=1e-5)
+    assert cached.shape[1] == 512  # block4_conv3's channels

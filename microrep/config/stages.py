@@ -234,6 +234,10 @@ class EmbedConfig:
                       "embeddings .npy, a table and a done file per part) and embed.json")
     grid: int = grid_option()
     batch_size: int = count_option(64, "tiles per batch")
+    feature_cache: str = option("~/.cache/microrep/features", "--pretrained: where `train` "
+                                "cached its frozen VGG16 features (as train's --feature-cache); "
+                                "images whose block4 tile features are there are not run "
+                                "through VGG16 again; empty: never read it")
     read_workers: int = option(-1, "threads that decode images ahead of the model "
                                "(-1: one per CPU core, at most 8; 0: read in the main thread)",
                                at_least=-1)

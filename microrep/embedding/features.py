@@ -139,6 +139,11 @@ def cache_entries(feature_tower, keys, grid, what):
     return [hashlib.sha256(f"{setting}-{k}".encode()).hexdigest()[:32] for k in keys]
 
 
+def is_cached(cache, entry):
+    """True when `cache` holds an entry (nested, or flat as earlier versions wrote it)."""
+    return _find(Path(cache), entry) is not None
+
+
 def _nested(cache, entry):
     """Where an entry is written: a sub-folder per first two hex digits (256 folders, so an
     archive of millions never puts millions of files in one folder)."""

@@ -6,7 +6,8 @@ It is also the body of every SLURM array task, so parts are the same whoever run
 from microrep.embedding.archive import embed_part
 from microrep.embedding.parts import ANOTHER, DAMAGED, part_state
 from microrep.errors import DataError
-from microrep.training.embedder import cached_embedder, embedding_tower, frozen_run
+from microrep.training.embedder import (cached_embedder, embedding_tower, frozen_run,
+                                       pretrained_cache_embedder)
 
 
 def run_local(job):
@@ -14,7 +15,8 @@ def run_local(job):
     config, log = job.config, job.log
     tower = job.tower if job.tower is not None else embedding_tower(config)
     run = frozen_run(config)
-    embed = cached_embedder(tower, run, log) if run else None
+    embed = cached_embedder(tower, run, log) if run else \
+        pretrained_cache_embedder(config, tower, log) if config.pretrained else None
     workers = None if config.read_workers < 0 else config.read_workers
     embedded, skipped, bad, named = [], [], 0, []
     for number, part in enumerate(job.parts):

@@ -6,18 +6,20 @@ chooses its model through these functions, so they agree on the vectors; a launc
 runs the loop. It sits in `training/` because it loads run folders (`run_dir`).
 """
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 
 from microrep.config import TrainConfig, from_dict
-from microrep.config.stages import is_random_weights
+from microrep.config.stages import is_random_weights, recipe_model_config
 from microrep.data.images import grid_tiles
 from microrep.embedding.features import image_keys, tile_features
+from microrep.embedding.tiles import iter_embeddings
 from microrep.embedding.towers import embed_tile_features, feature_tower_of, head_from_tower
 from microrep.errors import ConfigError
-from microrep.nn.backbone import dtype_policy, policy_for
+from microrep.nn.backbone import dtype_policy, feature_layer_names, policy_for
 from microrep.nn.layers import ResidualProjection
 from microrep.nn.tower import build_feature_tower
 from microrep.training.frozen import BANK_SEED, GRID
@@ -47,6 +49,58 @@ def without_correction(tower, model_path):
     for layer in corrections:
         layer.set_weights([np.zeros_like(weight) for weight in layer.get_weights()])
     return tower
+
+
+def pretrained_cache_embedder(config, tower, log, chunk=256, feature_bank=None):
+    """`embed(images)` for embed_part that reads `embed --pretrained`'s features from the
+    feature cache `train --preset cpu` filled (its block4+block5 tower at the same input size,
+    weights and precision: block4 is its first tapped layer), running VGG16 only for the
+    chunks whose images are not all there; None where the cache cannot serve (another
+    layer, pooling or tiling, random weights, or no cache)."""
+    model = config.model
+    cache = Path(config.feature_cache).expanduser() if config.feature_cache else None
+    if (cache is None or not cache.is_dir() or feature_layer_names(model) != ["block4_conv3"]
+            or model.pooling != "mean" or config.grid != GRID or is_random_weights(model.weights)):
+        return None
+    recipe = dataclasses.replace(recipe_model_config(), input_size=model.input_size,
+                                 weights=model.weights, mixed_precision=model.mixed_precision,
+                                 pooling=model.pooling)
+    with dtype_policy(policy_for(model.mixed_precision)):
+        recipe_tower = build_feature_tower(recipe)
+    width, size = int(tower.output_shape[-1]), int(tower.input_shape[1])
+    bank = (feature_bank or TrainConfig().feature_bank, BANK_SEED)
+
+    def embed(images):
+        said = False
+        for start in range(0, len(images), chunk):
+            rows = list(range(start, min(start + chunk, len(images))))
+            decoded = [images[i] for i in rows]
+            keys = image_keys(decoded)
+            with dtype_policy(policy_for(model.mixed_precision)):  # the precision keys the cache
+                ready = cached_everywhere(recipe_tower, keys, cache, bank)
+            if not ready:
+                for local, vectors in iter_embeddings(tower, decoded, GRID, progress=True):
+                    yield [rows[i] for i in local], vectors
+                continue
+            if not said:
+                log(f"block4 tile features read from the feature cache {cache}, where training "
+                    "computed them for these images (VGG16 runs for the others)")
+                said = True
+            with dtype_policy(policy_for(model.mixed_precision)):
+                tiles = tile_features(recipe_tower, keys, lambda i: grid_tiles(decoded[i], size, GRID),
+                                      GRID, str(cache), bank=bank)
+            yield rows, tiles[..., :width].mean(axis=1)
+
+    return embed
+
+
+def cached_everywhere(feature_tower, keys, cache, bank):
+    """True when every image (its key) has tile features in the cache for this tower."""
+    from microrep.embedding.features import cache_entries, is_cached
+
+    own = cache_entries(feature_tower, keys, GRID, "tiles")
+    trained = cache_entries(feature_tower, keys, GRID, f"{bank[0]}-{bank[1]}")
+    return all(is_cached(cache, a) or is_cached(cache, b) for a, b in zip(own, trained))
 
 
 def frozen_run(config):
