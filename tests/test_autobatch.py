@@ -59,9 +59,21 @@ def test_the_backends_own_out_of_memory_error_is_recognised():
 def test_probe_runs_real_training_steps(tiny_data_config, tmp_path):
     config = tiny_train_config(tmp_path / "run", tiny_data_config)
     config.model.train_base = True
-    # 2^17 pairs of 32-px crops need about 70 GB of activations: no machine running the
-    # tests fits it, so only a probe that really runs the step answers 4
-    assert probe_training_step(config, candidates=(1 << 17, 4)) == 4
+    assert probe_training_step(config, candidates=(4, 2)) == 4
+    # a probe that answered without running the step would not meet this loss's failure
+    # (a batch too large for any machine is no test here: TensorFlow may crash, not raise)
+    from microrep.nn.losses import LossEntry
+    from microrep.registry import LOSSES
+
+    def broken(y_true, y_pred):
+        raise ValueError("the step ran this loss")
+
+    LOSSES.register("test-broken", LossEntry(lambda c: broken))
+    try:
+        with pytest.raises(ValueError, match="the step ran this loss"):
+            probe_training_step(dataclasses.replace(config, similarity="test-broken"), candidates=(4, 2))
+    finally:
+        LOSSES.unregister("test-broken")
 
 
 @pytest.mark.slow
