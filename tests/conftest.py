@@ -95,3 +95,17 @@ def slurm(tmp_path_factory):
     cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
     yield cluster
     cluster.stop()
+
+
+def write_class_folders(root, classes=("a", "b"), per_class=2, size=40, seed=0):
+    """A folder of one sub-folder per class holding random gray PNGs (class folders, no samples)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for label in classes:
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)).save(
+                root / label / f"{index}.png")
+    return root

@@ -6,22 +6,17 @@ the weights file or the run folder, not the image, shows the check came first.
 
 import json
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from microrep.cli import main
 from microrep.embedding.archive import read_embeddings
 
+from conftest import write_class_folders
+
 
 @pytest.fixture
 def folder_with_a_bad_image(tmp_path):
-    rng = np.random.default_rng(0)
-    for label in ("a", "b"):
-        (tmp_path / "images" / label).mkdir(parents=True)
-        for index in range(2):
-            Image.fromarray(rng.integers(0, 255, (40, 40), dtype=np.uint8)).save(
-                tmp_path / "images" / label / f"{index}.png")
+    write_class_folders(tmp_path / "images")
     (tmp_path / "images" / "a" / "broken.png").write_bytes(b"not a png")
     return tmp_path / "images"
 

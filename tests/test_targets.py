@@ -102,7 +102,7 @@ def test_evaluate_target_and_predict_from_the_command_line(tmp_path, capsys):
     assert (tmp_path / "eval" / "parity_anneal_temperature.png").stat().st_size > 5000
     assert len(pd.read_csv(tmp_path / "eval" / "predictions_log_anneal_time.csv")) == 120
 
-    fit, new = table["group"].isin([f"s{i}" for i in range(18)]), None
+    fit = table["group"].isin([f"s{i}" for i in range(18)])
     write_embeddings(tmp_path / "fit", vectors[fit], table[fit], {"pretrained": False, "grid": 3})
     write_embeddings(tmp_path / "new", vectors[~fit], table[~fit].drop(
         columns=["anneal_temperature", "cool_method"]), {"pretrained": False, "grid": 3})
@@ -191,7 +191,7 @@ def test_search_conditions_ranks_the_processing_of_the_neighbours(tmp_path, caps
 def test_training_ordered_by_processing(tiny_data_config, tmp_path, capsys):
     """--similarity processing trains on micrographs whose processing is known, and is
     refused in one line for images without it (class folders)."""
-    from PIL import Image
+    from conftest import write_class_folders
 
     common = ["--weights", "none", "--input-size", "32", "--vgg-blocks", "1", "--feature-layers",
               "", "--epochs", "2", "--pairs-per-epoch", "32", "--batch-size", "8",
@@ -202,12 +202,7 @@ def test_training_ordered_by_processing(tiny_data_config, tmp_path, capsys):
     assert main(["train", *source, *common, "--out", str(tmp_path / "run")]) == 0
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["similarity"] == "processing"
-    rng = np.random.default_rng(0)
-    for label in ("a", "b"):
-        (tmp_path / "imgs" / label).mkdir(parents=True)
-        for index in range(3):
-            Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(
-                tmp_path / "imgs" / label / f"{index}.png")
+    write_class_folders(tmp_path / "imgs", per_class=3, size=64)
     capsys.readouterr()
     assert main(["train", "--images", str(tmp_path / "imgs"), *common,
                  "--out", str(tmp_path / "run2")]) == 2

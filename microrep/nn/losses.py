@@ -31,19 +31,29 @@ def contrastive_loss(y_true, distance, margin=1.0):
                                    same_sample_within=0.0)
 
 
-@keras.saving.register_keras_serializable(package="microrep")
-class ContrastiveLoss(keras.losses.Loss):
-    """Keras Loss wrapper of `contrastive_loss`, serialisable with its margin."""
+class MarginLoss(keras.losses.Loss):
+    """A Keras Loss of (target, distance) with one setting, its margin: `pair_loss` is the
+    per-pair function a subclass names; serialisable with its margin."""
 
-    def __init__(self, margin=1.0, name="contrastive_loss", **kwargs):
-        super().__init__(name=name, **kwargs)
+    pair_loss = None
+
+    def __init__(self, margin=1.0, name=None, **kwargs):
+        super().__init__(name=name or self.default_name, **kwargs)
         self.margin = float(margin)
 
     def call(self, y_true, y_pred):
-        return contrastive_loss(y_true, y_pred, self.margin)
+        return type(self).pair_loss(y_true, y_pred, self.margin)
 
     def get_config(self):
         return {**super().get_config(), "margin": self.margin}
+
+
+@keras.saving.register_keras_serializable(package="microrep")
+class ContrastiveLoss(MarginLoss):
+    """Keras Loss wrapper of `contrastive_loss`, serialisable with its margin."""
+
+    default_name = "contrastive_loss"
+    pair_loss = contrastive_loss
 
 
 @keras.saving.register_keras_serializable(package="microrep")
@@ -127,18 +137,11 @@ def processing_distance_loss(target, distance, margin=1.8):
 
 
 @keras.saving.register_keras_serializable(package="microrep")
-class ProcessingDistanceLoss(keras.losses.Loss):
+class ProcessingDistanceLoss(MarginLoss):
     """Keras Loss wrapper of `processing_distance_loss`; y_true holds processing distances."""
 
-    def __init__(self, margin=1.8, name="processing_distance_loss", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.margin = float(margin)
-
-    def call(self, y_true, y_pred):
-        return processing_distance_loss(y_true, y_pred, self.margin)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin}
+    default_name = "processing_distance_loss"
+    pair_loss = processing_distance_loss
 
 
 @dataclasses.dataclass(frozen=True)
