@@ -187,6 +187,10 @@ def test_the_cache_key_is_stable_across_builds_and_tells_layers_apart():
     assert model_key(first) != model_key(pooled_after_max)
     other = build_feature_tower(ModelConfig(input_size=TINY_INPUT, weights="none", vgg_blocks=2, feature_layers="block2_conv2"))
     assert model_key(first) != model_key(other), "other weights, other features"
+    max_pooled = build_feature_tower(ModelConfig(input_size=TINY_INPUT, weights="none", vgg_blocks=2,
+                                                 feature_layers="block2_conv2", pooling="max"))
+    max_pooled.set_weights(first.get_weights())
+    assert model_key(first) != model_key(max_pooled), "the same maps pooled another way"
 
 
 @pytest.mark.parametrize("mined_crops", [None, 10])

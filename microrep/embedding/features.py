@@ -52,12 +52,15 @@ def crop_bank_plan(shapes, size, per_image, seed=0, keys=None):
 
 
 def model_key(feature_tower):
-    """A hash of a feature tower's weights, pooled layers and precision (keys the feature cache).
+    """A hash of a feature tower's weights, pooled layers (and how they pool) and precision
+    (keys the feature cache).
 
     Layer names that Keras numbers per process (inputs) are left out, so the same
-    tower built twice gets the same key.
+    tower built twice gets the same key. The pooling layers' classes are in it, so maps
+    pooled one way (mean) are never served where another (max) is asked for.
     """
-    pooled = pooled_layers(feature_tower)
+    pooled = [(name, type(feature_tower.get_layer(name)).__name__)
+              for name in pooled_layers(feature_tower)]
     digest = hashlib.sha256(repr((__version__, pooled, feature_tower.input_shape,
                                   feature_tower.output_shape)).encode())
     digest.update(keras.config.dtype_policy().name.encode())

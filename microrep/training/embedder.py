@@ -60,8 +60,8 @@ def pretrained_cache_embedder(config, tower, log, chunk=256, feature_bank=None):
     model = config.model
     cache = Path(config.feature_cache).expanduser() if config.feature_cache else None
     if (cache is None or not cache.is_dir() or feature_layer_names(model) != ["block4_conv3"]
-            or model.pooling != "mean" or config.grid != GRID or is_random_weights(model.weights)):
-        return None
+            or config.grid != GRID or is_random_weights(model.weights)):
+        return None  # (the pooling keys the cache: features pooled another way are not found)
     recipe = dataclasses.replace(recipe_model_config(), input_size=model.input_size,
                                  weights=model.weights, mixed_precision=model.mixed_precision,
                                  pooling=model.pooling)
