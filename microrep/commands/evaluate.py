@@ -19,12 +19,12 @@ def evaluate_heldout(config):
     """Fit on `config.embeddings`, score `config.test_embeddings`; write metrics and figures."""
     sets, notes = [], []
     folders = (config.embeddings, config.test_embeddings)
-    dims = [open_archive(folder).dim for folder in folders]
-    refuse_other_model((folders[0], archive_info(folders[0]), dims[0]),
-                       (folders[1], archive_info(folders[1]), dims[1]),
+    archives = [open_archive(folder) for folder in folders]  # only the rows used are read
+    refuse_other_model((folders[0], archive_info(folders[0]), archives[0].dim),
+                       (folders[1], archive_info(folders[1]), archives[1].dim),
                        "fitting on one and scoring on the other")
-    for role, folder in zip(("fit", "test"), folders):
-        embeddings, table = read_embeddings(folder, mmap=True)  # only the rows used are read
+    for role, folder, archive in zip(("fit", "test"), folders, archives):
+        embeddings, table = archive, archive.table
         if config.task:
             embeddings, table, dropped = relabel(embeddings, table, config.task, 1)
             notes += [f"{role} set: {note}" for note in dropped]

@@ -21,7 +21,8 @@ from microrep.config import EmbedConfig, ModelConfig, from_dict
 from microrep.data.folders import image_files
 from microrep.data.images import read_image
 from microrep.data.tasks import with_processing
-from microrep.embedding.archive import TABLE, archive_info, open_archive, refuse_other_model
+from microrep.embedding.archive import (TABLE, archive_info, is_archive, open_archive,
+                                        refuse_other_model)
 from microrep.embedding.archive_search import search_parts
 from microrep.embedding.index import is_index, open_index, search_index
 from microrep.embedding.tiles import embed_images
@@ -75,11 +76,6 @@ def absolute_paths(paths, info):
     return [str(p) if Path(p).is_absolute() else str(base / p) for p in paths.astype(str)]
 
 
-def is_archive_folder(path):
-    return path.is_dir() and ((path / "manifest.json").is_file() or (path / "parts").is_dir()
-                              or (path / "embeddings.npy").is_file())
-
-
 def listed_queries(path):
     """(paths, labels) named by a list file: a CSV with a path column (label optional,
     paths relative to the CSV), or a text file of one path per line (names may hold spaces)."""
@@ -103,7 +99,7 @@ def query_sources(paths):
     files, labels, archives = [], [], []
     for text in [p.strip() for p in paths.split(",") if p.strip()]:
         path = Path(text)
-        if is_archive_folder(path):
+        if is_archive(path):
             archives.append(path)
         elif path.is_dir():
             found = image_files(path)

@@ -19,8 +19,19 @@ import pandas as pd
 from microrep.errors import DataError
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
-#: anneal_time_unit -> hours per unit
-HOURS_PER = {"H": 1.0, "M": 1 / 60, "S": 1 / 3600, "D": 24.0}
+#: anneal_time_unit -> hours per unit (UHCSDB writes M and H; none given means hours)
+HOURS_PER = {"H": 1.0, "M": 1 / 60, "S": 1 / 3600, "D": 24.0, "": 1.0}
+
+
+def celsius(temperature, unit):
+    """A temperature in °C from its value and unit (K converted; C or none kept)."""
+    return temperature - 273.15 if str(unit).upper() == "K" else temperature
+
+
+def log10_hours(time, unit):
+    """log10 of an anneal time in hours from its value and unit (NaN for an unknown unit)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log10(time * HOURS_PER.get(str(unit).upper(), np.nan))
 
 
 @dataclasses.dataclass
@@ -46,17 +57,14 @@ def anneal_temperature(table):
     _require(table, ["anneal_temperature"], "anneal_temperature")
     values = pd.to_numeric(table["anneal_temperature"], errors="coerce").to_numpy(float)
     if "anneal_temp_unit" in table:
-        kelvin = table["anneal_temp_unit"].astype(str).str.upper().eq("K").to_numpy()
-        values = np.where(kelvin, values - 273.15, values)
+        values = np.array([celsius(v, u) for v, u in zip(values, table["anneal_temp_unit"])], float)
     return Target("anneal_temperature", values, np.isfinite(values), NUMERIC, "°C")
 
 
 def log_anneal_time(table):
     _require(table, ["anneal_time", "anneal_time_unit"], "log_anneal_time")
     time = pd.to_numeric(table["anneal_time"], errors="coerce").to_numpy(float)
-    per = table["anneal_time_unit"].astype(str).str.upper().map(HOURS_PER).to_numpy(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        values = np.log10(time * per)
+    values = np.array([log10_hours(t, u) for t, u in zip(time, table["anneal_time_unit"])], float)
     return Target("log_anneal_time", values, np.isfinite(values), NUMERIC, "log10 h")
 
 

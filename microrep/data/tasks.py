@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from microrep.config import TASKS  # noqa: F401 (declared with the settings that choose one)
+from microrep.data.targets import HOURS_PER, celsius, log10_hours
 from microrep.errors import DataError
 
 
@@ -42,7 +43,6 @@ def with_processing(table):
 
 #: `processing_condition`'s own format, read back: temperature+unit, time+unit, cooling.
 CONDITION = re.compile(r"^(-?[\d.]+)([CK]?)-([\d.]+)([SMHD]?)-(.+)$", re.IGNORECASE)
-HOURS_PER_UNIT = {"S": 1 / 3600, "M": 1 / 60, "H": 1.0, "D": 24.0, "": 1.0}
 
 
 def condition_coordinates(conditions, reference=None):
@@ -61,9 +61,8 @@ def condition_coordinates(conditions, reference=None):
             raise DataError(f"{text!r} is not a processing condition (temperature-time-cooling); "
                             "a processing-aware loss needs anneal_temperature, anneal_time and "
                             "cool_method for every image")
-        temperature = float(found[1]) - (273.15 if found[2].upper() == "K" else 0.0)
-        hours = float(found[3]) * HOURS_PER_UNIT[found[4].upper()]
-        parsed.append((temperature, np.log10(max(hours, 1e-6)), found[5]))
+        hours = max(float(found[3]) * HOURS_PER[found[4].upper()], 1e-6)
+        parsed.append((celsius(float(found[1]), found[2]), log10_hours(hours, "H"), found[5]))
     numbers = np.array([(t, h) for t, h, _ in parsed], float)
     basis = numbers if reference is None else numbers[np.isin(unique, list(map(str, reference)))]
     spread = basis.std(axis=0)

@@ -148,13 +148,20 @@ class SingleFileArchive(PartsArchive):
         return np.asarray(self.matrix, np.float32)
 
 
+def is_archive(folder):
+    """True for a folder holding an embeddings archive (of parts, or of the older format)."""
+    folder = Path(folder)
+    return folder.is_dir() and (is_parts_archive(folder) or (folder / MANIFEST_INFO).is_file()
+                                or (folder / EMBEDDINGS).is_file() or (folder / TABLE).is_file())
+
+
 def open_archive(folder):
     """The archive in `folder` (a PartsArchive, or a SingleFileArchive for the older format),
     its files checked: a damaged one is named in one DataError."""
     folder = Path(folder)
     if is_parts_archive(folder) or (folder / MANIFEST_INFO).is_file():
         return PartsArchive(folder)
-    if (folder / EMBEDDINGS).is_file() or (folder / TABLE).is_file():
+    if is_archive(folder):
         return SingleFileArchive(folder)
     raise DataError(f"{folder} holds no embeddings archive; run `microrep embed` to make one")
 

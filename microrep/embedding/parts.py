@@ -131,7 +131,7 @@ def part_check(out, part, identity, verify=False):
     if verify:
         if file_sha256(npy) != record["sha256"]:
             return f"{DAMAGED}: {npy.name} differs from the checksum in its done file", record
-        if record.get("table_sha256", file_sha256(table)) != file_sha256(table):
+        if "table_sha256" in record and file_sha256(table) != record["table_sha256"]:
             return f"{DAMAGED}: {table.name} differs from the checksum in its done file", record
     return "done", record
 
@@ -223,10 +223,9 @@ class PartsArchive:
         refuse_incomplete(self.folder, status)
         self.numbers = status.done
         self.identity = archive_identity(self.folder)
-        tables = []
+        tables, advice = [], redo_advice(self.folder)
         for part in self.numbers:
-            table = read_checked(part_files(self.folder, part)[1], read_parquet_table,
-                                 redo_advice(self.folder))
+            table = read_checked(part_files(self.folder, part)[1], read_parquet_table, advice)
             tables.append(table.assign(part=part, row=np.arange(len(table))))
         full = pd.concat(tables, ignore_index=True)
         self.table = full[full["status"] == "ok"].reset_index(drop=True)

@@ -72,13 +72,13 @@ def pretrained_cache_embedder(config, tower, log, chunk=256, feature_bank=None):
 
     def embed(images):
         said = False
-        for start in range(0, len(images), chunk):
-            rows = list(range(start, min(start + chunk, len(images))))
-            decoded = [images[i] for i in rows]
+        for rows, decoded in decoded_chunks(images, chunk):
             keys = image_keys(decoded)
             with dtype_policy(policy_for(model.mixed_precision)):  # the precision keys the cache
-                ready = cached_everywhere(recipe_tower, keys, cache, bank)
-            if not ready:
+                tiles = tile_features(recipe_tower, keys, lambda i: grid_tiles(decoded[i], size, GRID),
+                                      GRID, str(cache), bank=bank) \
+                    if cached_everywhere(recipe_tower, keys, cache, bank) else None
+            if tiles is None:
                 for local, vectors in iter_embeddings(tower, decoded, GRID, progress=True):
                     yield [rows[i] for i in local], vectors
                 continue
@@ -86,9 +86,6 @@ def pretrained_cache_embedder(config, tower, log, chunk=256, feature_bank=None):
                 log(f"block4 tile features read from the feature cache {cache}, where training "
                     "computed them for these images (VGG16 runs for the others)")
                 said = True
-            with dtype_policy(policy_for(model.mixed_precision)):
-                tiles = tile_features(recipe_tower, keys, lambda i: grid_tiles(decoded[i], size, GRID),
-                                      GRID, str(cache), bank=bank)
             yield rows, tiles[..., :width].mean(axis=1)
 
     return embed
@@ -144,10 +141,15 @@ def cached_embedder(tower, run, log, chunk=256):
         "where present (computed and added there for images it lacks); then only the head runs")
 
     def embed(images):
-        for start in range(0, len(images), chunk):
-            rows = list(range(start, min(start + chunk, len(images))))
-            decoded = [images[i] for i in rows]
+        for rows, decoded in decoded_chunks(images, chunk):
             yield rows, cached.embed(image_keys(decoded),
                                      lambda index: grid_tiles(decoded[index], size, GRID), progress=True)
 
     return embed
+
+
+def decoded_chunks(images, chunk):
+    """(rows, their decoded images) of `chunk` images at a time: memory stays bounded."""
+    for start in range(0, len(images), chunk):
+        rows = list(range(start, min(start + chunk, len(images))))
+        yield rows, [images[i] for i in rows]
