@@ -150,8 +150,9 @@ def print_evaluation(metrics, config):
 
 
 def print_reproduced(table, config):
-    print(table[["task", "cv", "paper_siamese", "baseline_mean", "ours_mean"]].to_string(
-        index=False, float_format=lambda v: f"{v:.1%}"))
+    print(table[["task", "cv", "pca", "paper_siamese", "paper_decost", "pretrained_mean",
+                 "vlad_block4_mean", "vlad_block5_mean", "siamese_mean"]].to_string(
+        index=False, na_rep="-", float_format=lambda v: f"{v:.1%}"))
 
 
 def print_fetched(summary, config):

@@ -21,8 +21,8 @@ def tiny_config(tmp_path):
                                     "epochs": 1, "pairs_per_epoch": 16, "batch_size": 8},
                       base=paper_train_config())
     return ReproduceConfig(train=train, out=str(tmp_path / "out"), tasks="3phase,processing",
-                           grid=1, folds=2, processing_images=3, processing_pca=4,
-                           heldout_splits=1)
+                           grid=1, folds=2, processing_folds=2, processing_images=3,
+                           processing_pca=4, heldout_splits=1)
 
 
 @pytest.mark.slow
@@ -31,13 +31,20 @@ def test_reproduce_writes_the_side_by_side_table_and_resumes(tmp_path):
     table = reproduce(tiny_config(tmp_path), log=messages.append)
     out = tmp_path / "out"
     results = pd.read_csv(out / "results.csv")
-    assert list(results["task"]) == ["3phase", "3phase", "processing"]
-    assert set(results["cv"]) == {"stratified", "grouped"}
+    # DeCost et al.'s crop-level folds, micrograph folds and sample folds; processing with
+    # their PCA and without
+    assert list(zip(results["task"], results["cv"], results["pca"])) == [
+        ("3phase", "crops", 0), ("3phase", "stratified", 0), ("3phase", "grouped", 0),
+        ("processing", "crops", 4), ("processing", "crops", 0), ("processing", "stratified", 4),
+        ("processing", "stratified", 0)]
     assert results.loc[0, "paper_siamese"] == 0.9816 and results.loc[0, "paper_decost"] == 0.966
-    assert results[["baseline_mean", "ours_mean"]].notna().all().all()
+    fixed = ["pretrained_mean", "vlad_block4_mean", "vlad_block5_mean"]
+    assert results[fixed].notna().all().all()
+    crops = results["cv"] == "crops"  # the Siamese model is scored per micrograph only
+    assert results.loc[~crops, "siamese_mean"].notna().all() and results.loc[crops, "siamese_mean"].isna().all()
     assert len(table) == len(results)
     report = (out / "results.md").read_text()
-    assert "| 3 phases | stratified | 98.2% | 96.6% |" in report
+    assert "| 3 phases (3 classes) | micrographs | — | 98.2% | 96.6% |" in report
     assert "random-feature baseline" in report  # weights none is said plainly
     assert "processing / grouped: not run" in report  # one sample per condition
     assert "DeCost et al.'s protocol" in report and "3 drawn from each" in report
@@ -60,11 +67,12 @@ def test_reproduce_writes_the_side_by_side_table_and_resumes(tmp_path):
 
     # no test image ever sits in a fold's training set
     fold_files = sorted((out / "folds").glob("*.json"))
-    assert len(fold_files) == 6
+    assert len(fold_files) == 10
     for path in fold_files:
         record = json.loads(path.read_text())
-        assert not set(record["train_rows"]) & set(record["test_rows"])
-        if record["task"] == "processing":  # 3 images of every condition, split 2 ways
+        if record["flavour"] != "crops":  # DeCost et al.'s crop folds split micrographs by design
+            assert not set(record["train_rows"]) & set(record["test_rows"])
+        if record["task"] == "processing" and record["flavour"] == "stratified":
             test_counts = pd.Series(record["true"]).value_counts()
             assert set(test_counts) <= {1, 2}
             assert len(record["train_rows"]) + len(record["test_rows"]) == 3 * len(test_counts)
@@ -73,7 +81,7 @@ def test_reproduce_writes_the_side_by_side_table_and_resumes(tmp_path):
     before = {p.name: p.stat().st_mtime_ns for p in fold_files}
     messages.clear()
     reproduce(tiny_config(tmp_path), log=messages.append)
-    assert not [m for m in messages if "training on" in m]
+    assert not [m for m in messages if "to train on" in m]
     assert before == {p.name: p.stat().st_mtime_ns for p in fold_files}
 
 
@@ -97,16 +105,18 @@ def test_reproduce_with_a_frozen_base_computes_vgg16_features_once(tmp_path):
     config = tiny_config(tmp_path)
     train = from_dict(TrainConfig, {"train_base": False, "feature_bank": 4, "epochs": 3,
                                     "learning_rate": 1e-3, "feature_cache": ""}, base=config.train)
-    config = dataclasses.replace(config, tasks="3phase", train=train)
+    config = dataclasses.replace(config, tasks="3phase", train=train, scales="1,0.5")
     messages = []
     table = reproduce(config, log=messages.append)
     assert any("computed once for every fold" in m for m in messages)
-    assert list(table["cv"]) == ["stratified", "grouped"]
-    assert table[["baseline_mean", "ours_mean"]].notna().all().all()
-    for path in (tmp_path / "out" / "folds").glob("*.json"):
+    assert any("the whole frame at scales 1, 0.5" in m and "megapixels" in m for m in messages)
+    assert list(table["cv"]) == ["crops", "stratified", "grouped"]
+    assert table.loc[1:, ["pretrained_mean", "vlad_block4_mean", "siamese_mean"]].notna().all().all()
+    for path in (tmp_path / "out" / "folds").glob("*-stratified-*.json"):
         record = json.loads(path.read_text())
         assert not set(record["train_rows"]) & set(record["test_rows"])
-    assert "frozen; only the projection trained" in (tmp_path / "out" / "results.md").read_text()
+    report = (tmp_path / "out" / "results.md").read_text()
+    assert "frozen; only the head trained" in report and "the whole frame at scales 1, 0.5" in report
 
 
 def test_every_training_setting_can_be_set_through_reproduce():

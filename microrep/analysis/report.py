@@ -105,8 +105,10 @@ Figures and numbers are in `metrics.json`.
 """
 
 
-TASK_NAMES = {"3phase": "3 phases", "constituent": "primary microconstituent (all classes)",
+TASK_NAMES = {"3phase": "3 phases", "constituent": "primary microconstituent, all classes",
               "processing": "processing condition"}
+#: What a reproduce CV flavour's folds split.
+FOLD_UNITS = {"crops": "crops (DeCost et al.)", "stratified": "micrographs", "grouped": "samples"}
 
 
 def _missing(value):
@@ -196,31 +198,39 @@ def reproduce_report(table, confusions, interpretation, meta, out):
              f"{meta['backend']}; microrep {meta['microrep_version']}; {meta['seconds']:.0f} s.",
              f"Settings: {settings['input_size']}x{settings['input_size']} crops, first "
              f"{settings['vgg_blocks']} VGG16 blocks ("
-             f"{'fine-tuned' if settings['train_base'] else 'frozen; only the projection trained'}), "
-             f"weights `{settings['weights']}`, {image_scale_words(settings['image_scale'])}, "
-             f"{settings['grid']}x{settings['grid']} tiles per "
-             f"image, {settings['epochs']} epochs x {settings['pairs_per_epoch']} pairs per fold, "
-             f"margin {settings['margin']}, {settings['folds']}-fold CV.", ""]
+             f"{'fine-tuned in every fold' if settings['train_base'] else 'frozen; only the head trained, on features computed once'}), "
+             f"weights `{settings['weights']}`, {image_scale_words(settings['image_scale'])}; "
+             f"each micrograph seen as {meta.get('view', 'tiles')}; "
+             f"{settings['epochs']} epochs x {settings['pairs_per_epoch']} pairs per fold, "
+             f"{settings['similarity']} similarity, margin {settings['margin']}; "
+             f"{settings['folds']}-fold CV ({settings['processing_folds']}-fold for processing "
+             "conditions).", ""]
     if is_random_weights(settings["weights"]):
         lines += ["**The VGG16 weights were random (`--weights none`)**: the baseline is then a "
                   "random-feature baseline, not DeCost et al.'s ImageNet features.", ""]
     lines += ["## Accuracy (linear SVM; mean ± std over folds)", "",
-              "| task | CV | paper: Siamese | paper: DeCost et al. | baseline (pretrained VGG16) | ours (Siamese) |",
-              "|---|---|---|---|---|---|"]
+              "| task | folds over | PCA | paper: Siamese | paper: DeCost et al. | pretrained VGG16 "
+              "| DeCost et al.'s VLAD, block4 | VLAD, block5 | Siamese (ours) |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for row in table.itertuples():
-        stratified = row.cv == "stratified"  # the papers reported image-level folds only
-        paper = [_pct(row.paper_siamese) if stratified else "—",
-                 _pct(row.paper_decost) if stratified else "—"]
-        lines.append(f"| {TASK_NAMES.get(row.task, row.task)} | {row.cv} | {paper[0]} | "
-                     f"{paper[1]} | {_pct(row.baseline_mean, row.baseline_std)} | "
-                     f"{_pct(row.ours_mean, row.ours_std)} |")
-    baseline = ("ImageNet VGG16 feature maps" if not is_random_weights(settings["weights"]) else
-                "feature maps of a randomly initialised VGG16")
-    lines += ["", "*stratified*: image-level folds, as the papers did (micrographs of one sample can "
-              "sit on both sides; the papers' numbers are shown on these rows only); *grouped*: "
-              f"no sample on both sides of a split, the honest estimate. The baseline is {baseline} "
-              "mean-pooled over tiles (DeCost et al. used VLAD encoding and multiple scales). "
-              "Every Siamese model was trained on its training fold only.", ""]
+        cells = [_pct(getattr(row, f"{m}_mean"), getattr(row, f"{m}_std"))
+                 for m in ("pretrained", "vlad_block4", "vlad_block5", "siamese")]
+        lines.append(f"| {TASK_NAMES.get(row.task, row.task)} ({row.classes} classes) | "
+                     f"{FOLD_UNITS.get(row.cv, row.cv)} | {row.pca or '—'} | "
+                     f"{_pct(row.paper_siamese)} | {_pct(row.paper_decost)} | {' | '.join(cells)} |")
+    baseline = ("ImageNet VGG16" if not is_random_weights(settings["weights"]) else
+                "a randomly initialised VGG16")
+    lines += ["", "*folds over crops*: DeCost et al.'s way (their code): four 224-px crops from the "
+              "centre of each micrograph, each a sample, so crops of one micrograph sit on both "
+              "sides; the Siamese model is not scored this way. *micrographs*: stratified folds "
+              "over whole micrographs (micrographs of one sample can sit on both sides). "
+              "*samples*: no sample on both sides of a split, the honest estimate. The papers' "
+              "figures are shown on every row: DeCost et al. split crops, the Siamese paper does "
+              f"not say. *pretrained*: {baseline}'s block4_conv3 maps mean-pooled "
+              "(microrep's `embed --pretrained`); *VLAD*: DeCost et al.'s encoding of the four "
+              "crops' local features (32-word dictionary fitted on a 10 % subsample of every "
+              "image's features, as their code did). Every Siamese model was trained on its "
+              "training fold only.", ""]
     for note in meta["notes"] + meta.get("dataset_notes", []):
         lines.append(f"- {note}")
     lines += heldout_lines(meta.get("heldout") or [], settings)

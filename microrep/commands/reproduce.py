@@ -1,14 +1,23 @@
 """Redo the paper's experiments and put our numbers beside the published ones.
 
 For every task (3 phases, all primary microconstituents, processing condition)
-and both cross-validation flavours (image-level stratified, comparable with
-the papers; grouped by sample, the honest one), on every fold:
+and three cross-validation flavours (over DeCost et al.'s four 224-px crops per
+micrograph, as their code did, so crops of one micrograph sit on both sides; over
+micrographs, stratified; grouped by sample, the honest one), on every fold, a
+linear SVM on each of:
 
-- baseline (DeCost et al. 2017 style): pretrained VGG16 feature maps,
-  mean-pooled over a tile grid, into a linear SVM;
-- Siamese (the paper): the contrastive Siamese model trained on the training
-  fold only (no test image is ever in a training pair), its embeddings into
-  the same SVM.
+- pretrained: ImageNet VGG16 block4_conv3 maps, mean-pooled as microrep pools them
+  (on a CPU the whole frame at several scales, every pixel at full resolution);
+- vlad_block4, vlad_block5: DeCost et al. 2017's own encoding (VLAD of the four
+  centre crops' local features, a 32-word dictionary);
+- siamese: the Siamese model trained on the training fold only (no test image is
+  ever in a training pair), its embeddings. On a CPU (--preset cpu, the default
+  there) it is microrep's recipe on a frozen base: every image's features are
+  computed once, cached, and each fold trains only the head; with a GPU (--preset
+  gpu) the whole base is fine-tuned per fold as the paper did.
+
+The processing-condition task is scored with and without DeCost et al.'s PCA to 64
+dimensions inside each fold.
 
 Each fold's result is written as soon as it is done, so an interrupted run
 resumes where it stopped. Then results.csv/results.md, confusion matrices and
@@ -40,7 +49,11 @@ from microrep.data.dataset import Dataset
 from microrep.data.tasks import balanced_rows, task_rows
 from microrep.data.uhcsdb import rescale
 from microrep.embedding.towers import embed_from_tiles, head_from_tower
+from microrep.data.views import View, parse_scales
 from microrep.embedding.tiles import embed_images
+from microrep.embedding.vlad import decost_vlad
+from microrep.nn.backbone import dtype_policy, feature_layer_names, policy_for
+from microrep.nn.pooling import pooled_widths
 from microrep.errors import ConfigError, DataError
 from microrep.fileio import write_json, write_text
 from microrep.nn.tower import build_feature_tower
@@ -54,8 +67,10 @@ PAPER = {
     "constituent": {"paper_siamese": 0.875, "paper_decost": None},
     "processing": {"paper_siamese": 0.9111, "paper_decost": 0.887},
 }
-FLAVOURS = ("stratified", "grouped")
-METHODS = ("baseline", "siamese")
+FLAVOURS = ("crops", "stratified", "grouped")
+METHODS = ("pretrained", "vlad_block4", "vlad_block5", "siamese")
+#: The unit a flavour's folds split: crops (four per micrograph) or micrographs.
+CROPS_PER_IMAGE = 4
 
 
 def effective_config(config):
@@ -81,6 +96,46 @@ def expected_cost(config, n_images, units):
     train_images = units * train.epochs * train.pairs.pairs_per_epoch * 2
     embed_images_count = (units + 1) * n_images * config.grid ** 2
     return train_images, embed_images_count
+
+
+def run_view(config):
+    """The View the frozen base sees each micrograph through (tiles when the base is fine-tuned:
+    its tower takes input-size crops)."""
+    model = config.train.model
+    if config.view == "frame" and not model.train_base:
+        return View("frame", model.input_size, config.grid, parse_scales(config.scales))
+    return View("tiles", model.input_size, config.grid)
+
+
+def cost_line(config, images, view, units):
+    """What the run will compute, said before it starts."""
+    model = config.train.model
+    pixels = sum(im.size for im in images)
+    if model.train_base:
+        train_count, embed_count = expected_cost(config, len(images), units)
+        petaflop = (train_count * 3 + embed_count) * 31e9 * (model.input_size / 224) ** 2 / 1e15
+        return (f"expected cost: up to {units} Siamese trainings (fine-tuning VGG16 in each fold, "
+                f"a GPU job), {train_count:,} training images and {embed_count:,} embedded tiles at "
+                f"{model.input_size}x{model.input_size} (about {petaflop:.1f} PFLOP for the full VGG16)")
+    seen = (f"{pixels * sum(s * s for s in view.scales) / 1e6:,.0f} megapixels"
+            if view.kind == "frame" else f"{len(images) * view.count:,} tiles")
+    return (f"expected cost: one pass of the frozen VGG16 base over {len(images)} micrographs "
+            f"({pixels / 1e6:,.0f} megapixels at full resolution): {view.words()} "
+            f"({seen}), {config.train.feature_bank} "
+            f"training crops and DeCost et al.'s 4 centre crops per image, cached; then up to "
+            f"{units} head trainings on those features (seconds each), no fine-tuning")
+
+
+def task_folds(task, config):
+    """Folds of a task: --processing-folds for processing conditions (DeCost et al.'s 10)."""
+    return config.processing_folds if task == "processing" else config.folds
+
+
+def task_pcas(task, config):
+    """PCA settings a task is scored under: processing with DeCost et al.'s PCA and without."""
+    if task == "processing" and config.processing_pca:
+        return (config.processing_pca, 0)
+    return (0,)
 
 
 def scale_factor(image, config):
@@ -110,24 +165,26 @@ def fold_labels(table, task, config):
     task follows DeCost et al.: `processing_images` micrographs drawn from each
     condition that has that many, the others left out.
     """
-    rows, labelled, dropped = task_rows(table, task, min_per_class=config.folds)
+    folds = task_folds(task, config)
+    rows, labelled, dropped = task_rows(table, task, min_per_class=folds)
     labels = labelled["label"].astype(str).to_numpy()
     groups = labelled["group"].astype(str).to_numpy()
     notes = []
     if dropped:
         notes.append(f"{task}: dropped {len(dropped)} class(es) with fewer than "
-                     f"{config.folds} images ({', '.join(dropped)})")
+                     f"{folds} images ({', '.join(dropped)})")
     if task == "processing" and config.processing_images:
-        if config.folds > config.processing_images:
-            raise ConfigError(f"--folds ({config.folds}) cannot exceed --processing-images "
+        if folds > config.processing_images:
+            raise ConfigError(f"--processing-folds ({folds}) cannot exceed --processing-images "
                               f"({config.processing_images})")
         positions, fewer = balanced_rows(labels, config.processing_images, config.train.seed)
         rows, labels, groups = rows[positions], labels[positions], groups[positions]
         notes.append(f"processing: DeCost et al.'s protocol: {len(set(labels))} conditions with at "
                      f"least {config.processing_images} micrographs, {config.processing_images} "
                      f"drawn from each (seed {config.train.seed}); {len(fewer)} condition(s) with fewer "
-                     "left out" + (f"; PCA to {config.processing_pca} dimensions inside each fold"
-                                   if config.processing_pca else ""))
+                     f"left out; {folds}-fold" + (f"; scored with PCA to {config.processing_pca} "
+                                                  "dimensions inside each fold (DeCost et al.'s "
+                                                  "step) and without" if config.processing_pca else ""))
     return rows, labels, groups, notes
 
 
@@ -139,18 +196,41 @@ def fit_predict(features, labels, train_index, test_index, pca=0):
     return classifier.predict(features[test_index])
 
 
-def run_fold(config, unit, images, rows, labels, baseline_features, train_index, test_index, out,
-             pca=0, frozen=None):
-    """Both methods on one fold; returns the unit's JSON record."""
-    record = {"unit": unit, "train_rows": rows[train_index].tolist(),
-              "test_rows": rows[test_index].tolist(),
-              "true": labels[test_index].tolist()}
-    record["baseline"] = fit_predict(baseline_features[rows], labels, train_index, test_index,
-                                     pca).tolist()
-    embeddings = train_and_embed(config, images, rows[train_index], labels[train_index], rows,
-                                 out / "runs" / unit, frozen)
-    record["siamese"] = fit_predict(embeddings, labels, train_index, test_index, pca).tolist()
-    keras.backend.clear_session()
+@dataclasses.dataclass
+class MethodFeatures:
+    """What each fixed method classifies: {method: (n_images, d)} per micrograph and
+    {method: (n_images, CROPS_PER_IMAGE, d)} per DeCost et al. crop (the Siamese model is
+    trained per fold, so it is not here)."""
+
+    images: dict
+    crops: dict
+
+
+def run_fold(config, unit, flavour, images, rows, labels, features, split, out, pcas, frozen=None):
+    """Every method on one fold of a flavour; returns the unit's JSON record.
+
+    For the crops flavour `labels` and `split` are per crop (image rows[i // 4]) and only
+    the fixed methods run; otherwise per micrograph, and the Siamese model is trained on
+    the training micrographs only.
+    """
+    train_index, test_index = split
+    crops = flavour == "crops"
+    per_unit = CROPS_PER_IMAGE if crops else 1
+    record = {"unit": unit, "train_rows": rows[train_index // per_unit].tolist(),
+              "test_rows": rows[test_index // per_unit].tolist(),
+              "true": labels[test_index].tolist(), "predictions": {}}
+    for method, table in (features.crops if crops else features.images).items():
+        table = table[rows].reshape(len(labels), -1)
+        for pca in pcas:
+            record["predictions"][f"{method}@{pca}"] = fit_predict(table, labels, train_index,
+                                                                   test_index, pca).tolist()
+    if not crops:
+        embeddings = train_and_embed(config, images, rows[train_index], labels[train_index], rows,
+                                     out / "runs" / unit, frozen)
+        for pca in pcas:
+            record["predictions"][f"siamese@{pca}"] = fit_predict(embeddings, labels, train_index,
+                                                                  test_index, pca).tolist()
+        keras.backend.clear_session()
     return record
 
 
@@ -175,7 +255,7 @@ def train_and_embed(config, images, train_rows, train_labels, embed_rows, run_di
     return embed_images(run.tower, [images[r] for r in embed_rows], config.grid)
 
 
-def run_units(config, dataset, images, baseline_features, out, log, frozen=None):
+def run_units(config, dataset, images, features, out, log, frozen=None):
     """Every (task, flavour, fold); skips units already on disk with the same settings."""
     key = settings_key(config)
     records, notes = [], []
@@ -188,42 +268,50 @@ def run_units(config, dataset, images, baseline_features, out, log, frozen=None)
             notes.append(f"{task}: skipped ({error})")
             continue
         notes.extend(task_notes)
-        pca = config.processing_pca if task == "processing" else 0
         for flavour in FLAVOURS:
             if flavour == "grouped" and not groups_repeat_within_classes(labels, groups):
                 notes.append(f"{task} / grouped: not run: most classes come from a single sample, "
                              "so a sample-grouped split would test on classes never trained on")
                 continue
+            unit_labels = np.repeat(labels, CROPS_PER_IMAGE) if flavour == "crops" else labels
             try:
-                splits = cv_splits(labels, config.folds, 1, config.train.seed,
+                splits = cv_splits(unit_labels, task_folds(task, config), 1, config.train.seed,
                                    groups if flavour == "grouped" else None)
             except DataError as error:
                 notes.append(f"{task} / {flavour}: not run ({error})")
                 continue
-            for fold, (train_index, test_index) in enumerate(splits):
+            for fold, split in enumerate(splits):
                 unit = f"{task}-{flavour}-{fold}"
                 path = out / "folds" / f"{unit}.json"
                 if path.is_file() and json.loads(path.read_text()).get("settings") == key:
                     records.append(json.loads(path.read_text()))
                     continue
-                log(f"  {unit}: training on {len(train_index)} images, testing on {len(test_index)}")
-                record = run_fold(config, unit, images, rows, labels, baseline_features,
-                                  train_index, test_index, out, pca, frozen)
+                log(f"  {unit}: {len(split[0])} {'crops' if flavour == 'crops' else 'images'} "
+                    f"to train on, {len(split[1])} to test")
+                record = run_fold(config, unit, flavour, images, rows, unit_labels, features, split,
+                                  out, task_pcas(task, config), frozen)
                 record.update(task=task, flavour=flavour, fold=fold, settings=key)
                 write_json(path, record)
                 shutil.rmtree(out / "runs" / unit, ignore_errors=True)  # the JSON is the result
                 records.append(record)
+        if "crops" in FLAVOURS:
+            notes.append(f"{task} / crops: DeCost et al.'s folds, over their four centre crops per "
+                         "micrograph (crops of one micrograph on both sides); the Siamese model is "
+                         "not scored this way")
     return records, notes
 
 
 def summarise_folds(records):
-    """One row per (task, flavour, method): mean and std of fold accuracies (`score_folds`)."""
+    """One row per (task, flavour, PCA, method): mean and std of fold accuracies (`score_folds`)."""
     rows = []
     for (task, flavour), chosen in group_records(records).items():
-        for method in METHODS:
-            result = score_folds([(r["true"], r[method]) for r in chosen])
-            rows.append({"task": task, "flavour": flavour, "method": method, "mean": result.mean,
-                         "std": result.std, "count": len(result.fold_accuracies)})
+        classes = len({label for record in chosen for label in record["true"]})
+        for key in dict.fromkeys(k for record in chosen for k in record["predictions"]):
+            method, pca = key.split("@")
+            result = score_folds([(r["true"], r["predictions"][key]) for r in chosen])
+            rows.append({"task": task, "flavour": flavour, "pca": int(pca), "method": method,
+                         "mean": result.mean, "std": result.std, "classes": classes,
+                         "count": len(result.fold_accuracies)})
     return pd.DataFrame(rows)
 
 
@@ -235,21 +323,26 @@ def group_records(records):
     return groups
 
 
+#: results.csv's columns: per (task, CV flavour, PCA) the papers' figures and each method's.
+RESULT_COLUMNS = (["task", "cv", "pca", "classes", "paper_siamese", "paper_decost"]
+                  + [f"{method}_{stat}" for method in METHODS for stat in ("mean", "std")] + ["folds"])
+
+
 def results_table(summary):
-    """results.csv: per task and flavour, the paper's numbers, the baseline's, ours."""
+    """results.csv: per task, flavour and PCA setting, the papers' numbers and each method's."""
     rows = []
     if summary.empty:  # every task was skipped (the notes say why)
-        return pd.DataFrame(columns=["task", "cv", "paper_siamese", "paper_decost", "baseline_mean",
-                                     "baseline_std", "ours_mean", "ours_std", "folds"])
-    for (task, flavour), part in summary.groupby(["task", "flavour"], sort=False):
+        return pd.DataFrame(columns=RESULT_COLUMNS)
+    for (task, flavour, pca), part in summary.groupby(["task", "flavour", "pca"], sort=False):
         by_method = part.set_index("method")
-        rows.append({"task": task, "cv": flavour, **PAPER[task],
-                     "baseline_mean": by_method.at["baseline", "mean"],
-                     "baseline_std": by_method.at["baseline", "std"],
-                     "ours_mean": by_method.at["siamese", "mean"],
-                     "ours_std": by_method.at["siamese", "std"],
-                     "folds": int(by_method.at["siamese", "count"])})
-    return pd.DataFrame(rows)
+        row = {"task": task, "cv": flavour, "pca": pca, "classes": int(part["classes"].iloc[0]),
+               **PAPER[task], "folds": int(part["count"].max())}
+        for method in METHODS:
+            found = method in by_method.index
+            row[f"{method}_mean"] = by_method.at[method, "mean"] if found else float("nan")
+            row[f"{method}_std"] = by_method.at[method, "std"] if found else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
 def reproduce(config, log=print):
@@ -258,32 +351,15 @@ def reproduce(config, log=print):
     out = Path(config.out)
     started = time.time()
     log(f"loading {config.train.data.data} data")
-    model = config.train.model
     dataset, images = load_images(config)
-    units = 2 * config.folds * len([t for t in config.tasks.split(",") if t.strip()])
-    train_count, embed_count = expected_cost(config, len(images), units)
-    petaflop = (train_count * 3 + embed_count) * 31e9 * (model.input_size / 224) ** 2 / 1e15
-    if model.train_base:
-        log(f"expected cost: up to {units} Siamese trainings, {train_count:,} training images and "
-            f"{embed_count:,} embedded tiles at {model.input_size}x{model.input_size} "
-            f"(about {petaflop:.1f} PFLOP for the full VGG16)")
-    else:
-        log(f"expected cost: one VGG16 pass over {embed_count:,} crops and tiles at "
-            f"{model.input_size}x{model.input_size} (about {petaflop:.2f} PFLOP for the full "
-            f"VGG16), then up to {units} head trainings on their features")
+    units = sum(task_folds(t.strip(), config) * len(FLAVOURS)
+                for t in config.tasks.split(",") if t.strip() in PAPER)
+    view = run_view(config)
+    log(cost_line(config, images, view, units))
     keras.utils.set_random_seed(config.train.seed)
-    frozen = None
-    if model.train_base:
-        log("baseline features: pretrained VGG16, mean-pooled")
-        feature_tower = build_feature_tower(model)
-        baseline_features = embed_images(feature_tower, images, config.grid, progress=True)
-    else:
-        log(f"frozen VGG16 base: features of every tile (the baseline) and of "
-            f"{config.train.feature_bank} augmented crops per image, computed once for every fold")
-        frozen = frozen_features(config.train, images, log, grid=config.grid)
-        baseline_features = frozen.pooled
+    features, frozen = method_features(config, images, view, log)
     log("cross-validation (each fold's Siamese model sees its training images only)")
-    records, notes = run_units(config, dataset, images, baseline_features, out, log, frozen)
+    records, notes = run_units(config, dataset, images, features, out, log, frozen)
     table = results_table(summarise_folds(records))
     write_text(out / "results.csv", table.to_csv(index=False))
     confusions = confusion_figures(records, out)
@@ -295,12 +371,61 @@ def reproduce(config, log=print):
     interpretation = interpret(embeddings, dataset.table, images, out)
     meta = {"microrep_version": __version__, "backend": keras.backend.backend(),
             "settings": to_dict(config), "images": len(images), "notes": notes,
-            "seconds": round(time.time() - started, 1), "dataset_notes": dataset.notes,
-            "heldout": heldout}
+            "view": view.words(), "seconds": round(time.time() - started, 1),
+            "dataset_notes": dataset.notes, "heldout": heldout}
     write_json(out / "reproduce.json", meta)
     write_text(out / "results.md", reproduce_report(table, confusions, interpretation, meta, out))
     log(f"results: {out / 'results.md'}")
     return table
+
+
+def method_features(config, images, view, log):
+    """(MethodFeatures, FrozenFeatures or None): the fixed methods' features of every image.
+
+    A frozen base computes every image's features once (its `view`, and a bank of crops
+    for the heads) and the pretrained column is their block4_conv3 part; a fine-tuned run
+    computes the pretrained column over tiles. DeCost et al.'s VLAD comes from the local
+    features of their four centre crops, whose block4_conv3 means are the pretrained
+    column of the crops flavour.
+    """
+    model = config.train.model
+    frozen = None
+    if model.train_base:
+        log("pretrained features: ImageNet VGG16 block4_conv3, mean-pooled over tiles")
+        with dtype_policy(policy_for(model.mixed_precision)):
+            tower = build_feature_tower(dataclasses.replace(model, vgg_blocks=4,
+                                                            feature_layers=PRETRAINED_LAYER))
+        pretrained = embed_images(tower, images, config.grid, progress=True)
+    else:
+        log(f"frozen VGG16 base: {view.words()} and {config.train.feature_bank} training crops "
+            "per image, computed once for every fold")
+        frozen = frozen_features(config.train, images, log, grid=view)
+        pretrained = pretrained_part(frozen, model)
+    cache = str(Path(config.train.feature_cache).expanduser()) if config.train.feature_cache else None
+    log("DeCost et al.'s VLAD: local features of four 224-px centre crops per image")
+    vlad = decost_vlad(model, images, cache, config.train.seed, progress=True, log=log)
+    images_by_method = {"pretrained": pretrained}
+    crops_by_method = {"pretrained": vlad.means[PRETRAINED_LAYER]}
+    for layer in vlad.sums:
+        images_by_method[f"vlad_{layer.split('_')[0]}"] = vlad.images(layer)
+        crops_by_method[f"vlad_{layer.split('_')[0]}"] = vlad.panels(layer).reshape(
+            len(images), CROPS_PER_IMAGE, -1)
+    return MethodFeatures(images_by_method, crops_by_method), frozen
+
+
+#: The layer of the pretrained column (DeCost et al.'s and `embed --pretrained`'s).
+PRETRAINED_LAYER = "block4_conv3"
+
+
+def pretrained_part(frozen, model):
+    """The block4_conv3 columns of a frozen run's pooled features (all of them when the run
+    taps other layers)."""
+    taps = feature_layer_names(model)
+    widths = pooled_widths(frozen.feature_tower, taps)
+    if PRETRAINED_LAYER not in widths:
+        return frozen.pooled
+    start = sum(list(widths.values())[:list(widths).index(PRETRAINED_LAYER)])
+    return frozen.pooled[:, start:start + widths[PRETRAINED_LAYER]]
 
 
 def heldout_recipe(config, out):
@@ -344,7 +469,7 @@ def confusion_figures(records, out):
     """One confusion-matrix PNG per task (Siamese, stratified CV); {name: file name}."""
     figures = {}
     for task in dict.fromkeys(r["task"] for r in records if r["flavour"] == "stratified"):
-        matrix, classes = confusion_for(records, task, "stratified", "siamese")
+        matrix, classes = confusion_for(records, task, "stratified", "siamese@0")
         path = plot_confusion(matrix, classes, out / f"confusion_{task}.png",
                               f"{task}: Siamese, stratified CV")
         figures[task] = path.name
@@ -353,6 +478,7 @@ def confusion_figures(records, out):
 
 def confusion_for(records, task, flavour, method):
     """Summed confusion matrix over the folds of one task, flavour and method."""
-    result = score_folds([(r["true"], r[method]) for r in group_records(records)[(task, flavour)]])
+    result = score_folds([(r["true"], r["predictions"][method])
+                          for r in group_records(records)[(task, flavour)]])
     return result.confusion, result.classes
 

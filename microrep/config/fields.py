@@ -62,6 +62,24 @@ def parse_batch_size(value):
     return number
 
 
+def parse_scales(text):
+    """'1,0.71,0.5' -> (1.0, 0.71, 0.5): scales of an image, each above 0 and at most 4."""
+    try:
+        scales = tuple(float(part) for part in str(text).split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"scales must be numbers separated by commas, got {text!r}") from None
+    if not scales or any(not 0 < s <= 4 for s in scales):
+        raise ConfigError(f"scales must be above 0 and at most 4, got {text!r}")
+    return scales
+
+
+def scales_text(value):
+    """A scales setting checked and written canonically ('1,0.71,0.5')."""
+    if isinstance(value, (list, tuple)):
+        value = ",".join(str(v) for v in value)
+    return ",".join(f"{scale:g}" for scale in parse_scales(value))
+
+
 def parse_paths(value):
     """One or more paths: a list (from the flag) or a string (a settings file), ', '-separated."""
     if isinstance(value, (list, tuple)):

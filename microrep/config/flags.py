@@ -12,8 +12,8 @@ from pathlib import Path
 
 from microrep.config.fields import (flag_fields, stage_default, from_dict, nest_flat_keys,
                                     read_config_file)
-from microrep.config.presets import EMBED_DEFAULTS, apply_preset
-from microrep.config.stages import EmbedConfig, TrainConfig
+from microrep.config.presets import EMBED_DEFAULTS, apply_preset, reproduce_preset
+from microrep.config.stages import EmbedConfig, ReproduceConfig, TrainConfig
 from microrep.errors import ConfigError
 
 
@@ -121,6 +121,11 @@ def config_from_args(cls, args):
         if stored is not None:  # --resume: the run's own settings, then those given now
             return from_dict(cls, values, where, base=stored)
         values = apply_preset(values)
+    if cls is ReproduceConfig:
+        from microrep.device import accelerator
+
+        values, base = reproduce_preset(values, accelerator())
+        return from_dict(cls, values, where, base=base)
     if cls in (TrainConfig, EmbedConfig):
         require_data_source(values)
     if cls is EmbedConfig:

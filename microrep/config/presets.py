@@ -101,3 +101,28 @@ def apply_preset(values):
     if name not in PRESETS:
         raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
     return PRESETS[name].fill(values)
+
+
+def reproduce_preset(values, accelerator=None):
+    """(values, base) of a `microrep reproduce` settings dict: which training each fold runs.
+
+    --preset cpu (the default without a GPU): microrep's recipe, its VGG16 base frozen at
+    full resolution, so every image's features are computed once and cached and each
+    fold trains only the head; --preset gpu (the default with one): the paper's
+    fine-tuning of the whole base in every fold. Flags given still override either;
+    --quick replaces both. `accelerator` is device.accelerator()'s answer.
+    """
+    values = nest_flat_keys(ReproduceConfig, values)
+    if values.get("quick"):
+        return values, ReproduceConfig()
+    train = values.setdefault("train", {})
+    name = train.get("preset") or "none"
+    if name == "none":
+        name = "gpu" if accelerator else "cpu"
+    train["preset"] = name
+    if name not in PRESETS:
+        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
+    values["train"] = PRESETS[name].fill(train)
+    if name == "gpu":
+        return values, ReproduceConfig()
+    return values, ReproduceConfig(train=TrainConfig())

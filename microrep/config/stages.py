@@ -7,7 +7,8 @@ hold a TrainConfig with their own defaults) instead of repeating its settings.
 import dataclasses
 import os
 
-from microrep.config.fields import parse_paths, count_option, group, option, parse_batch_size
+from microrep.config.fields import (parse_paths, count_option, group, option, parse_batch_size,
+                                    scales_text)
 from microrep.registry import HEADS, LAUNCHERS, LOSSES, POOLINGS
 
 #: The paper's classification tasks (what each means: microrep.data.tasks), declared once.
@@ -472,8 +473,16 @@ class ReproduceConfig:
                          "replace the model and training settings)")
     image_scale: float = option(1.0, "resize every micrograph by this factor before cropping "
                                 "(0: shrink so the shorter side is 4 crops long)", at_least=0.0)
+    view: str = option("frame", "how the frozen base sees a micrograph: 'frame' (the whole "
+                       "frame, every pixel, at each of --scales) or 'tiles' (a --grid x --grid "
+                       "grid of input-size tiles at native resolution); a fine-tuned base "
+                       "(--preset gpu) embeds tiles", ("frame", "tiles"))
+    scales: str = option("1,0.71,0.5", "scales of the whole frame, comma-separated (--view frame)",
+                         parse=scales_text)
     grid: int = grid_option()
     folds: int = folds_option()
+    processing_folds: int = count_option(10, "cross-validation folds of the processing-condition "
+                                         "task (DeCost et al.: 10)", 2)
     processing_images: int = option(10, "processing condition as DeCost et al.: only conditions "
                                     "with at least this many micrographs, this many drawn from "
                                     "each (with --folds equal to it, leave one image per class "

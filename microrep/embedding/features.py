@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm  # text bars: no ipywidgets needed in a notebook
 
 from microrep._version import __version__
-from microrep.data.images import grid_tiles
+from microrep.data.views import View
 from microrep.embedding.tiles import duration_words
 from microrep.fileio import atomic_path
 from microrep.nn.pooling import pooled_layers
@@ -99,9 +99,21 @@ class FrozenFeatures:
                               self.per_image, self.feature_tower)
 
 
+def view_of(grid, feature_tower):
+    """A View: `grid` itself, or (an int, as before views existed) a tiling of that grid."""
+    if isinstance(grid, View):
+        return grid
+    return View("tiles", int(feature_tower.input_shape[1]), int(grid))
+
+
 def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, progress=False,
                             cache_dir=None, log=None, on_image=None):
     """FrozenFeatures of `images`: the base runs once per crop, or not at all for cached images.
+
+    `grid` is a View (data.views: which pieces of each image become its `tiles` rows)
+    or, as before views existed, the side of a tile grid. With a `frame` view the
+    bank's crops are drawn from the image at each of the view's scales in turn, so the
+    head trains on the pixel sizes it will embed.
 
     Image by image: an image's crops are one batch and its tiles another, so its
     features never depend on which images are computed with it. With `cache_dir`,
@@ -113,6 +125,7 @@ def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, prog
     this machine, measured on its second image; `on_image(done, total)` follows each.
     """
     keys = image_keys(images)
+    grid = view_of(grid, feature_tower)
     entries = cache_entries(feature_tower, keys, grid, f"{per_image}-{seed}")
     cache = Path(cache_dir) if cache_dir else None
     found = {i: _load(_find(cache, e)) for i, e in enumerate(entries) if _find(cache, e) is not None}
@@ -138,7 +151,8 @@ def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, prog
 
 def cache_entries(feature_tower, keys, grid, what):
     """Cache entry names of images (their keys) for a feature tower, tiling and `what` is stored."""
-    setting = f"{model_key(feature_tower)}-{int(feature_tower.input_shape[1])}-{grid}-{what}"
+    view = view_of(grid, feature_tower)
+    setting = f"{model_key(feature_tower)}-{view.size}-{view.key}-{what}"
     return [hashlib.sha256(f"{setting}-{k}".encode()).hexdigest()[:32] for k in keys]
 
 
@@ -174,6 +188,7 @@ def tile_features(feature_tower, keys, tiles_of, grid, cache_dir, bank=None, pro
     computed otherwise (tiles only, no crop bank) and cached, one entry per image.
     """
     cache = Path(cache_dir)
+    grid = view_of(grid, feature_tower)
     own = cache_entries(feature_tower, keys, grid, "tiles")
     trained = cache_entries(feature_tower, keys, grid, f"{bank[0]}-{bank[1]}") if bank else [None] * len(keys)
     tiles = []
@@ -181,7 +196,7 @@ def tile_features(feature_tower, keys, tiles_of, grid, cache_dir, bank=None, pro
                                                      unit="image", disable=not progress)):
         tiles.append(stored_or_computed(cache, entry, lambda: {"tiles": _features(
             feature_tower, np.asarray(tiles_of(index))[..., None])}, also=bank_entry)["tiles"])
-    return np.stack(tiles) if tiles else np.zeros((0, grid * grid, int(feature_tower.output_shape[-1])),
+    return np.stack(tiles) if tiles else np.zeros((0, grid.count, int(feature_tower.output_shape[-1])),
                                                   np.float32)
 
 
@@ -220,18 +235,34 @@ def _store(path, arrays):
             np.savez(handle, **arrays)
 
 
-def _compute_one(feature_tower, image, key, grid, per_image, seed):
-    """{'bank': (per_image, d), 'tiles': (grid**2, d)} of one image: its crops, then its tiles."""
-    size = int(feature_tower.input_shape[1])
-    plan = crop_bank_plan([image.shape], size, per_image, seed, [key])
-    return {"bank": _features(feature_tower, crops_from_plan([image], plan, size)),
-            "tiles": _tile_features_of(feature_tower, image, grid)}
+def _compute_one(feature_tower, image, key, view, per_image, seed):
+    """{'bank': (per_image, d), 'tiles': (pieces, d)} of one image: its crops, then its view."""
+    return {"bank": _bank_features(feature_tower, image, key, view, per_image, seed),
+            "tiles": piece_features(feature_tower, image, view)}
 
 
-def _tile_features_of(feature_tower, image, grid):
-    """(grid**2, d): one image's tiles through the feature tower, as one batch."""
-    size = int(feature_tower.input_shape[1])
-    return _features(feature_tower, grid_tiles(image, size, grid)[..., None])
+def _bank_features(feature_tower, image, key, view, per_image, seed):
+    """(per_image, d): the bank's crops, at native resolution or spread over a frame view's
+    scales (crop j from scale j mod scales; a scale that leaves the image smaller than a
+    crop is skipped)."""
+    size = view.size
+    scaled = [image] if view.kind != "frame" else \
+        [im for im in view.pieces(image) if min(im.shape) >= size] or [image]
+    counts = [len(range(j, per_image, len(scaled))) for j in range(len(scaled))]
+    crops = [crops_from_plan([im], crop_bank_plan([im.shape], size, count, seed + j, [key]), size)
+             for j, (im, count) in enumerate(zip(scaled, counts)) if count]
+    order = np.argsort(np.concatenate([np.arange(j, per_image, len(scaled))
+                                       for j, count in enumerate(counts) if count]), kind="stable")
+    return _features(feature_tower, np.concatenate(crops))[order]
+
+
+def piece_features(feature_tower, image, view):
+    """(pieces, d): one image's pieces of `view` through the feature tower (one batch, or one
+    call per piece when their sizes differ)."""
+    pieces = view.pieces(image)
+    if view.batched:
+        return _features(feature_tower, np.asarray(pieces)[..., None])
+    return np.concatenate([_features(feature_tower, piece[None, ..., None]) for piece in pieces])
 
 
 def _features(feature_tower, batch):

@@ -118,7 +118,8 @@ class ReshapeMaxPool(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         batch, height, width, channels = input_shape
-        return (batch, height // 2, width // 2, channels)
+        return (batch, None if height is None else height // 2,
+                None if width is None else width // 2, channels)
 
 
 @keras.saving.register_keras_serializable(package="microrep")

@@ -7,6 +7,7 @@ those names.
 """
 
 import keras
+from keras import ops
 
 from microrep.registry import POOLINGS
 
@@ -45,3 +46,53 @@ def pooled_widths(model, taps):
     if len(taps) < 2:
         return {taps[0] if taps else PREFIX: int(model.output_shape[-1])}
     return {name: int(model.get_layer(f"{PREFIX}_{name}").output.shape[-1]) for name in taps}
+
+
+@keras.saving.register_keras_serializable(package="microrep")
+class VladPooling(keras.layers.Layer):
+    """VLAD of a map's local features (Jégou et al. 2010, as DeCost et al. 2017 used it):
+    each feature is assigned to its nearest centre and the residuals (feature - centre)
+    are summed per centre: (..., h, w, d) -> (clusters * d).
+
+    The centres are state fitted on data (a k-means dictionary), not trained: set them
+    with `set_weights([centres])`; they are saved and reloaded with the layer. With
+    `normalize`, each centre's sum is L2-normalised and then the whole vector
+    (DeCost et al.'s intra- and global normalisation, no power normalisation); without,
+    the raw sums are returned, which add up over pieces of one image before
+    `normalise_vlad`.
+    """
+
+    def __init__(self, clusters=32, normalize=True, **kwargs):
+        super().__init__(**kwargs)
+        self.clusters, self.normalize = int(clusters), bool(normalize)
+
+    def build(self, input_shape):
+        self.centres = self.add_weight(shape=(self.clusters, int(input_shape[-1])),
+                                       initializer="zeros", trainable=False, name="centres")
+
+    def call(self, maps):
+        depth = ops.shape(maps)[-1]
+        local = ops.reshape(ops.cast(maps, "float32"), (ops.shape(maps)[0], -1, depth))
+        centres = ops.cast(self.centres, "float32")
+        distances = (ops.sum(ops.square(local), axis=-1, keepdims=True)
+                     - 2.0 * ops.einsum("bnd,kd->bnk", local, centres)
+                     + ops.sum(ops.square(centres), axis=-1))
+        assigned = ops.one_hot(ops.argmin(distances, axis=-1), self.clusters, dtype="float32")
+        sums = (ops.einsum("bnk,bnd->bkd", assigned, local)
+                - ops.sum(assigned, axis=1)[..., None] * centres)
+        sums = ops.reshape(sums, (ops.shape(maps)[0], -1))
+        return normalise_vlad(sums, self.clusters) if self.normalize else sums
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.clusters * int(input_shape[-1]))
+
+    def get_config(self):
+        return {**super().get_config(), "clusters": self.clusters, "normalize": self.normalize}
+
+
+def normalise_vlad(sums, clusters):
+    """(n, clusters * d) residual sums -> each centre's part L2-normalised, then the whole."""
+    parts = ops.reshape(sums, (ops.shape(sums)[0], clusters, -1))
+    parts = parts / ops.maximum(ops.norm(parts, axis=-1, keepdims=True), 1e-12)
+    flat = ops.reshape(parts, (ops.shape(sums)[0], -1))
+    return flat / ops.maximum(ops.norm(flat, axis=-1, keepdims=True), 1e-12)

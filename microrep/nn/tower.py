@@ -21,10 +21,13 @@ from microrep.nn.pooling import pool_maps
 from microrep.registry import HEADS
 
 
-def pooled_features(images, config):
-    """uint8 crops -> VGG16 maps of the tapped layers, pooled (and concatenated when several)."""
-    size = int(config.input_size)
-    check_input_size(size)
+def pooled_features(images, config, any_size=False):
+    """uint8 crops -> VGG16 maps of the tapped layers, pooled (and concatenated when several).
+
+    With `any_size`, the base takes images of any height and width (a whole frame)."""
+    size = None if any_size else int(config.input_size)
+    if size is not None:
+        check_input_size(size)
     features = GrayToVGGInput(name="to_vgg_input")(images)
     taps = feature_layer_names(config)
     base = build_vgg16_base(size, config.weights, config.vgg_blocks)
@@ -85,16 +88,32 @@ def build_siamese(tower):
     return keras.Model([first, second], distance, name="siamese")
 
 
-def build_feature_tower(config):
+def build_feature_tower(config, any_size=False):
     """uint8 gray crops -> pooled VGG16 feature maps of a ModelConfig's base: no head, frozen.
 
     As in DeCost et al. 2017, the features are ImageNet VGG16 activations
     without any training on micrographs (mean pooling rather than VLAD); with
-    `feature_layers`, the maps of those layers, pooled and concatenated. Built
-    under Keras' current dtype policy (callers choose the precision).
+    `feature_layers`, the maps of those layers, pooled and concatenated. With
+    `any_size`, it takes images of any height and width (whole frames: a view of
+    the `frame` kind). Built under Keras' current dtype policy (callers choose the
+    precision).
     """
     config = dataclasses.replace(config, train_base=False)
-    size = int(config.input_size)
+    size = None if any_size else int(config.input_size)
     images = keras.Input((size, size, 1), dtype="uint8", name="image")
-    return keras.Model(images, pooled_features(images, config), name="vgg16_features")
+    return keras.Model(images, pooled_features(images, config, any_size), name="vgg16_features")
 
+
+
+def build_map_tower(config, layers):
+    """uint8 gray crops (input size) -> the unpooled maps of VGG16 `layers` (a list), frozen:
+    the local features a fitted pooling (VLAD's dictionary) is fitted on and encodes.
+    Built under Keras' current dtype policy."""
+    size = int(config.input_size)
+    check_input_size(size)
+    images = keras.Input((size, size, 1), dtype="uint8", name="image")
+    base = build_vgg16_base(size, config.weights, 5)
+    base = keras.Model(base.input, [base.get_layer(name).output for name in layers], name="vgg16")
+    base.trainable = False
+    maps = base(GrayToVGGInput(name="to_vgg_input")(images))
+    return keras.Model(images, list(maps) if len(layers) > 1 else [maps], name="vgg16_maps")

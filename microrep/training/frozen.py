@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from microrep._version import __version__
+from microrep.data.views import View
 from microrep.embedding.features import compute_frozen_features
 from microrep.embedding.towers import embed_from_tiles, head_outputs, tower_from_head
 from microrep.fileio import atomic_path, write_json
@@ -41,17 +42,20 @@ GRID = 3
 
 
 def frozen_features(config, images, log, grid=GRID):
-    """FrozenFeatures of every image (cached), with the feature tower they came from."""
+    """FrozenFeatures of every image (cached), with the feature tower they came from.
+
+    `grid` is the side of the embedding tile grid, or a View (data.views) of each image."""
     policy = policy_for(config.model.mixed_precision)
     cache = str(Path(config.feature_cache).expanduser()) if config.feature_cache else None
+    view = grid if isinstance(grid, View) else View("tiles", config.model.input_size, grid)
     started = time.time()
     with dtype_policy(policy):
-        feature_tower = build_feature_tower(config.model)
+        feature_tower = build_feature_tower(config.model, any_size=view.kind == "frame")
         # the bank's crops depend on each image alone (not on --seed), so the cache
         # serves every run on the same images: other seeds, splits, heads
-        features = compute_frozen_features(feature_tower, images, grid, config.feature_bank,
+        features = compute_frozen_features(feature_tower, images, view, config.feature_bank,
                                            BANK_SEED, progress=True, cache_dir=cache, log=log)
-    log(f"VGG16 features of {len(images)} images ({config.feature_bank} crops and {grid * grid} tiles each, "
+    log(f"VGG16 features of {len(images)} images ({config.feature_bank} crops and {view.words()} each, "
         f"{policy}) ready in {time.time() - started:.0f} s" + (f"; cached in {cache}" if cache else ""))
     return dataclasses.replace(features, feature_tower=feature_tower)
 

@@ -1,0 +1,72 @@
+"""VLAD pooling against a direct NumPy version, its state's round trip, and DeCost et al.'s
+panel encoding on a tiny base."""
+
+import keras
+import numpy as np
+import pytest
+
+from microrep.config import ModelConfig
+from microrep.embedding.vlad import VladFeatures, fit_dictionary, panel_maps, vlad_sums
+from microrep.nn.pooling import VladPooling
+
+
+def numpy_vlad(maps, centres, normalize=True):
+    """VLAD written out: nearest centre, residuals summed, intra- then global L2."""
+    out = []
+    for image in maps:
+        local = image.reshape(-1, image.shape[-1]).astype(np.float64)
+        nearest = ((local[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+        sums = np.zeros_like(centres, dtype=np.float64)
+        for word in range(len(centres)):
+            sums[word] = (local[nearest == word] - centres[word]).sum(0)
+        if normalize:
+            sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+            sums = sums.ravel() / max(np.linalg.norm(sums), 1e-12)
+        out.append(sums.ravel())
+    return np.array(out)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_vlad_pooling_equals_numpy(normalize):
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(3, 5, 4, 6)).astype(np.float32)
+    centres = rng.normal(size=(4, 6)).astype(np.float32)
+    layer = VladPooling(4, normalize=normalize)
+    layer.build(maps.shape)
+    layer.set_weights([centres])
+    got = keras.ops.convert_to_numpy(layer(maps))
+    np.testing.assert_allclose(got, numpy_vlad(maps, centres, normalize), rtol=1e-4, atol=1e-5)
+
+
+def test_vlad_centres_survive_save_and_load(tmp_path):
+    rng = np.random.default_rng(1)
+    inputs = keras.Input((5, 4, 6))
+    model = keras.Model(inputs, VladPooling(3, name="vlad")(inputs))
+    model.get_layer("vlad").set_weights([rng.normal(size=(3, 6)).astype(np.float32)])
+    maps = rng.normal(size=(2, 5, 4, 6)).astype(np.float32)
+    model.save(tmp_path / "vlad.keras")
+    again = keras.saving.load_model(tmp_path / "vlad.keras")
+    np.testing.assert_array_equal(again.predict_on_batch(maps), model.predict_on_batch(maps))
+
+
+def test_panel_sums_add_up_to_the_micrograph_vlad(tmp_path):
+    """Four panels' raw sums, added, give the VLAD of all their local features at once; the
+    maps are cached, so a second pass reads them."""
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 255, (70, 90), dtype=np.uint8) for _ in range(3)]
+    config = ModelConfig(input_size=32, weights="none", mixed_precision=False)
+    keras.utils.set_random_seed(0)  # random weights: the same base both times
+    maps = panel_maps(config, images, cache_dir=tmp_path)
+    assert maps["block4_conv3"].shape == (3, 4, 4, 4, 512)
+    assert len(list(tmp_path.rglob("*.npz"))) == 3
+    keras.utils.set_random_seed(0)
+    again = panel_maps(config, images, cache_dir=tmp_path)
+    assert len(list(tmp_path.rglob("*.npz"))) == 3
+    np.testing.assert_array_equal(again["block5_conv3"], maps["block5_conv3"])
+    local = maps["block4_conv3"].astype(np.float32) + rng.normal(size=maps["block4_conv3"].shape)
+    centres = fit_dictionary(local, clusters=4, share=0.5, restarts=2)
+    sums = vlad_sums(local, centres)
+    features = VladFeatures({"block4_conv3": sums}, clusters=4)
+    whole = numpy_vlad(local.reshape(3, -1, 1, 512), centres)
+    np.testing.assert_allclose(features.images("block4_conv3"), whole, rtol=1e-3, atol=1e-5)
+    assert features.panels("block4_conv3").shape == (12, 4 * 512)
