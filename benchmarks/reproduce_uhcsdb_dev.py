@@ -1,11 +1,13 @@
 """Run `microrep reproduce` on the UHCSDB development copy and print the results table.
 
 Measures progress on real data instead of assuming it. Uses the ImageNet VGG16
-weights file from ../shared/weights when present (else --weights), and the
---quick settings unless --full is given.
+weights file from ../shared/weights when present (else --weights). The settings are
+the command's own defaults on this machine (`--preset cpu` without a GPU: the frozen
+recipe at full resolution), `--quick`'s with --quick, the paper's fine-tuning with --full.
 
-    python benchmarks/reproduce_uhcsdb_dev.py                 # CPU, minutes
-    python benchmarks/reproduce_uhcsdb_dev.py --full          # paper-sized, for a GPU
+    python benchmarks/reproduce_uhcsdb_dev.py                 # CPU, the faithful path
+    python benchmarks/reproduce_uhcsdb_dev.py --quick         # the few-minute smoke settings
+    python benchmarks/reproduce_uhcsdb_dev.py --full          # fine-tuning per fold, for a GPU
 """
 
 import argparse
@@ -16,7 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from microrep.config import ReproduceConfig, TrainConfig, from_dict, paper_train_config  # noqa: E402
+from microrep.config import ReproduceConfig, from_dict  # noqa: E402
+from microrep.config.presets import reproduce_preset  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 
@@ -26,7 +29,10 @@ def main():
     parser.add_argument("--data-dir", default=str(SHARED / "data" / "uhcsdb-dev"))
     parser.add_argument("--weights", default=str(SHARED / "weights" / "vgg16_imagenet_notop.weights.h5"))
     parser.add_argument("--out", default="runs/reproduce-uhcsdb-dev")
-    parser.add_argument("--full", action="store_true", help="paper-sized settings instead of --quick")
+    parser.add_argument("--full", action="store_true", help="fine-tune per fold (--preset gpu)")
+    parser.add_argument("--quick", action="store_true", help="reproduce --quick's settings")
+    parser.add_argument("--feature-cache", default=None, help="feature cache folder (default: "
+                        "the command's own)")
     parser.add_argument("--tasks", default="3phase,constituent,processing")
     parser.add_argument("--processing-images", type=int, default=10,
                         help="DeCost et al.'s images per processing condition (0: every condition)")
@@ -37,11 +43,16 @@ def main():
     weights = args.weights if Path(args.weights).is_file() or args.weights in ("imagenet", "none") else "imagenet"
     from microrep.commands.reproduce import reproduce
 
-    train = from_dict(TrainConfig, {"data": {"data": "uhcsdb", "data_dir": args.data_dir},
-                                    "weights": weights}, base=paper_train_config())
-    config = ReproduceConfig(train=train, out=args.out, tasks=args.tasks, quick=not args.full,
-                             processing_images=args.processing_images,
-                             processing_pca=args.processing_pca)
+    train = {"data": {"data": "uhcsdb", "data_dir": args.data_dir}, "model": {"weights": weights}}
+    if args.full:
+        train["preset"] = "gpu"
+    if args.feature_cache is not None:
+        train["feature_cache"] = args.feature_cache
+    values, base = reproduce_preset({"train": train, "out": args.out, "tasks": args.tasks,
+                                     "quick": args.quick,
+                                     "processing_images": args.processing_images,
+                                     "processing_pca": args.processing_pca}, accelerator=None)
+    config = from_dict(ReproduceConfig, values, base=base)
     started = time.time()
     table = reproduce(config)
     print(f"\nUHCSDB development copy, {time.time() - started:.0f} s, weights {weights}")

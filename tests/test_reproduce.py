@@ -158,3 +158,54 @@ def test_every_training_setting_can_be_set_through_reproduce():
             assert (node.data, node.data_dir) == (name, os.path.abspath(expected)), name
         else:
             assert getattr(node, name) == expected, name
+
+
+def test_reproduce_trains_the_frozen_recipe_on_a_cpu_and_fine_tunes_on_a_gpu():
+    """Without a GPU the default is the frozen-base recipe at full resolution (each fold trains
+    a head on cached features); with one, the paper's fine-tuning; flags given still win."""
+    from microrep.config.presets import reproduce_preset
+
+    def built(values, accelerator):
+        values, base = reproduce_preset(values, accelerator)
+        return from_dict(ReproduceConfig, values, base=base)
+
+    data = {"train": {"data": {"data": "uhcsdb", "data_dir": "somewhere"}}}
+    cpu = built(json.loads(json.dumps(data)), None)
+    assert cpu.train.preset == "cpu" and not cpu.train.model.train_base
+    assert cpu.view == "frame" and cpu.image_scale == 1.0 and cpu.train.feature_cache
+    gpu = built(json.loads(json.dumps(data)), "gpu:H100")
+    assert gpu.train.preset == "gpu" and gpu.train.model.train_base
+    assert gpu.train.model.head == "projection" and gpu.train.similarity == "label"
+    chosen = built({"train": {"preset": "gpu", "epochs": 3, **data["train"]}}, None)
+    assert chosen.train.model.train_base and chosen.train.epochs == 3
+    quick = built({"quick": True, **json.loads(json.dumps(data))}, None)
+    assert quick.train.preset == "none"  # --quick replaces the training settings itself
+
+
+def test_the_processing_protocol_selects_conditions_draws_and_folds():
+    """DeCost et al.'s selection on a small table: conditions with at least 10 micrographs,
+    10 drawn from each, 10 folds that each leave one micrograph per condition out; crops
+    folds split four crops per micrograph."""
+    import numpy as np
+
+    from microrep.analysis.svm import cv_splits
+    from microrep.commands.reproduce import CROPS_PER_IMAGE, fold_labels, task_folds
+
+    counts = {800: 14, 900: 10, 1000: 9}  # the last condition has too few
+    table = pd.DataFrame([{"anneal_temperature": float(t), "anneal_temp_unit": "C",
+                           "anneal_time": 90.0, "anneal_time_unit": "M", "cool_method": "Q",
+                           "primary_microconstituent": "spheroidite", "group": f"s{t}"}
+                          for t, n in counts.items() for _ in range(n)])
+    config = ReproduceConfig()
+    rows, labels, groups, notes = fold_labels(table, "processing", config)
+    assert sorted(set(labels)) == ["800C-90M-Q", "900C-90M-Q"]
+    assert list(pd.Series(labels).value_counts()) == [10, 10] and len(set(rows)) == 20
+    assert all(table.loc[r, "anneal_temperature"] in (800, 900) for r in rows)
+    assert task_folds("processing", config) == 10 and task_folds("3phase", config) == 5
+    assert "10 drawn from each" in notes[-1] and "10-fold" in notes[-1] and "and without" in notes[-1]
+    for train, test in cv_splits(labels, 10, 1, 0):
+        assert sorted(pd.Series(labels[test]).value_counts()) == [1, 1]
+    crops = np.repeat(labels, CROPS_PER_IMAGE)
+    assert sum(len(test) for _, test in cv_splits(crops, 10, 1, 0)) == 80
+    again = fold_labels(table, "processing", config)[0]
+    assert list(again) == list(rows)  # the draw is seeded

@@ -70,3 +70,19 @@ def test_panel_sums_add_up_to_the_micrograph_vlad(tmp_path):
     whole = numpy_vlad(local.reshape(3, -1, 1, 512), centres)
     np.testing.assert_allclose(features.images("block4_conv3"), whole, rtol=1e-3, atol=1e-5)
     assert features.panels("block4_conv3").shape == (12, 4 * 512)
+
+
+def test_mean_std_and_gem_poolings_equal_numpy_and_survive_saving(tmp_path):
+    from microrep.registry import POOLINGS
+
+    rng = np.random.default_rng(3)
+    maps = np.abs(rng.normal(size=(2, 5, 4, 6))).astype(np.float32)
+    expected = {"meanstd": np.concatenate([maps.mean(axis=(1, 2)), maps.std(axis=(1, 2))], -1),
+                "gem": (maps ** 3).mean(axis=(1, 2)) ** (1 / 3)}
+    for name, want in expected.items():
+        inputs = keras.Input((5, 4, 6))
+        model = keras.Model(inputs, POOLINGS[name]("pool")(inputs))
+        np.testing.assert_allclose(model.predict_on_batch(maps), want, rtol=1e-4, atol=1e-5)
+        model.save(tmp_path / f"{name}.keras")
+        again = keras.saving.load_model(tmp_path / f"{name}.keras")
+        np.testing.assert_array_equal(again.predict_on_batch(maps), model.predict_on_batch(maps))

@@ -208,6 +208,10 @@ def reproduce_report(table, confusions, interpretation, meta, out):
     if is_random_weights(settings["weights"]):
         lines += ["**The VGG16 weights were random (`--weights none`)**: the baseline is then a "
                   "random-feature baseline, not DeCost et al.'s ImageNet features.", ""]
+    if settings.get("quick"):
+        lines += ["**`--quick`: a smoke run, not the paper's protocol.** Its images are shrunk and "
+                  "its crops small, so its figures are not comparable with the papers'; run "
+                  "without `--quick` for those.", ""]
     lines += ["## Accuracy (linear SVM; mean ± std over folds)", "",
               "| task | folds over | PCA | paper: Siamese | paper: DeCost et al. | pretrained VGG16 "
               "| DeCost et al.'s VLAD, block4 | VLAD, block5 | Siamese (ours) |",

@@ -42,7 +42,7 @@ from microrep.analysis.plots import plot_confusion
 from microrep.analysis.report import reproduce_report
 from microrep.analysis.svm import (cv_splits, groups_repeat_within_classes, pca_components_for,
                                    score_folds, svm_pipeline)
-from microrep.commands.heldout import compare_on_splits
+from microrep.commands.heldout import compare_on_splits, first_layer_width
 from microrep.config import QUICK, TrainConfig, apply_preset, from_dict, to_dict
 from microrep.data import load_dataset
 from microrep.data.dataset import Dataset
@@ -52,8 +52,7 @@ from microrep.embedding.towers import embed_from_tiles, head_from_tower
 from microrep.data.views import View, parse_scales
 from microrep.embedding.tiles import embed_images
 from microrep.embedding.vlad import decost_vlad
-from microrep.nn.backbone import dtype_policy, feature_layer_names, policy_for
-from microrep.nn.pooling import pooled_widths
+from microrep.nn.backbone import dtype_policy, policy_for
 from microrep.errors import ConfigError, DataError
 from microrep.fileio import write_json, write_text
 from microrep.nn.tower import build_feature_tower
@@ -400,7 +399,7 @@ def method_features(config, images, view, log):
         log(f"frozen VGG16 base: {view.words()} and {config.train.feature_bank} training crops "
             "per image, computed once for every fold")
         frozen = frozen_features(config.train, images, log, grid=view)
-        pretrained = pretrained_part(frozen, model)
+        pretrained = frozen.pooled[:, :first_layer_width(config.train, frozen.feature_tower)]
     cache = str(Path(config.train.feature_cache).expanduser()) if config.train.feature_cache else None
     log("DeCost et al.'s VLAD: local features of four 224-px centre crops per image")
     vlad = decost_vlad(model, images, cache, config.train.seed, progress=True, log=log)
@@ -415,17 +414,6 @@ def method_features(config, images, view, log):
 
 #: The layer of the pretrained column (DeCost et al.'s and `embed --pretrained`'s).
 PRETRAINED_LAYER = "block4_conv3"
-
-
-def pretrained_part(frozen, model):
-    """The block4_conv3 columns of a frozen run's pooled features (all of them when the run
-    taps other layers)."""
-    taps = feature_layer_names(model)
-    widths = pooled_widths(frozen.feature_tower, taps)
-    if PRETRAINED_LAYER not in widths:
-        return frozen.pooled
-    start = sum(list(widths.values())[:list(widths).index(PRETRAINED_LAYER)])
-    return frozen.pooled[:, start:start + widths[PRETRAINED_LAYER]]
 
 
 def heldout_recipe(config, out):
@@ -455,7 +443,8 @@ def heldout_table(config, dataset, images, out, log):
         scaled = dataset.with_images(images)
         seeds = range(config.train.seed, config.train.seed + config.heldout_splits)
         tasks = [t.strip() for t in config.tasks.split(",") if t.strip()]
-        rows, _ = compare_on_splits(heldout_recipe(config, out), scaled, seeds, tasks=tasks, log=log)
+        rows, _ = compare_on_splits(heldout_recipe(config, out), scaled, seeds, tasks=tasks, log=log,
+                                    view=run_view(config))
         write_text(path, rows.to_csv(index=False))
         write_text(out / "heldout.key", key)
         shutil.rmtree(out / "heldout-run", ignore_errors=True)

@@ -105,7 +105,9 @@ class ModelConfig:
                                  "all 5 kept, else the last block's last convolution; empty: the "
                                  "last block's output")
     pooling: str = option("mean", "how each tapped layer's maps become a vector: 'mean' (the "
-                          "paper's), 'max', or another pooling registered in microrep.registry",
+                          "paper's), 'max', 'meanstd' (mean and standard deviation of each "
+                          "channel), 'gem' (generalised mean, p learned when the base trains), or "
+                          "another pooling registered in microrep.registry",
                           POOLINGS)
     head: str = option("projection", "'projection': a dense layer to --embedding-dim; "
                        "'residual': standardised pooled features plus a learned correction that "

@@ -26,6 +26,64 @@ def max_pooling(name):
     return keras.layers.GlobalMaxPooling2D(name=name)
 
 
+@keras.saving.register_keras_serializable(package="microrep")
+class MeanStdPooling(keras.layers.Layer):
+    """Each channel's mean and standard deviation over the map: (b, h, w, c) -> (b, 2c).
+
+    A micrograph is a texture: the spread of a filter's response (how patchy a phase
+    is) says what its mean cannot. Computed in float32.
+    """
+
+    def call(self, maps):
+        maps = ops.cast(maps, "float32")
+        mean = ops.mean(maps, axis=(1, 2))
+        spread = ops.sqrt(ops.maximum(ops.mean(ops.square(maps), axis=(1, 2)) - ops.square(mean), 0.0))
+        return ops.concatenate([mean, spread], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2 * int(input_shape[-1]))
+
+
+@keras.saving.register_keras_serializable(package="microrep")
+class GemPooling(keras.layers.Layer):
+    """Generalised mean (Radenović et al. 2018): (mean of x^p)^(1/p) per channel, p learnable.
+
+    p = 1 is the mean, large p tends to the max; p starts at `power` and is a weight, so
+    a trained base learns it and a saved model keeps it. Computed in float32.
+    """
+
+    def __init__(self, power=3.0, **kwargs):
+        super().__init__(**kwargs)
+        self.power = float(power)
+
+    def build(self, input_shape):
+        self.exponent = self.add_weight(shape=(), initializer=keras.initializers.Constant(self.power),
+                                        name="exponent")
+
+    def call(self, maps):
+        exponent = ops.cast(self.exponent, "float32")
+        maps = ops.maximum(ops.cast(maps, "float32"), 1e-6)
+        return ops.power(ops.mean(ops.power(maps, exponent), axis=(1, 2)), 1.0 / exponent)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], int(input_shape[-1]))
+
+    def get_config(self):
+        return {**super().get_config(), "power": self.power}
+
+
+@POOLINGS.register("meanstd")
+def mean_std_pooling(name):
+    """Mean and standard deviation of each channel (first and second moments of the texture)."""
+    return MeanStdPooling(name=name)
+
+
+@POOLINGS.register("gem")
+def gem_pooling(name):
+    """Generalised mean, p = 3 to start (learned where the base trains)."""
+    return GemPooling(3.0, name=name)
+
+
 def pool_maps(maps, taps, pooling="mean"):
     """Pooled vectors of the feature maps of `taps` (or of the base's output when none)."""
     build = POOLINGS[pooling]
