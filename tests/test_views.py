@@ -91,7 +91,7 @@ def test_a_frame_view_bank_draws_crops_at_each_scale(tmp_path):
     images = [np.random.default_rng(i).integers(0, 255, (80, 96), dtype=np.uint8) for i in range(2)]
     view = View("frame", 32, scales=(1.0, 0.5))
     first = compute_frozen_features(tower, images, view, 4, cache_dir=tmp_path)
-    assert first.tiles.shape == (2, 2, 64) and first.bank.shape == (8, 64)
+    assert first.tiles.shape == (2, 2, 128) and first.bank.shape == (8, 128)
     np.testing.assert_allclose(first.tiles[1], piece_features(tower, images[1], view), atol=1e-6)
     again = compute_frozen_features(tower, images, view, 4, cache_dir=tmp_path)
     np.testing.assert_array_equal(again.bank, first.bank)
@@ -101,3 +101,22 @@ def test_a_frame_view_bank_draws_crops_at_each_scale(tmp_path):
         plan = crop_bank_plan([scaled.shape], 32, 2, seed=rows[0], keys=key)
         crops = crops_from_plan([scaled], plan, 32)
         np.testing.assert_allclose(first.bank[rows], tower.predict_on_batch(crops), atol=1e-5)
+
+
+def test_a_bank_of_zero_crops_trains_on_the_view_s_own_pieces(tmp_path):
+    """feature_bank 0: the bank is each image's view pieces (here its scales), computed once and
+    stored where embedding looks for them (one cache entry per image)."""
+    keras.utils.set_random_seed(0)
+    config = ModelConfig(input_size=32, vgg_blocks=2, weights="none", feature_layers="",
+                         mixed_precision=False)
+    tower = build_feature_tower(config, any_size=True)
+    images = [np.random.default_rng(i).integers(0, 255, (80, 96), dtype=np.uint8) for i in range(3)]
+    view = View("frame", 32, scales=(1.0, 0.71, 0.5))
+    features = compute_frozen_features(tower, images, view, 0, cache_dir=tmp_path)
+    assert features.per_image == 3 and features.bank.shape == (9, 128)
+    np.testing.assert_array_equal(features.bank[features.bank_rows([2]).ravel()], features.tiles[2])
+    assert len(list(tmp_path.rglob("*.npz"))) == 3
+    from microrep.embedding.features import tile_features
+
+    again = tile_features(tower, image_keys(images), lambda i: None, view, tmp_path)
+    np.testing.assert_array_equal(again, features.tiles)  # read, never recomputed

@@ -85,13 +85,8 @@ def settings_key(config):
 
 
 def expected_cost(config, n_images, units):
-    """Images pushed through VGG16 in training and embedding, for the cost line.
-
-    A frozen base runs once: over the crop bank (counted as embedding) and the tiles.
-    """
+    """Images pushed through VGG16 when every fold fine-tunes it (training, embedding tiles)."""
     train = config.train
-    if not train.model.train_base:
-        return 0, n_images * (train.feature_bank + config.grid ** 2)
     train_images = units * train.epochs * train.pairs.pairs_per_epoch * 2
     embed_images_count = (units + 1) * n_images * config.grid ** 2
     return train_images, embed_images_count
@@ -120,9 +115,15 @@ def cost_line(config, images, view, units):
             if view.kind == "frame" else f"{len(images) * view.count:,} tiles")
     return (f"expected cost: one pass of the frozen VGG16 base over {len(images)} micrographs "
             f"({pixels / 1e6:,.0f} megapixels at full resolution): {view.words()} "
-            f"({seen}), {config.train.feature_bank} "
-            f"training crops and DeCost et al.'s 4 centre crops per image, cached; then up to "
+            f"({seen}){bank_words(config.train.feature_bank)} and DeCost et al.'s 4 centre "
+            f"crops per image, cached; then up to "
             f"{units} head trainings on those features (seconds each), no fine-tuning")
+
+
+def bank_words(feature_bank):
+    """What else the base sees for the heads to train on, in words."""
+    return f", {feature_bank} training crops" if feature_bank else \
+        " (the heads train on those pieces)"
 
 
 def task_folds(task, config):
@@ -169,7 +170,7 @@ def fold_labels(table, task, config):
     labels = labelled["label"].astype(str).to_numpy()
     groups = labelled["group"].astype(str).to_numpy()
     notes = []
-    if dropped:
+    if dropped and not (task == "processing" and config.processing_images):
         notes.append(f"{task}: dropped {len(dropped)} class(es) with fewer than "
                      f"{folds} images ({', '.join(dropped)})")
     if task == "processing" and config.processing_images:
@@ -180,8 +181,8 @@ def fold_labels(table, task, config):
         rows, labels, groups = rows[positions], labels[positions], groups[positions]
         notes.append(f"processing: DeCost et al.'s protocol: {len(set(labels))} conditions with at "
                      f"least {config.processing_images} micrographs, {config.processing_images} "
-                     f"drawn from each (seed {config.train.seed}); {len(fewer)} condition(s) with fewer "
-                     f"left out; {folds}-fold" + (f"; scored with PCA to {config.processing_pca} "
+                     f"drawn from each (seed {config.train.seed}); "
+                     f"{len(fewer) + len(dropped)} condition(s) with fewer left out; {folds}-fold" + (f"; scored with PCA to {config.processing_pca} "
                                                   "dimensions inside each fold (DeCost et al.'s "
                                                   "step) and without" if config.processing_pca else ""))
     return rows, labels, groups, notes
@@ -396,8 +397,8 @@ def method_features(config, images, view, log):
                                                             feature_layers=PRETRAINED_LAYER))
         pretrained = embed_images(tower, images, config.grid, progress=True)
     else:
-        log(f"frozen VGG16 base: {view.words()} and {config.train.feature_bank} training crops "
-            "per image, computed once for every fold")
+        log(f"frozen VGG16 base: {view.words()}{bank_words(config.train.feature_bank)}, "
+            "computed once for every fold")
         frozen = frozen_features(config.train, images, log, grid=view)
         pretrained = frozen.pooled[:, :first_layer_width(config.train, frozen.feature_tower)]
     cache = str(Path(config.train.feature_cache).expanduser()) if config.train.feature_cache else None

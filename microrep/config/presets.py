@@ -108,7 +108,7 @@ def reproduce_preset(values, accelerator=None):
 
     --preset cpu (the default without a GPU): microrep's recipe, its VGG16 base frozen at
     full resolution, so every image's features are computed once and cached and each
-    fold trains only the head; --preset gpu (the default with one): the paper's
+    fold trains only the head (on the whole-frame pieces it embeds, REPRODUCE_CPU); --preset gpu (the default with one): the paper's
     fine-tuning of the whole base in every fold. Flags given still override either;
     --quick replaces both. `accelerator` is device.accelerator()'s answer.
     """
@@ -125,4 +125,12 @@ def reproduce_preset(values, accelerator=None):
     values["train"] = PRESETS[name].fill(train)
     if name == "gpu":
         return values, ReproduceConfig()
+    _merge_under(values["train"], REPRODUCE_CPU)
     return values, ReproduceConfig(train=TrainConfig())
+
+
+#: What `reproduce --preset cpu` changes in the recipe: each head trains on the whole-frame
+#: pieces it embeds (--feature-bank 0) instead of 16 native-resolution crops. On the UHCSDB
+#: dev copy (micrograph folds) 97.4 / 91.5 / 85.0 % against 97.1 / 92.1 / 83.3 % (3 phases,
+#: all classes, processing), and the base runs over the frames only: half the cold time.
+REPRODUCE_CPU = {"feature_bank": 0}

@@ -193,7 +193,9 @@ class TrainConfig:
                                "class's nearest from other samples (0: random pairs only)",
                                at_least=0.0, at_most=1.0)
     feature_bank: int = count_option(16, "frozen base: augmented crops per image whose VGG16 features "
-                               "are computed once (and cached) to train the head on")
+                                     "are computed once (and cached) to train the head on; 0: "
+                                     "the image's own embedding pieces (tiles, or a whole-frame "
+                                     "view's scales) instead of crops", 0)
     feature_cache: str = option("~/.cache/microrep/features", "frozen base: folder caching "
                                 "each image's VGG16 features (keyed by weights, image bytes and "
                                 "crops); empty: no cache")

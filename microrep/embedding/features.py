@@ -110,6 +110,9 @@ def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, prog
                             cache_dir=None, log=None, on_image=None):
     """FrozenFeatures of `images`: the base runs once per crop, or not at all for cached images.
 
+    With `per_image` 0 the bank is the view's own pieces (a frame view's scales, a
+    tiling's tiles): the head then trains on exactly what it embeds, and the base runs
+    only over the view.
     `grid` is a View (data.views: which pieces of each image become its `tiles` rows)
     or, as before views existed, the side of a tile grid. With a `frame` view the
     bank's crops are drawn from the image at each of the view's scales in turn, so the
@@ -126,7 +129,8 @@ def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, prog
     """
     keys = image_keys(images)
     grid = view_of(grid, feature_tower)
-    entries = cache_entries(feature_tower, keys, grid, f"{per_image}-{seed}")
+    # per_image 0: the view's own pieces are the bank (stored once, as embedding stores them)
+    entries = cache_entries(feature_tower, keys, grid, f"{per_image}-{seed}" if per_image else "tiles")
     cache = Path(cache_dir) if cache_dir else None
     found = {i: _load(_find(cache, e)) for i, e in enumerate(entries) if _find(cache, e) is not None}
     todo = [i for i in range(len(images)) if i not in found]
@@ -136,7 +140,8 @@ def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, prog
         for count, index in enumerate(todo):
             started = time.perf_counter()
             found[index] = stored_or_computed(cache, entries[index], lambda: _compute_one(
-                feature_tower, images[index], keys[index], grid, per_image, seed))
+                feature_tower, images[index], keys[index], grid, per_image, seed) if per_image else
+                {"tiles": piece_features(feature_tower, images[index], grid)})
             if count == 1 and log is not None:  # the first image also builds the model's graph
                 log(estimate_line(len(todo), len(images) - len(todo),
                                   time.perf_counter() - started, cache))
@@ -145,8 +150,11 @@ def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, prog
                 on_image(len(found), len(images))
     finally:
         bar.close()
-    return FrozenFeatures(np.concatenate([found[i]["bank"] for i in range(len(images))]),
-                          np.stack([found[i]["tiles"] for i in range(len(images))]), int(per_image))
+    tiles = np.stack([found[i]["tiles"] for i in range(len(images))])
+    if not per_image:
+        return FrozenFeatures(tiles.reshape(-1, tiles.shape[-1]), tiles, grid.count)
+    return FrozenFeatures(np.concatenate([found[i]["bank"] for i in range(len(images))]), tiles,
+                          int(per_image))
 
 
 def cache_entries(feature_tower, keys, grid, what):

@@ -55,7 +55,8 @@ def frozen_features(config, images, log, grid=GRID):
         # serves every run on the same images: other seeds, splits, heads
         features = compute_frozen_features(feature_tower, images, view, config.feature_bank,
                                            BANK_SEED, progress=True, cache_dir=cache, log=log)
-    log(f"VGG16 features of {len(images)} images ({config.feature_bank} crops and {view.words()} each, "
+    crops = f"{config.feature_bank} crops and " if config.feature_bank else ""
+    log(f"VGG16 features of {len(images)} images ({crops}{view.words()} each, "
         f"{policy}) ready in {time.time() - started:.0f} s" + (f"; cached in {cache}" if cache else ""))
     return dataclasses.replace(features, feature_tower=feature_tower)
 
