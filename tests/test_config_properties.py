@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from microrep.config import (DemoConfig, EmbedConfig, EvalConfig, ExportConfig, FetchConfig,
                              ReproduceConfig, TrainConfig, add_config_flags, config_from_args,
                              from_dict)
-from microrep.config.fields import flag_fields
+from microrep.config.fields import flag_fields, scales_text
 from microrep.data.synthetic import SyntheticConfig
 from microrep.errors import ConfigError
 
@@ -68,6 +68,8 @@ def wrong_values(field, field_type):
     if field.metadata.get("nargs"):  # one or more paths: text or a list of text
         return st.one_of(st.none(), st.integers(), st.booleans(), st.floats(),
                          st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+    if field.metadata.get("parse") is scales_text:  # scales: numbers in (0, 4], comma-separated
+        return st.one_of(st.booleans(), st.sampled_from(["", "0", "1,-1", "5", "a,b", "1,,x"]))
     if field.metadata.get("parse"):  # the batch size: a positive integer or 'auto'
         options += [st.text(max_size=6).filter(lambda t: not_an_integer(t) and t.strip().lower() != "auto"),
                     st.integers(max_value=0), st.booleans()]
@@ -99,6 +101,9 @@ def right_values(field, field_type):
     bounds = field.metadata.get("bounds") or {}
     if field_type is bool:
         return st.booleans()
+    if field.metadata.get("parse") is scales_text:
+        return st.lists(st.floats(min_value=0.05, max_value=4.0), min_size=1, max_size=4).map(
+            lambda scales: scales_text(scales))
     if field_type is str:
         return st.text(alphabet="abcxyz/._-", max_size=10)
     low = bounds["at_least"] if bounds.get("at_least") is not None else bounds.get("above")

@@ -56,9 +56,10 @@ def test_reproduce_summary_uses_the_same_engine():
     from microrep.commands.reproduce import summarise_folds
 
     records = [{"task": "3phase", "flavour": "stratified", "fold": i, "true": truth,
-                "baseline": predicted, "siamese": truth} for i, (truth, predicted) in
+                "predictions": {"pretrained@0": predicted, "siamese@0": truth}}
+               for i, (truth, predicted) in
                enumerate([(["a", "a", "b"], ["a", "b", "b"]), (["a", "b", "b"], ["a", "b", "b"])])]
-    row = summarise_folds(records).set_index("method").loc["baseline"]
+    row = summarise_folds(records).set_index("method").loc["pretrained"]
     assert row["mean"] == pytest.approx(5 / 6) and row["std"] == pytest.approx(np.std([2 / 3, 1.0]))
 
 

@@ -352,7 +352,8 @@ def reproduce(config, log=print):
     started = time.time()
     log(f"loading {config.train.data.data} data")
     dataset, images = load_images(config)
-    units = sum(task_folds(t.strip(), config) * len(FLAVOURS)
+    trained = [f for f in FLAVOURS if f != "crops"]  # crop folds score the fixed methods only
+    units = sum(task_folds(t.strip(), config) * len(trained)
                 for t in config.tasks.split(",") if t.strip() in PAPER)
     view = run_view(config)
     log(cost_line(config, images, view, units))
@@ -418,8 +419,13 @@ PRETRAINED_LAYER = "block4_conv3"
 
 
 def heldout_recipe(config, out):
-    """The TrainConfig of microrep's recipe at this run's input size, blocks and weights."""
+    """The TrainConfig of microrep's recipe at this run's input size, blocks and weights: the
+    run's own training under --preset cpu, which is the recipe (its features are then the
+    ones already computed)."""
     model = config.train.model
+    if config.train.preset == "cpu" and not model.train_base:
+        return dataclasses.replace(config.train, out=str(out / "heldout-run"), overwrite=True,
+                                   resume=False)
     return from_dict(TrainConfig, apply_preset({
         "preset": "cpu", "model": {"input_size": model.input_size, "vgg_blocks": model.vgg_blocks,
                                    "weights": model.weights},

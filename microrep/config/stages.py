@@ -472,9 +472,11 @@ class ReproduceConfig:
     train: TrainConfig = group(paper_train_config, hidden=STAGE_OWNED)
     out: str = option("microrep-reproduce", "report folder; an interrupted run resumes from it")
     tasks: str = option(",".join(TASKS), "comma-separated tasks to run")
-    quick: bool = option(False, "CPU-sized run: 96x96 crops of downscaled images, four frozen "
-                         "VGG16 blocks, a projection head trained per fold, 3 folds (these "
-                         "replace the model and training settings)")
+    quick: bool = option(False, "a few-minute smoke run, not the paper's protocol: 96x96 crops "
+                         "of downscaled images, four frozen VGG16 blocks, a projection head "
+                         "trained per fold, 3 folds (these replace the model and training "
+                         "settings); without it a CPU runs the paper's protocol at full "
+                         "resolution on a frozen base")
     image_scale: float = option(1.0, "resize every micrograph by this factor before cropping "
                                 "(0: shrink so the shorter side is 4 crops long)", at_least=0.0)
     view: str = option("frame", "how the frozen base sees a micrograph: 'frame' (the whole "
