@@ -2,8 +2,8 @@
 
 Measures progress on real data instead of assuming it. Uses the ImageNet VGG16
 weights file from ../shared/weights when present (else --weights). The settings are
-the command's own defaults on this machine (`--preset cpu` without a GPU: the frozen
-recipe at full resolution), `--quick`'s with --quick, the paper's fine-tuning with --full.
+the command's CPU defaults (`--preset cpu`: the frozen recipe at full resolution, on any
+machine), `--quick`'s with --quick, the paper's fine-tuning with --full.
 
     python benchmarks/reproduce_uhcsdb_dev.py                 # CPU, the faithful path
     python benchmarks/reproduce_uhcsdb_dev.py --quick         # the few-minute smoke settings

@@ -103,8 +103,11 @@ def test_balanced_rows_draws_per_class_and_drops_rare_classes():
 @pytest.mark.slow
 def test_reproduce_with_a_frozen_base_computes_vgg16_features_once(tmp_path):
     config = tiny_config(tmp_path)
-    train = from_dict(TrainConfig, {"train_base": False, "feature_bank": 4, "epochs": 3,
-                                    "learning_rate": 1e-3, "feature_cache": ""}, base=config.train)
+    # the CPU path: frozen base, whole frames, heads trained on the frame pieces, and the
+    # held-out part training the run's own recipe on the same features
+    train = from_dict(TrainConfig, {"train_base": False, "feature_bank": 0, "epochs": 3,
+                                    "preset": "cpu", "learning_rate": 1e-3, "feature_cache": ""},
+                      base=config.train)
     config = dataclasses.replace(config, tasks="3phase", train=train, scales="1,0.5")
     messages = []
     table = reproduce(config, log=messages.append)
@@ -118,6 +121,8 @@ def test_reproduce_with_a_frozen_base_computes_vgg16_features_once(tmp_path):
         assert not set(record["train_rows"]) & set(record["test_rows"])
     report = (tmp_path / "out" / "results.md").read_text()
     assert "frozen; only the head trained" in report and "the whole frame at scales 1, 0.5" in report
+    assert "## On images the training never saw" in report
+    assert any("(the heads train on those pieces)" in m for m in messages)
 
 
 def test_every_training_setting_can_be_set_through_reproduce():

@@ -132,8 +132,9 @@ def heldout_lines(rows, settings):
         return []
     lines = ["", "## On images the training never saw (microrep's recipe)", "",
              f"Each of {settings['heldout_splits']} seeded splits trains microrep's own recipe "
-             "(frozen VGG16, residual head, graded similarity; `microrep train --preset cpu` at "
-             "this run's input size and blocks) on one half of the images only; SVMs fitted on "
+             "(frozen VGG16, residual head, graded similarity: the run's own training under "
+             "`--preset cpu`, else `microrep train --preset cpu` at this run's input size and "
+             "blocks) on one half of the images only; SVMs fitted on "
              "that half score the other. *within*: every sample on both sides; *disjoint*: whole "
              "samples held out (processing conditions are then unseen, so that row is near "
              "chance). Two untrained baselines: pretrained, the first tapped VGG16 layer mean-pooled "
@@ -224,14 +225,15 @@ def reproduce_report(table, confusions, interpretation, meta, out):
                      f"{_pct(row.paper_siamese)} | {_pct(row.paper_decost)} | {' | '.join(cells)} |")
     baseline = ("ImageNet VGG16" if not is_random_weights(settings["weights"]) else
                 "a randomly initialised VGG16")
-    lines += ["", "*folds over crops*: DeCost et al.'s way (their code): four 224-px crops from the "
-              "centre of each micrograph, each a sample, so crops of one micrograph sit on both "
+    lines += ["", "*folds over crops*: DeCost et al.'s way (their code): four crops from the "
+              f"centre of each micrograph ({settings['input_size']} px), each a sample, so "
+              "crops of one micrograph sit on both "
               "sides; the Siamese model is not scored this way. *micrographs*: stratified folds "
               "over whole micrographs (micrographs of one sample can sit on both sides). "
               "*samples*: no sample on both sides of a split, the honest estimate. The papers' "
               "figures are shown on every row: DeCost et al. split crops, the Siamese paper does "
               f"not say. *pretrained*: {baseline}'s block4_conv3 maps mean-pooled "
-              "(microrep's `embed --pretrained`); *VLAD*: DeCost et al.'s encoding of the four "
+              "(microrep's `embed --pretrained`; on crop rows, each crop's); *VLAD*: DeCost et al.'s encoding of the four "
               "crops' local features (32-word dictionary fitted on a 10 % subsample of every "
               "image's features, as their code did). Every Siamese model was trained on its "
               "training fold only.", ""]

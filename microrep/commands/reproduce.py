@@ -2,7 +2,7 @@
 
 For every task (3 phases, all primary microconstituents, processing condition)
 and three cross-validation flavours (over DeCost et al.'s four 224-px crops per
-micrograph, as their code did, so crops of one micrograph sit on both sides; over
+micrograph (input-size crops), as their code did, so crops of one micrograph sit on both sides; over
 micrographs, stratified; grouped by sample, the honest one), on every fold, a
 linear SVM on each of:
 
@@ -70,6 +70,8 @@ FLAVOURS = ("crops", "stratified", "grouped")
 METHODS = ("pretrained", "vlad_block4", "vlad_block5", "siamese")
 #: The unit a flavour's folds split: crops (four per micrograph) or micrographs.
 CROPS_PER_IMAGE = 4
+#: The layer of the pretrained column (DeCost et al.'s and `embed --pretrained`'s).
+PRETRAINED_LAYER = "block4_conv3"
 
 
 def effective_config(config):
@@ -126,6 +128,13 @@ def bank_words(feature_bank):
         " (the heads train on those pieces)"
 
 
+def check_folds(config):
+    """ConfigError before any work when the processing protocol cannot be folded as asked."""
+    if config.processing_images and config.processing_folds > config.processing_images:
+        raise ConfigError(f"--processing-folds ({config.processing_folds}) cannot exceed "
+                          f"--processing-images ({config.processing_images})")
+
+
 def task_folds(task, config):
     """Folds of a task: --processing-folds for processing conditions (DeCost et al.'s 10)."""
     return config.processing_folds if task == "processing" else config.folds
@@ -174,9 +183,7 @@ def fold_labels(table, task, config):
         notes.append(f"{task}: dropped {len(dropped)} class(es) with fewer than "
                      f"{folds} images ({', '.join(dropped)})")
     if task == "processing" and config.processing_images:
-        if folds > config.processing_images:
-            raise ConfigError(f"--processing-folds ({folds}) cannot exceed --processing-images "
-                              f"({config.processing_images})")
+        check_folds(config)
         positions, fewer = balanced_rows(labels, config.processing_images, config.train.seed)
         rows, labels, groups = rows[positions], labels[positions], groups[positions]
         notes.append(f"processing: DeCost et al.'s protocol: {len(set(labels))} conditions with at "
@@ -356,6 +363,7 @@ def reproduce(config, log=print):
     units = sum(task_folds(t.strip(), config) * len(trained)
                 for t in config.tasks.split(",") if t.strip() in PAPER)
     view = run_view(config)
+    check_folds(config)
     log(cost_line(config, images, view, units))
     keras.utils.set_random_seed(config.train.seed)
     features, frozen = method_features(config, images, view, log)
@@ -403,7 +411,7 @@ def method_features(config, images, view, log):
         frozen = frozen_features(config.train, images, log, grid=view)
         pretrained = frozen.pooled[:, :first_layer_width(config.train, frozen.feature_tower)]
     cache = str(Path(config.train.feature_cache).expanduser()) if config.train.feature_cache else None
-    log("DeCost et al.'s VLAD: local features of four 224-px centre crops per image")
+    log(f"DeCost et al.'s VLAD: local features of four {model.input_size}-px centre crops per image")
     vlad = decost_vlad(model, images, cache, config.train.seed, progress=True, log=log)
     images_by_method = {"pretrained": pretrained}
     crops_by_method = {"pretrained": vlad.means[PRETRAINED_LAYER]}
@@ -412,10 +420,6 @@ def method_features(config, images, view, log):
         crops_by_method[f"vlad_{layer.split('_')[0]}"] = vlad.panels(layer).reshape(
             len(images), CROPS_PER_IMAGE, -1)
     return MethodFeatures(images_by_method, crops_by_method), frozen
-
-
-#: The layer of the pretrained column (DeCost et al.'s and `embed --pretrained`'s).
-PRETRAINED_LAYER = "block4_conv3"
 
 
 def heldout_recipe(config, out):

@@ -463,7 +463,7 @@ def paper_train_config():
 
 @dataclasses.dataclass
 class ReproduceConfig:
-    """Redo the paper's experiments: baseline and Siamese, every task, both CV flavours.
+    """Redo the paper's experiments: baselines and Siamese, every task, three CV flavours.
 
     `train` holds every setting of `microrep train` (with the paper's defaults); the
     Siamese model of each fold trains under them, and --seed also seeds the splits.
@@ -491,10 +491,11 @@ class ReproduceConfig:
                                          "task (DeCost et al.: 10)", 2)
     processing_images: int = option(10, "processing condition as DeCost et al.: only conditions "
                                     "with at least this many micrographs, this many drawn from "
-                                    "each (with --folds equal to it, leave one image per class "
-                                    "out); 0: every condition with at least --folds images")
-    processing_pca: int = option(64, "processing condition: PCA to this many dimensions inside "
-                                 "each fold before the SVM, as DeCost et al. (0: none)",
+                                    "each (with --processing-folds equal to it, leave one image "
+                                    "per class out); 0: every condition with at least --folds images")
+    processing_pca: int = option(64, "processing condition: also scored with PCA to this many "
+                                 "dimensions inside each fold before the SVM, as DeCost et al. "
+                                 "(0: without PCA only)",
                                  at_least=0)
     heldout_splits: int = option(3, "also train microrep's own recipe (a residual head on the "
                                  "frozen base, graded similarity; at this run's input size and "

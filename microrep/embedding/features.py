@@ -74,7 +74,8 @@ class FrozenFeatures:
     """Pooled features of a frozen feature tower: a crop bank and the tiles of every image.
 
     `bank` is (n_images * per_image, d), crops of image i in rows
-    i * per_image ... (i + 1) * per_image - 1; `tiles` is (n_images, grid**2, d);
+    i * per_image ... (i + 1) * per_image - 1; `tiles` is (n_images, pieces, d), the
+    pieces of each image's view (a grid's tiles, a whole frame's scales);
     `feature_tower` is the model that computed them (its VGG16 weights go into the tower).
     """
 

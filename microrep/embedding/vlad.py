@@ -5,7 +5,7 @@ Why here: VLAD needs the base's local features (unpooled maps), and a dictionary
 on them, before any image has a vector. This module computes the maps once per image
 (cached, float16), fits the dictionary as their code did (MiniBatchKMeans with 32 words
 on a seeded 10 % subsample of the descriptors of all images: a mild leak across folds
-that their numbers carry too, ../shared/PROTOCOL.md) and encodes every panel with
+that their numbers carry too; docs/results.md says what their code did) and encodes every panel with
 `nn.pooling.VladPooling`. Panel sums add up to a micrograph's VLAD, so one pass gives
 both the crop-level rows their folds used and one vector per micrograph.
 """
@@ -61,7 +61,7 @@ def panel_maps(model_config, images, cache_dir=None, progress=False):
     view = View("panels", int(model_config.input_size))
     with dtype_policy(policy_for(model_config.mixed_precision)):
         tower = build_map_tower(model_config, list(LAYERS))
-        setting = f"{model_key(tower)}-{view.size}-panel-maps"
+        setting = f"{model_key(tower)}-{view.size}-{','.join(LAYERS)}-panel-maps"
     cache = Path(cache_dir) if cache_dir else None
     maps = {layer: [] for layer in LAYERS}
     keys = image_keys(images)
@@ -104,7 +104,7 @@ def decost_vlad(model_config, images, cache_dir=None, seed=0, progress=False, lo
     maps = panel_maps(model_config, images, cache_dir, progress)
     sums, means = {}, {}
     for layer, local in maps.items():
-        means[layer] = local.astype(np.float32).mean(axis=(2, 3))
+        means[layer] = local.mean(axis=(2, 3), dtype=np.float32)
         if log is not None:
             log(f"VLAD dictionary of {layer}: {CLUSTERS} words from {SAMPLE_SHARE:.0%} of "
                 f"{local[..., 0].size:,} local features")

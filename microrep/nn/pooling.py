@@ -37,7 +37,8 @@ class MeanStdPooling(keras.layers.Layer):
     def call(self, maps):
         maps = ops.cast(maps, "float32")
         mean = ops.mean(maps, axis=(1, 2))
-        spread = ops.sqrt(ops.maximum(ops.mean(ops.square(maps), axis=(1, 2)) - ops.square(mean), 0.0))
+        # floored above zero: a constant channel (an all-zero ReLU map) has no finite sqrt slope
+        spread = ops.sqrt(ops.maximum(ops.mean(ops.square(maps), axis=(1, 2)) - ops.square(mean), 1e-12))
         return ops.concatenate([mean, spread], axis=-1)
 
     def compute_output_shape(self, input_shape):

@@ -104,7 +104,6 @@ def build_feature_tower(config, any_size=False):
     return keras.Model(images, pooled_features(images, config, any_size), name="vgg16_features")
 
 
-
 def build_map_tower(config, layers):
     """uint8 gray crops (input size) -> the unpooled maps of VGG16 `layers` (a list), frozen:
     the local features a fitted pooling (VLAD's dictionary) is fitted on and encodes.
