@@ -18,6 +18,7 @@ import dataclasses
 import numpy as np
 
 from microrep.data.images import grid_tiles
+from microrep.data.uhcsdb import rescale
 from microrep.config.fields import parse_scales
 from microrep.errors import ConfigError
 
@@ -92,12 +93,5 @@ def centre_panels(image, size):
 
 
 def rescaled(image, scale):
-    """The image resized by `scale` (bicubic), never below MIN_PIECE_SIDE on either side."""
-    from PIL import Image
-
-    height, width = image.shape
-    scale = max(scale, MIN_PIECE_SIDE / min(height, width))
-    if abs(scale - 1.0) < 1e-3:
-        return image
-    size = (max(int(round(width * scale)), 1), max(int(round(height * scale)), 1))
-    return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
+    """The image resized by `scale` (uhcsdb.rescale), never below MIN_PIECE_SIDE on either side."""
+    return rescale(image, max(scale, MIN_PIECE_SIDE / min(image.shape)))

@@ -11,7 +11,6 @@ both the crop-level rows their folds used and one vector per micrograph.
 """
 
 import dataclasses
-import hashlib
 from pathlib import Path
 
 import keras
@@ -19,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from microrep.data.views import View
-from microrep.embedding.features import image_keys, model_key, stored_or_computed
+from microrep.embedding.features import cache_entries, image_keys, stored_or_computed
 from microrep.nn.backbone import dtype_policy, policy_for
 from microrep.nn.pooling import VladPooling, normalise_vlad
 from microrep.nn.tower import build_map_tower
@@ -61,13 +60,11 @@ def panel_maps(model_config, images, cache_dir=None, progress=False):
     view = View("panels", int(model_config.input_size))
     with dtype_policy(policy_for(model_config.mixed_precision)):
         tower = build_map_tower(model_config, list(LAYERS))
-        setting = f"{model_key(tower)}-{view.size}-{','.join(LAYERS)}-panel-maps"
+        entries = cache_entries(tower, image_keys(images), view, f"{','.join(LAYERS)}-maps")
     cache = Path(cache_dir) if cache_dir else None
     maps = {layer: [] for layer in LAYERS}
-    keys = image_keys(images)
-    for image, key in tqdm(list(zip(images, keys)), desc="VGG16 local features", unit="image",
-                           disable=not progress):
-        entry = hashlib.sha256(f"{setting}-{key}".encode()).hexdigest()[:32]
+    for image, entry in tqdm(list(zip(images, entries)), desc="VGG16 local features", unit="image",
+                             disable=not progress):
         stored = stored_or_computed(cache, entry, lambda: {
             layer: np.asarray(out, np.float16) for layer, out in
             zip(LAYERS, tower.predict_on_batch(view.pieces(image)[..., None]))})
