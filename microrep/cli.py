@@ -191,8 +191,10 @@ def stage(module, function, **kwargs):
 def export(config):
     from microrep.commands.export import export_tower
     from microrep.training import load_tower
+    from microrep.training.embedder import embedding_view
 
-    return export_tower(load_tower(config.model_path), config.out, config.grid)
+    tower = load_tower(config.model_path)
+    return export_tower(tower, config.out, embedding_view(config, tower))
 
 
 def settings(name):

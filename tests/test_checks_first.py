@@ -57,7 +57,7 @@ def test_embed_checks_every_header_first_and_names_every_image_it_leaves_out(tmp
                                                                             folder_with_a_bad_image):
     (folder_with_a_bad_image / "b" / "empty.png").write_bytes(b"")
     args = ["embed", "--pretrained", "--weights", "none", "--images", str(folder_with_a_bad_image),
-            "--input-size", "32", "--vgg-blocks", "1", "--feature-layers", "", "--grid", "1"]
+            "--input-size", "32", "--vgg-blocks", "1", "--feature-layers", "", "--view", "tiles", "--grid", "1"]
     assert main([*args, "--out", str(tmp_path / "emb")]) == 0  # an archive: bad files never stop it
     out = capsys.readouterr().out
     assert "2 image(s) could not be read" in out and "broken.png" in out and "empty.png" in out

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from microrep.commands.embed import run_embed_stage
+from microrep.config.stages import ViewConfig
 from microrep.config import EmbedConfig, ModelConfig
 from microrep.data import load_dataset
 from microrep.embedding.archive import read_embeddings
@@ -25,14 +26,15 @@ def tower():
 def test_embedding_is_the_mean_over_tiles(tower):
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (64, 64), dtype=np.uint8)
-    whole = embed_images(tower, [image], grid=2)
+    whole = embed_images(tower, [image], view=2)
     tiles = np.stack([image[:32, :32], image[:32, 32:], image[32:, :32], image[32:, 32:]])[..., None]
     expected = tower.predict(tiles, verbose=0).mean(axis=0)
     np.testing.assert_allclose(whole[0], expected, rtol=1e-5, atol=1e-6)
 
 
 def embed_config(data_config, out, **overrides):
-    values = dict(data=data_config, pretrained=True, out=str(out), grid=2, batch_size=8,
+    values = dict(data=data_config, pretrained=True, out=str(out),
+                  image_view=ViewConfig(view="tiles", grid=2), batch_size=8,
                   part_size=5, model=ModelConfig(input_size=TINY_INPUT, weights="none",
                                                  vgg_blocks=1, feature_layers=""))
     values.update(overrides)
@@ -90,8 +92,8 @@ def test_threaded_reading_matches_reading_in_order(tower, tiny_data_config):
     assert [indices for indices, _ in threaded] == [indices for indices, _ in serial]
     for (_, expected), (_, got) in zip(serial, threaded):
         np.testing.assert_array_equal(got, expected)
-    np.testing.assert_allclose(embed_images(tower, images, grid=2, batch_size=8, workers=3),
-                               embed_images(tower, images, grid=2, batch_size=8, workers=0),
+    np.testing.assert_allclose(embed_images(tower, images, view=2, batch_size=8, workers=3),
+                               embed_images(tower, images, view=2, batch_size=8, workers=0),
                                rtol=1e-5, atol=1e-6)
 
 
@@ -153,7 +155,7 @@ def test_max_pooling_end_to_end(tiny_data_config, tmp_path):
               "--synthetic-image-size", "64", "--synthetic-seed", "1"]
     model = ["--weights", "none", "--input-size", str(TINY_INPUT), "--vgg-blocks", "1",
              "--feature-layers", "", "--pooling", "max", "--no-mixed-precision"]
-    assert main(["embed", "--pretrained", *source, *model, "--grid", "2",
+    assert main(["embed", "--pretrained", *source, *model, "--view", "tiles", "--grid", "2",
                  "--out", str(tmp_path / "emb")]) == 0
     vectors, table = read_embeddings(tmp_path / "emb")
     config = embed_config(tiny_data_config, tmp_path, model=ModelConfig(

@@ -10,6 +10,8 @@ from microrep.cli import main
 from microrep.embedding.archive import read_embeddings
 from microrep.training import train
 
+from microrep.training.frozen import run_view
+
 from test_train_frozen import recipe_config
 
 
@@ -38,7 +40,7 @@ def test_a_frozen_run_embeds_from_its_feature_cache(tmp_path, tiny_data_config, 
         "only the images training never saw were computed (and cached, tiles only)"
     for entry in new_entries:
         with np.load(entry) as stored:
-            assert stored.files == ["tiles"] and stored["tiles"].shape[0] == 9
+            assert stored.files == ["tiles"] and stored["tiles"].shape[0] == run_view(config).count
     again = sorted(cache.glob("*/*.npz"))
     assert main(["embed", *source, "--model-path", str(tmp_path / "run"),
                  "--out", str(tmp_path / "again")]) == 0
@@ -88,7 +90,8 @@ def test_recipe_input_embeds_the_runs_head_as_training_found_it(tmp_path, tiny_d
     from microrep.data.images import read_image
     from microrep.embedding.features import compute_frozen_features
     from microrep.embedding.towers import embed_tile_features, feature_tower_of
-    from microrep.training.frozen import BANK_SEED, GRID, start_head
+    from microrep.embedding.pieces import any_size_tower
+    from microrep.training.frozen import BANK_SEED, start_head
     from microrep.training.run_dir import load_tower
 
     config = recipe_config(tmp_path / "run", tiny_data_config, tmp_path / "cache", epochs=2)
@@ -98,12 +101,14 @@ def test_recipe_input_embeds_the_runs_head_as_training_found_it(tmp_path, tiny_d
     assert main(["embed", *source, "--recipe-input", "--out", str(tmp_path / "input")]) == 0
     assert main(["embed", *source, "--out", str(tmp_path / "learned")]) == 0
     embedded, table = read_embeddings(tmp_path / "input")
-    base = feature_tower_of(load_tower(tmp_path / "run"), config.model)  # the run's random VGG16
-    trained_on = compute_frozen_features(base, tiny_dataset.images(), GRID, config.feature_bank,
+    # the run's random VGG16, over whole frames (the run's view)
+    base = any_size_tower(feature_tower_of(load_tower(tmp_path / "run"), config.model))
+    view = run_view(config)
+    trained_on = compute_frozen_features(base, tiny_dataset.images(), view, config.feature_bank,
                                          BANK_SEED)
     head = start_head(config, trained_on, np.arange(len(tiny_dataset)))
     images = [read_image(path) for path in table["path"]]
-    expected = embed_tile_features(head, compute_frozen_features(base, images, GRID, 1).tiles)
+    expected = embed_tile_features(head, compute_frozen_features(base, images, view, 1).tiles)
     np.testing.assert_allclose(embedded, expected, rtol=1e-4, atol=1e-5)
     assert np.abs(read_embeddings(tmp_path / "learned")[0] - embedded).max() > 1e-3, \
         "the learned correction is gone, not the whole head"

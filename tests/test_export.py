@@ -50,11 +50,11 @@ def test_whole_image_endpoint_gives_what_microrep_embed_gives(tmp_path):
     keras.utils.set_random_seed(1)
     tower = build_tower(ModelConfig(input_size=TINY_INPUT, embedding_dim=8, weights="none",
                                     vgg_blocks=2))
-    savedmodel, _ = export_tower(tower, tmp_path / "export", grid=3)
+    savedmodel, _ = export_tower(tower, tmp_path / "export", view=3)
     rng = np.random.default_rng(2)
     shapes = [(97, 131), (32, 32), (40, 33), (20, 50), (9, 7)]  # 9x7: padded in several steps
     images = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in shapes]
-    expected = embed_images(tower, images, grid=3, workers=0)
+    expected = embed_images(tower, images, view=3, workers=0)
     np.savez(tmp_path / "images.npz", *images)
     script = textwrap.dedent(f"""
         import numpy as np, tensorflow as tf, sys
@@ -68,4 +68,4 @@ def test_whole_image_endpoint_gives_what_microrep_embed_gives(tmp_path):
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)
     np.testing.assert_allclose(np.load(tmp_path / "whole.npy"), expected, rtol=1e-5, atol=1e-6)
     info = json.loads((tmp_path / "export" / "export.json").read_text())
-    assert info["embed_image"]["grid"] == 3 and info["embed_image"]["output"]["shape"] == [8]
+    assert info["embed_image"]["view"]["grid"] == 3 and info["embed_image"]["output"]["shape"] == [8]

@@ -91,7 +91,7 @@ def test_a_plain_folder_or_any_tree_of_images_embeds_without_labels(tmp_path, ca
     write_image(tmp_path / "archive" / "scan-002.png")
     write_image(tmp_path / "archive" / "2024-05" / "sem-a" / "x.png")
     assert main(["embed", "--pretrained", "--weights", "none", "--images", str(tmp_path / "archive"),
-                 "--input-size", "32", "--vgg-blocks", "1", "--feature-layers", "", "--grid", "1",
+                 "--input-size", "32", "--vgg-blocks", "1", "--feature-layers", "", "--view", "tiles", "--grid", "1",
                  "--out", str(tmp_path / "emb")]) == 0
     import pandas as pd
 

@@ -34,7 +34,7 @@ def test_bank_rows_are_the_features_of_their_crops(setting):
     rows = frozen.bank_rows([3, 5]).ravel()
     expected = feature_tower.predict(crops_from_plan(images, plan[rows], TINY_INPUT), verbose=0)
     np.testing.assert_allclose(frozen.bank[rows], expected, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(frozen.pooled, embed_images(feature_tower, images, grid=2),
+    np.testing.assert_allclose(frozen.pooled, embed_images(feature_tower, images, view=2),
                                rtol=1e-4, atol=1e-5)
 
 
@@ -53,7 +53,7 @@ def test_the_assembled_tower_embeds_as_the_cached_features_do(setting):
     head = train_head(frozen, labels, pairs_per_epoch=32)
     tower = tower_from_head(head, feature_tower, ModelConfig(input_size=TINY_INPUT,
                                                              embedding_dim=8, vgg_blocks=2))
-    np.testing.assert_allclose(embed_images(tower, images, grid=2), embed_from_tiles(head, frozen),
+    np.testing.assert_allclose(embed_images(tower, images, view=2), embed_from_tiles(head, frozen),
                                rtol=1e-4, atol=1e-5)
 
 

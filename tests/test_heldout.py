@@ -10,7 +10,7 @@ from microrep.cli import main
 from microrep.embedding.archive import read_embeddings
 
 PRETRAINED = ["--pretrained", "--weights", "none", "--input-size", "32", "--vgg-blocks", "2",
-              "--feature-layers", "block2_conv2", "--grid", "1"]
+              "--feature-layers", "block2_conv2", "--view", "tiles", "--grid", "1"]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from microrep.embedding.parts import part_files
 
 
 TINY = ["--pretrained", "--weights", "none", "--input-size", "32", "--vgg-blocks", "1",
-        "--feature-layers", "", "--grid", "2", "--part-size", "3", "--read-workers", "0"]
+        "--feature-layers", "", "--view", "tiles", "--grid", "2", "--part-size", "3", "--read-workers", "0"]
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,11 @@ def tiny_config(tmp_path):
                       synthetic_image_size=64, synthetic_seed=2)
     train = from_dict(TrainConfig, {"data": dataclasses.asdict(data), "weights": "none",
                                     "input_size": 32, "vgg_blocks": 2, "embedding_dim": 8,
-                                    "epochs": 1, "pairs_per_epoch": 16, "batch_size": 8},
+                                    "epochs": 1, "pairs_per_epoch": 16, "batch_size": 8,
+                                    "image_view": {"view": "tiles", "grid": 1}},
                       base=paper_train_config())
     return ReproduceConfig(train=train, out=str(tmp_path / "out"), tasks="3phase,processing",
-                           grid=1, folds=2, processing_folds=2, processing_images=3,
+                           folds=2, processing_folds=2, processing_images=3,
                            processing_pca=4, heldout_splits=1)
 
 
@@ -106,9 +107,10 @@ def test_reproduce_with_a_frozen_base_computes_vgg16_features_once(tmp_path):
     # the CPU path: frozen base, whole frames, heads trained on the frame pieces, and the
     # held-out part training the run's own recipe on the same features
     train = from_dict(TrainConfig, {"train_base": False, "feature_bank": 0, "epochs": 3,
-                                    "preset": "cpu", "learning_rate": 1e-3, "feature_cache": ""},
+                                    "preset": "cpu", "learning_rate": 1e-3, "feature_cache": "",
+                                    "image_view": {"view": "frame", "scales": "1,0.5"}},
                       base=config.train)
-    config = dataclasses.replace(config, tasks="3phase", train=train, scales="1,0.5")
+    config = dataclasses.replace(config, tasks="3phase", train=train)
     messages = []
     table = reproduce(config, log=messages.append)
     assert any("computed once for every fold" in m for m in messages)
@@ -154,8 +156,10 @@ def test_every_training_setting_can_be_set_through_reproduce():
             argv, expected = [flag, "set-by-test"], "set-by-test"
         else:
             argv, expected = [flag, value], field_type(value)
-        if name in ("input_size", "synthetic_image_size"):  # at least 32 pixels
+        if name in ("input_size", "synthetic_image_size", "window"):  # at least 32 pixels
             argv, expected = [flag, "64"], 64
+        if name == "scales":
+            argv, expected = [flag, "1,0.5"], "1,0.5"
         config = config_from_args(ReproduceConfig, parser.parse_args(argv))
         node = config
         for part in path[:-1]:
@@ -178,7 +182,7 @@ def test_reproduce_trains_the_frozen_recipe_on_a_cpu_and_fine_tunes_on_a_gpu():
     data = {"train": {"data": {"data": "uhcsdb", "data_dir": "somewhere"}}}
     cpu = built(json.loads(json.dumps(data)), None)
     assert cpu.train.preset == "cpu" and not cpu.train.model.train_base
-    assert cpu.view == "frame" and cpu.image_scale == 1.0 and cpu.train.feature_cache
+    assert cpu.train.image_view.view == "frame" and cpu.image_scale == 1.0 and cpu.train.feature_cache
     gpu = built(json.loads(json.dumps(data)), "gpu:H100")
     assert gpu.train.preset == "gpu" and gpu.train.model.train_base
     assert gpu.train.model.head == "projection" and gpu.train.similarity == "label"

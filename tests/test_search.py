@@ -13,7 +13,7 @@ from microrep.embedding.archive import read_embeddings
 from microrep.fileio import write_sealed_json
 
 PRETRAINED = ["--pretrained", "--input-size", "32", "--vgg-blocks", "2",
-              "--feature-layers", "block2_conv2", "--grid", "1"]
+              "--feature-layers", "block2_conv2", "--view", "tiles", "--grid", "1"]
 
 
 def brute_force(index, queries, k):

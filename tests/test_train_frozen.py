@@ -89,7 +89,7 @@ def test_the_recipe_trains_validates_and_its_tower_embeds_as_the_cached_features
     features = frozen_features(config, tiny_dataset.images(), lambda *_: None)
     assert sorted(cache.glob("*/*.npz")) == cached, "a second run reads the cache"
     head = head_from_tower(result.tower, features.tiles.shape[-1], config.model)
-    np.testing.assert_allclose(embed_images(result.tower, tiny_dataset.images(), grid=3),
+    np.testing.assert_allclose(embed_images(result.tower, tiny_dataset.images(), view=3),
                                embed_from_tiles(head, features), rtol=1e-4, atol=1e-5)
     assert result.tower.output_shape == (None, 64 + 128), "block1 and block2 maps, pooled"
 

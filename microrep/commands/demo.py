@@ -36,6 +36,7 @@ from microrep.fileio import write_json, write_text
 from microrep.config.stages import is_random_weights
 from microrep.nn.tower import build_tower
 from microrep.training import train
+from microrep.training.frozen import run_view
 from microrep.training.run_dir import LOG
 
 
@@ -98,14 +99,15 @@ def run_demo(config, log=print):
     result = train(train_config, dataset.subset(np.flatnonzero(fit)))
 
     log("[3/6] embedding: trained tower, untrained tower, raw pixels")
-    trained = embed_images(result.tower, images, config.grid, progress=True)
+    view = run_view(train_config)
+    trained = embed_images(result.tower, images, view, progress=True)
     write_embeddings(out / "embeddings", trained, dataset.table.assign(trained_on=fit),
-                     {"pretrained": False, "model_path": str(result.run_dir), "grid": config.grid,
+                     {"pretrained": False, "model_path": str(result.run_dir), "view": view.settings(),
                       "data": train_config.data.data, "data_dir": train_config.data.data_dir,
                       "model": weights_digest(result.tower)},  # as `microrep embed` records it
                      written_by="demo", root=dataset.root)
     keras.utils.set_random_seed(train_config.seed)
-    untrained = embed_images(build_tower(train_config.model), images, config.grid, progress=True)
+    untrained = embed_images(build_tower(train_config.model), images, view, progress=True)
     raw = raw_pixel_features(images)
 
     log(f"[4/6] SVMs fitted on the training half, scored on the unseen half; {config.folds}-fold "
@@ -118,7 +120,7 @@ def run_demo(config, log=print):
     log("[5/6] figures and export")
     figures = draw_demo_figures(out, results, trained, untrained, labels, result.run_dir)
     try:
-        export = dict(zip(("savedmodel", "keras"), map(str, export_tower(result.tower, out / "export", config.grid))))
+        export = dict(zip(("savedmodel", "keras"), map(str, export_tower(result.tower, out / "export", view))))
     except ExportError as error:  # no TensorFlow (JAX or torch backend): keep the .keras file
         log(f"      {error}")
         export = {"savedmodel": None, "keras": str(out / "export" / "tower.keras"),

@@ -20,7 +20,7 @@ from microrep.device import precision_words
 from microrep.errors import ConfigError, OutputExistsError
 from microrep.fileio import refuse_earlier_output, write_sealed_json
 from microrep.launchers import LAUNCHERS, EmbedJob
-from microrep.training.embedder import embedding_tower
+from microrep.training.embedder import embedding_tower, embedding_view
 from microrep.nn.backbone import feature_layer_names
 
 
@@ -30,14 +30,14 @@ def precision_of(tower):
     return "bfloat16" if "bfloat16" in computed else "float32"
 
 
-def embed_settings(config, tower):
+def embed_settings(config, tower, view):
     """The settings that change the vectors (and so key the archive's identity)."""
     base = config.model
     model = ({"pretrained": True, "weights": base.weights, "input_size": base.input_size,
               "vgg_blocks": base.vgg_blocks, "feature_layers": base.feature_layers,
               "pooling": base.pooling, "mixed_precision": base.mixed_precision} if config.pretrained
              else {"pretrained": False, "recipe_input": config.recipe_input})
-    return {**model, "grid": config.grid, "precision": precision_of(tower)}
+    return {**model, "view": view.settings(), "precision": precision_of(tower)}
 
 
 def list_archive(config, out, log):
@@ -63,10 +63,10 @@ def list_archive(config, out, log):
                              "task": labels_named(config.data)})
 
 
-def claim_identity(config, out, info, tower):
+def claim_identity(config, out, info, tower, view):
     """The archive's identity (model, settings, manifest), recorded in embed.json by the first
     process; a later one with another model or settings is refused, so parts never mix."""
-    settings = embed_settings(config, tower)
+    settings = embed_settings(config, tower, view)
     identity = {"model": weights_digest(tower), "settings": digest_of(settings),
                 "manifest": info["sha256"]}
     path = out / PROVENANCE
@@ -80,7 +80,7 @@ def claim_identity(config, out, info, tower):
                 "another --out, or --overwrite to start again")
         return identity
     model_path = None if config.pretrained else str(config.model_path)
-    embedder = {"pretrained": config.pretrained, "grid": config.grid, "model_path": model_path,
+    embedder = {"pretrained": config.pretrained, "view": view.settings(), "model_path": model_path,
                 "recipe_input": config.recipe_input,
                 "model": to_dict(config.model) if config.pretrained else None}
     write_sealed_json(path, {**settings, **identity, "model_path": model_path,
@@ -98,16 +98,18 @@ def prepare_job(config, log=print):
         clear_archive(out)
     refuse_earlier_output(out / EMBEDDINGS, "single-file embeddings", config.overwrite)
     tower = embedding_tower(config)
+    view = embedding_view(config, tower)
+    log(f"each image is seen as {view.words()}")
     if config.pretrained:
         model = config.model
         log(f"pretrained VGG16 ({'+'.join(feature_layer_names(model)) or f'{model.vgg_blocks} blocks'} "
-            f"{model.pooling}-pooled, {model.input_size} px tiles, "
+            f"{model.pooling}-pooled, "
             f"{precision_words(model.mixed_precision)}"
             + ("; --no-mixed-precision for float32" if model.mixed_precision else "") + ")")
     info = list_archive(config, out, log)
-    identity = claim_identity(config, out, info, tower)
+    identity = claim_identity(config, out, info, tower, view)
     parts = parse_parts(config.parts, info["parts"])[config.shard_index::config.num_shards]
-    return EmbedJob(config, out, info, identity, parts, tower, log)
+    return EmbedJob(config, out, info, identity, parts, tower, log, view)
 
 
 def run_embed_stage(config, log=print):

@@ -29,11 +29,11 @@ from microrep.embedding.towers import embed_from_tiles, head_from_tower
 from microrep.nn.backbone import feature_layer_names
 from microrep.nn.pooling import pooled_widths
 from microrep.training import train
-from microrep.training.frozen import GRID, frozen_features, start_head
+from microrep.training.frozen import frozen_features, start_head
 
 
 def compare_on_splits(train_config, dataset, seeds, kinds=SPLITS, tasks=TASKS, log=print,
-                      view=GRID):
+                      view=None):
     """Rows (split, seed, task, metric, method, value) of pretrained vs learned, and timings.
 
     `train_config` is a TrainConfig with a frozen base (the recipe); it is trained
@@ -41,7 +41,7 @@ def compare_on_splits(train_config, dataset, seeds, kinds=SPLITS, tasks=TASKS, l
     image is seen (a data.views View, or the side of a tile grid).
     """
     started = time.time()
-    features = frozen_features(train_config, dataset.images(), log, grid=view)
+    features = frozen_features(train_config, dataset.images(), log, view=view)
     timings = {"features_s": time.time() - started, "head_s": []}
     baseline = features.tiles[..., :first_layer_width(train_config, features.feature_tower)].mean(axis=1)
     rows = []

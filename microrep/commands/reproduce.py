@@ -49,7 +49,6 @@ from microrep.data.dataset import Dataset
 from microrep.data.tasks import balanced_rows, task_rows
 from microrep.data.uhcsdb import rescale
 from microrep.embedding.towers import embed_from_tiles, head_from_tower
-from microrep.data.views import View, parse_scales
 from microrep.embedding.tiles import embed_images
 from microrep.embedding.vlad import decost_vlad
 from microrep.nn.backbone import dtype_policy, policy_for
@@ -57,7 +56,7 @@ from microrep.errors import ConfigError, DataError
 from microrep.fileio import write_json, write_text
 from microrep.nn.tower import build_feature_tower
 from microrep.training import train
-from microrep.training.frozen import frozen_features
+from microrep.training.frozen import frozen_features, run_view
 
 #: Accuracies reported by Sardeshmukh et al. and (as they cite it) DeCost et al. 2017,
 #: one entry per task of config.TASKS.
@@ -90,17 +89,8 @@ def expected_cost(config, n_images, units):
     """Images pushed through VGG16 when every fold fine-tunes it (training, embedding tiles)."""
     train = config.train
     train_images = units * train.epochs * train.pairs.pairs_per_epoch * 2
-    embed_images_count = (units + 1) * n_images * config.grid ** 2
+    embed_images_count = (units + 1) * n_images * run_view(config.train).count
     return train_images, embed_images_count
-
-
-def run_view(config):
-    """The View the frozen base sees each micrograph through (tiles when the base is fine-tuned:
-    its tower takes input-size crops)."""
-    model = config.train.model
-    if config.view == "frame" and not model.train_base:
-        return View("frame", model.input_size, config.grid, parse_scales(config.scales))
-    return View("tiles", model.input_size, config.grid)
 
 
 def cost_line(config, images, view, units):
@@ -113,7 +103,7 @@ def cost_line(config, images, view, units):
         return (f"expected cost: up to {units} Siamese trainings (fine-tuning VGG16 in each fold, "
                 f"a GPU job), {train_count:,} training images and {embed_count:,} embedded tiles at "
                 f"{model.input_size}x{model.input_size} (about {petaflop:.1f} PFLOP for the full VGG16)")
-    seen = (f"{pixels * sum(s * s for s in view.scales) / 1e6:,.0f} megapixels"
+    seen = (f"{sum(view.pixels(im.shape) for im in images) / 1e6:,.0f} megapixels"
             if view.kind == "frame" else f"{len(images) * view.count:,} tiles")
     return (f"expected cost: one pass of the frozen VGG16 base over {len(images)} micrographs "
             f"({pixels / 1e6:,.0f} megapixels at full resolution): {view.words()} "
@@ -259,7 +249,7 @@ def train_and_embed(config, images, train_rows, train_labels, embed_rows, run_di
     if frozen is not None:
         head = head_from_tower(run.tower, frozen.tiles.shape[-1], config.train.model)
         return embed_from_tiles(head, frozen, embed_rows)
-    return embed_images(run.tower, [images[r] for r in embed_rows], config.grid)
+    return embed_images(run.tower, [images[r] for r in embed_rows], run_view(config.train))
 
 
 def run_units(config, dataset, images, features, out, log, frozen=None):
@@ -362,7 +352,7 @@ def reproduce(config, log=print):
     trained = [f for f in FLAVOURS if f != "crops"]  # crop folds score the fixed methods only
     units = sum(task_folds(t.strip(), config) * len(trained)
                 for t in config.tasks.split(",") if t.strip() in PAPER)
-    view = run_view(config)
+    view = run_view(config.train)
     check_folds(config)
     log(cost_line(config, images, view, units))
     keras.utils.set_random_seed(config.train.seed)
@@ -400,15 +390,15 @@ def method_features(config, images, view, log):
     model = config.train.model
     frozen = None
     if model.train_base:
-        log("pretrained features: ImageNet VGG16 block4_conv3, mean-pooled over tiles")
+        log(f"pretrained features: ImageNet VGG16 block4_conv3, mean-pooled, {view.words()}")
         with dtype_policy(policy_for(model.mixed_precision)):
             tower = build_feature_tower(dataclasses.replace(model, vgg_blocks=4,
                                                             feature_layers=PRETRAINED_LAYER))
-        pretrained = embed_images(tower, images, config.grid, progress=True)
+        pretrained = embed_images(tower, images, view, progress=True)
     else:
         log(f"frozen VGG16 base: {view.words()}{bank_words(config.train.feature_bank)}, "
             "computed once for every fold")
-        frozen = frozen_features(config.train, images, log, grid=view)
+        frozen = frozen_features(config.train, images, log, view=view)
         pretrained = frozen.pooled[:, :first_layer_width(config.train, frozen.feature_tower)]
     cache = str(Path(config.train.feature_cache).expanduser()) if config.train.feature_cache else None
     log(f"DeCost et al.'s VLAD: local features of four {model.input_size}-px centre crops per image")
@@ -455,7 +445,7 @@ def heldout_table(config, dataset, images, out, log):
         seeds = range(config.train.seed, config.train.seed + config.heldout_splits)
         tasks = [t.strip() for t in config.tasks.split(",") if t.strip()]
         rows, _ = compare_on_splits(heldout_recipe(config, out), scaled, seeds, tasks=tasks, log=log,
-                                    view=run_view(config))
+                                    view=run_view(config.train))
         write_text(path, rows.to_csv(index=False))
         write_text(out / "heldout.key", key)
         shutil.rmtree(out / "heldout-run", ignore_errors=True)

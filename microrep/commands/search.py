@@ -18,6 +18,7 @@ import pandas as pd
 from microrep.analysis.neighbours import resolve_backend
 from microrep.analysis.plots import plot_neighbours
 from microrep.config import EmbedConfig, ModelConfig, from_dict
+from microrep.config.stages import ViewConfig
 from microrep.data.folders import image_files
 from microrep.data.images import read_image
 from microrep.data.tasks import with_processing
@@ -27,7 +28,7 @@ from microrep.embedding.archive_search import search_parts
 from microrep.embedding.index import is_index, open_index, search_index
 from microrep.embedding.tiles import embed_images
 from microrep.errors import ConfigError, DataError
-from microrep.training.embedder import cached_embedder, embedding_tower, frozen_run
+from microrep.training.embedder import cached_embedder, embedding_tower, embedding_view, frozen_run
 from microrep.config.stages import is_random_weights
 from microrep.fileio import refuse_earlier_output, write_text
 
@@ -150,7 +151,8 @@ def index_model(info, folder):
     if info.get("embedder"):  # what `microrep embed` recorded: its own settings, round-tripped
         embedder = info["embedder"]
         model = from_dict(ModelConfig, embedder["model"]) if embedder["model"] else ModelConfig()
-        return EmbedConfig(pretrained=embedder["pretrained"], model=model, grid=embedder["grid"],
+        return EmbedConfig(pretrained=embedder["pretrained"], model=model,
+                           image_view=recorded_view(embedder),
                            model_path=embedder["model_path"] or EmbedConfig().model_path,
                            recipe_input=embedder["recipe_input"])
     if info["pretrained"]:  # an archive embedded before embed.json held its settings
@@ -158,8 +160,15 @@ def index_model(info, folder):
                             vgg_blocks=info["vgg_blocks"], feature_layers=info["feature_layers"],
                             pooling=info.get("pooling", "mean"),
                             mixed_precision=info.get("mixed_precision", False), train_base=False)
-        return EmbedConfig(pretrained=True, model=model, grid=info["grid"])
-    return EmbedConfig(model_path=info["model_path"], grid=info["grid"])
+        return EmbedConfig(pretrained=True, model=model, image_view=recorded_view(info))
+    return EmbedConfig(model_path=info["model_path"], image_view=recorded_view(info))
+
+
+def recorded_view(record):
+    """The ViewConfig an archive was embedded with (an archive from before views: its tiling)."""
+    if isinstance(record.get("view"), dict):
+        return from_dict(ViewConfig, record["view"], "embed.json view")
+    return ViewConfig(view="tiles", grid=int(record.get("grid", 3)))
 
 
 def embed_queries(config, info, dim, log=print):
@@ -175,12 +184,13 @@ def embed_queries(config, info, dim, log=print):
             raise DataError(f"the model recorded in {config.index}/embed.json makes "
                             f"{int(tower.output_shape[-1])}-d vectors but the index holds {dim}-d "
                             "ones: it is not the one that made the index (re-embed the archive)")
+        view = embedding_view(model, tower)
         run = frozen_run(model)
         images = ImageFiles(files)
         if run is not None:
-            vectors.append(np.concatenate([v for _, v in cached_embedder(tower, run, log)(images)]))
+            vectors.append(np.concatenate([v for _, v in cached_embedder(tower, run, view, log)(images)]))
         else:
-            vectors.append(embed_images(tower, images, model.grid, progress=True))
+            vectors.append(embed_images(tower, images, view, progress=True))
         tables.append(pd.DataFrame({"query": [str(p) for p in files], "query_label": labels}))
     for folder in archives:
         archive = open_archive(folder)

@@ -80,8 +80,9 @@ PRESETS = {
 QUICK = Preset(ReproduceConfig, {
     "train": {"model": {"input_size": 96, "vgg_blocks": 4, "train_base": False, "embedding_dim": 128},
               "pairs": {"pairs_per_epoch": 1024},
-              "feature_bank": 16, "epochs": 30, "learning_rate": 1e-3},
-    "image_scale": 0.0, "folds": 3, "processing_folds": 3, "view": "tiles"})
+              "feature_bank": 16, "epochs": 30, "learning_rate": 1e-3,
+              "image_view": {"view": "tiles"}},
+    "image_scale": 0.0, "folds": 3, "processing_folds": 3})
 
 
 #: `microrep embed` fills what a user did not give: --pretrained computes in bfloat16 where

@@ -70,8 +70,34 @@ def vgg_blocks_option(default=5):
                   "features of micrographs", (1, 2, 3, 4, 5))
 
 
-def grid_option(help="each image's embedding is the mean over a grid x grid tiling"):
-    return count_option(3, help)
+#: The view of `--view auto`: the run's own (as its config.json records it), else the default.
+AUTO_VIEW = "auto"
+
+
+@dataclasses.dataclass
+class ViewConfig:
+    """How a micrograph becomes the network's input (data.views.View), one setting for every
+    path: training crops and bank, the feature cache, embed, search, reproduce, export."""
+
+    view: str = option("frame", "how the network sees a micrograph: 'frame' (the whole frame, "
+                       "every pixel, at each of --scales, through the fully convolutional base, "
+                       "in windows of at most --window px), 'tiles' (a --grid x --grid grid of "
+                       "input-size tiles at native resolution: microrep before views; larger "
+                       "images are seen only in part), or 'auto' where a trained run gives it: "
+                       "the run's own view", ("frame", "tiles", AUTO_VIEW))
+    scales: str = option("1,0.71,0.5", "--view frame: scales of the whole frame, comma-separated "
+                         "(each image's embedding is the mean over them)", parse=scales_text)
+    grid: int = count_option(3, "--view tiles: each image's embedding is the mean over a grid x "
+                             "grid tiling")
+    window: int = count_option(1024, "--view frame: largest side, in pixels, of what the base is "
+                               "shown at once; a larger scaled frame is seen as overlapping "
+                               "windows whose pooled features are averaged (memory stays "
+                               "bounded: about 1 GiB at 1024)", 32)
+
+
+def view_group(view="frame"):
+    """A stage's ViewConfig group with its own default kind ('auto' follows a trained run)."""
+    return group(lambda: ViewConfig(view=view))
 
 
 def folds_option(default=5):
@@ -155,6 +181,7 @@ class TrainConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=recipe_model_config)
     pairs: PairConfig = dataclasses.field(default_factory=PairConfig)
+    image_view: ViewConfig = group(ViewConfig)
     out: str = option("runs/train", "run folder: checkpoints, log, final model")
     preset: str = option("none", "a recipe: 'cpu' (measured: frozen VGG16 at 224 px, features "
                          "cached on disk, residual head under graded similarity, bfloat16 where "
@@ -237,7 +264,7 @@ class EmbedConfig:
     model: ModelConfig = group(lambda: pretrained_model_config(), hidden=HEAD_SETTINGS)
     out: str = option("runs/embeddings", "the archive folder: manifest.parquet, parts/ (an "
                       "embeddings .npy, a table and a done file per part) and embed.json")
-    grid: int = grid_option()
+    image_view: ViewConfig = view_group(AUTO_VIEW)
     batch_size: int = count_option(64, "tiles per batch")
     feature_cache: str = option("~/.cache/microrep/features", "--pretrained: where `train` "
                                 "cached its frozen VGG16 features (as train's --feature-cache); "
@@ -394,8 +421,7 @@ class ExportConfig:
 
     model_path: str = option("runs/train", "a run folder or a tower .keras file")
     out: str = option("runs/export", "folder for the SavedModel and the .keras file")
-    grid: int = grid_option("the SavedModel's embed_image endpoint averages a grid x grid "
-                            "tiling of each whole image, as `microrep embed --grid`")
+    image_view: ViewConfig = view_group(AUTO_VIEW)
 
 
 def demo_train_config():
@@ -408,7 +434,7 @@ def demo_train_config():
         model=ModelConfig(input_size=48, embedding_dim=32, weights="none", vgg_blocks=3,
                           head="projection", feature_layers="", train_base=True),
         pairs=PairConfig(pairs_per_epoch=640), epochs=12, batch_size=32, learning_rate=1e-4,
-        similarity="label", margin=1.0, seed=0)
+        similarity="label", margin=1.0, seed=0, image_view=ViewConfig(view="tiles"))
 
 
 #: Settings of a stage's training that the stage sets itself (run folders per fold or demo).
@@ -427,7 +453,6 @@ class DemoConfig:
                          "pretrained weights (imagenet or a file), else scratch",
                          ("auto", "recommended", "scratch"))
     out: str = option("microrep-demo", "report folder (data, run, embeddings, figures, export)")
-    grid: int = grid_option()
     folds: int = folds_option()
     overwrite: bool = option(False, "replace an earlier demo in --out")
 
@@ -479,13 +504,6 @@ class ReproduceConfig:
                          "resolution on a frozen base")
     image_scale: float = option(1.0, "resize every micrograph by this factor before cropping "
                                 "(0: shrink so the shorter side is 4 crops long)", at_least=0.0)
-    view: str = option("frame", "how the frozen base sees a micrograph: 'frame' (the whole "
-                       "frame, every pixel, at each of --scales) or 'tiles' (a --grid x --grid "
-                       "grid of input-size tiles at native resolution); a fine-tuned base "
-                       "(--preset gpu) embeds tiles", ("frame", "tiles"))
-    scales: str = option("1,0.71,0.5", "scales of the whole frame, comma-separated (--view frame)",
-                         parse=scales_text)
-    grid: int = grid_option()
     folds: int = folds_option()
     processing_folds: int = count_option(10, "cross-validation folds of the processing-condition "
                                          "task (DeCost et al.: 10)", 2)

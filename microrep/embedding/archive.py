@@ -55,19 +55,19 @@ def part_dataset(table, info):
     return Dataset(table, root=Path("/"), name="archive", reader=READERS[info["source"]["reader"]])
 
 
-def embed_part(out, part, tower, identity, grid=3, batch_size=64, progress=True, workers=None,
+def embed_part(out, part, tower, identity, view=3, batch_size=64, progress=True, workers=None,
                log=None, embed=None):
     """Embed part `part` of archive `out` (its manifest rows) and write its files, done file last.
 
     `embed(images)` yields (indices, embeddings) in order; by default the tower runs over
-    each image's tiles (`iter_embeddings`). Returns the part's done record.
+    each image's pieces of `view` (`iter_embeddings`). Returns the part's done record.
     """
     rows, table, info = part_manifest(out, part)
     images = TolerantImages(part_dataset(table, info), int(tower.input_shape[1]))
     writer = PartWriter(out, part, rows, int(tower.output_shape[-1]))
     try:
         batches = embed(images) if embed is not None else \
-            iter_embeddings(tower, images, grid, batch_size, progress, workers, log)
+            iter_embeddings(tower, images, view, batch_size, progress, workers, log)
         for indices, vectors in batches:
             writer.put(indices[0], vectors)
     except BaseException:
@@ -196,9 +196,9 @@ def convert_single_file(folder, out=None):
 
 
 #: embed.json entries that must agree for two archives' vectors to be compared (the same
-#: model and tiling): a map of both, SVMs fitted on one and scored on the other.
+#: model and view): a map of both, SVMs fitted on one and scored on the other.
 SAME_MODEL = ("pretrained", "model_path", "weights", "input_size", "vgg_blocks", "feature_layers",
-              "pooling", "grid")
+              "pooling", "view")
 
 
 def refuse_other_model(first, other, purpose):

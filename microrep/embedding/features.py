@@ -23,6 +23,7 @@ from tqdm import tqdm  # text bars: no ipywidgets needed in a notebook
 
 from microrep._version import __version__
 from microrep.data.views import View
+from microrep.embedding.pieces import as_view, features_of, piece_features
 from microrep.embedding.tiles import duration_words
 from microrep.fileio import atomic_path
 from microrep.nn.pooling import pooled_layers
@@ -100,11 +101,8 @@ class FrozenFeatures:
                               self.per_image, self.feature_tower)
 
 
-def view_of(grid, feature_tower):
-    """A View: `grid` itself, or (an int, as before views existed) a tiling of that grid."""
-    if isinstance(grid, View):
-        return grid
-    return View("tiles", int(feature_tower.input_shape[1]), int(grid))
+#: A View from a View or, as before views existed, a tile grid's side.
+view_of = as_view
 
 
 def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, progress=False,
@@ -186,27 +184,27 @@ def _find(cache, entry):
     return None
 
 
-def tile_features(feature_tower, keys, tiles_of, grid, cache_dir, bank=None, progress=False):
-    """(len(keys), grid**2, d) tile features of a frozen base, as embedding needs them.
+def tile_features(feature_tower, keys, image_of, view, cache_dir, bank=None, progress=False):
+    """(len(keys), pieces, d) piece features of a frozen base under `view`, as embedding
+    needs them.
 
-    Images are known by their keys (`image_keys`) and their tiles: `tiles_of(i)` gives
-    image i's uint8 tiles (grid**2, size, size), asked for only when the cache lacks
-    them (a local process cuts them from the image, a Ray actor receives them cut).
-    They are read from the cache where training's feature pass left them (`bank`: its
-    (per_image, seed), whose entries hold the tiles too) or an earlier embedding did;
-    computed otherwise (tiles only, no crop bank) and cached, one entry per image.
+    Images are known by their keys (`image_keys`) and `image_of(i)`, image i's uint8
+    pixels, asked for only when the cache lacks its features. They are read from the
+    cache where training's feature pass left them (`bank`: its (per_image, seed), whose
+    entries hold the pieces too) or an earlier embedding did; computed otherwise (pieces
+    only, no crop bank) and cached, one entry per image.
     """
     cache = Path(cache_dir)
-    grid = view_of(grid, feature_tower)
-    own = cache_entries(feature_tower, keys, grid, "tiles")
-    trained = cache_entries(feature_tower, keys, grid, f"{bank[0]}-{bank[1]}") if bank else [None] * len(keys)
-    tiles = []
-    for index, (entry, bank_entry) in enumerate(tqdm(list(zip(own, trained)), desc="tile features",
+    view = view_of(view, feature_tower)
+    own = cache_entries(feature_tower, keys, view, "tiles")
+    trained = cache_entries(feature_tower, keys, view, f"{bank[0]}-{bank[1]}") if bank else [None] * len(keys)
+    pieces = []
+    for index, (entry, bank_entry) in enumerate(tqdm(list(zip(own, trained)), desc="VGG16 features",
                                                      unit="image", disable=not progress)):
-        tiles.append(stored_or_computed(cache, entry, lambda: {"tiles": _features(
-            feature_tower, np.asarray(tiles_of(index))[..., None])}, also=bank_entry)["tiles"])
-    return np.stack(tiles) if tiles else np.zeros((0, grid.count, int(feature_tower.output_shape[-1])),
-                                                  np.float32)
+        pieces.append(stored_or_computed(cache, entry, lambda: {"tiles": piece_features(
+            feature_tower, image_of(index), view)}, also=bank_entry)["tiles"])
+    return np.stack(pieces) if pieces else np.zeros((0, view.count, int(feature_tower.output_shape[-1])),
+                                                    np.float32)
 
 
 def stored_or_computed(cache, entry, compute, also=None):
@@ -265,14 +263,4 @@ def _bank_features(feature_tower, image, key, view, per_image, seed):
     return _features(feature_tower, np.concatenate(crops))[order]
 
 
-def piece_features(feature_tower, image, view):
-    """(pieces, d): one image's pieces of `view` through the feature tower (one batch, or one
-    call per piece when their sizes differ)."""
-    pieces = view.pieces(image)
-    if view.batched:
-        return _features(feature_tower, np.asarray(pieces)[..., None])
-    return np.concatenate([_features(feature_tower, piece[None, ..., None]) for piece in pieces])
-
-
-def _features(feature_tower, batch):
-    return np.asarray(feature_tower.predict_on_batch(batch), dtype=np.float32)
+_features = features_of

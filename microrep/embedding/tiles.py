@@ -1,8 +1,9 @@
-"""Running a tower over images: each image's embedding is the mean over a grid of tiles.
+"""Running a tower over images under a view: each image's embedding is the mean over its
+view's pieces (data.views: a grid of tiles, or the whole frame at each scale).
 
-Why tiles: micrographs (645x484 in UHCSDB) are larger than the model's input
-(224x224 by default); averaging the embeddings of a regular grid of tiles
-covers the whole image, so its embedding does not depend on one crop.
+Why: micrographs are larger than the model's input (224x224 by default); averaging over
+pieces that cover the image makes its embedding independent of one crop. Tiles of many
+images are batched together; a frame view runs image by image (`pieces.FrameTower`).
 """
 
 import collections
@@ -13,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from microrep.data.images import grid_tiles
+from microrep.embedding.pieces import FrameTower, as_view
 
 
 def default_read_workers():
@@ -70,23 +72,31 @@ def mean_tile_embeddings(tower, tiles, per_image):
     return vectors.reshape(len(tiles) // per_image, per_image, -1).mean(axis=1)
 
 
-def iter_embeddings(tower, images, grid=3, batch_size=64, progress=False, workers=None, log=None):
-    """Yield (image indices, their mean tile embeddings), batch by batch.
+def iter_embeddings(tower, images, view=3, batch_size=64, progress=False, workers=None, log=None):
+    """Yield (image indices, their mean piece embeddings), batch by batch.
 
+    `view` is a data.views View or, as before views existed, the side of a tile grid.
     `workers` threads read images ahead (None: `default_read_workers()`; 0: none).
     `log` gets one line with the time the whole pass will take on this machine,
     measured on its second batch (the first also builds the model's graph).
     """
-    tile = int(tower.input_shape[1])
-    per_image = grid * grid
+    view = as_view(view, tower)
     workers = default_read_workers() if workers is None else workers
-    total = -(-len(images) // max(batch_size // per_image, 1))
-    batches = iter_tile_batches(images, tile, grid, batch_size, workers)
+    if view.batched:
+        per_image = view.count
+        total = -(-len(images) // max(batch_size // per_image, 1))
+        batches = ((indices, mean_tile_embeddings(tower, tiles, per_image)) for indices, tiles in
+                   iter_tile_batches(images, view.size, view.grid, batch_size, workers))
+        what = f"{per_image} tiles each"
+    else:
+        frames = FrameTower(tower, view)
+        total = len(images)
+        batches = (([index], frames.embed(images[index])[None]) for index in range(len(images)))
+        what = view.words()
     bar = None
     started = time.perf_counter()
     try:
-        for number, (indices, tiles) in enumerate(batches):
-            vectors = mean_tile_embeddings(tower, tiles, per_image)
+        for number, (indices, vectors) in enumerate(batches):
             if progress and bar is None:  # after the first batch: bad input stays one line
                 from tqdm import tqdm  # text bars: no ipywidgets needed in a notebook
 
@@ -95,7 +105,7 @@ def iter_embeddings(tower, images, grid=3, batch_size=64, progress=False, worker
                 bar.update(len(indices))
             yield indices, vectors
             if number == 1 and log is not None:
-                log(f"embedding {len(images)} images ({per_image} tiles each): "
+                log(f"embedding {len(images)} images ({what}): "
                     f"{duration_words(total * (time.perf_counter() - started))} on this machine "
                     "(measured on the second batch)")
             started = time.perf_counter()
@@ -104,14 +114,15 @@ def iter_embeddings(tower, images, grid=3, batch_size=64, progress=False, worker
             bar.close()
 
 
-def embed_images(tower, images, grid=3, batch_size=64, progress=False, workers=None):
-    """Mean tile embedding of each image, float32 (n_images, embedding_dim).
+def embed_images(tower, images, view=3, batch_size=64, progress=False, workers=None):
+    """Mean piece embedding of each image under `view` (a View, or a tile grid's side),
+    float32 (n_images, embedding_dim).
 
     `images` is a sequence of 2-D uint8 arrays (a Dataset's images, or a lazy
     list); they are read batch by batch.
     """
     outputs = [vectors for _, vectors in
-               iter_embeddings(tower, images, grid, batch_size, progress, workers)]
+               iter_embeddings(tower, images, view, batch_size, progress, workers)]
     return np.concatenate(outputs) if outputs else np.zeros((0, tower.output_shape[-1]), np.float32)
 
 

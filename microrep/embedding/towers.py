@@ -8,10 +8,13 @@ out to embed from that cache, so both embed the same vectors (tests/test_frozen.
 
 import dataclasses
 
-import keras
 import numpy as np
 
+from microrep.embedding.pieces import head_outputs, mean_head_outputs
 from microrep.nn.tower import build_feature_tower, build_head, build_tower
+
+__all__ = ["embed_from_tiles", "embed_tile_features", "head_outputs", "tower_from_head",
+           "head_from_tower", "feature_tower_of"]
 
 
 def embed_from_tiles(head, features, image_rows=None):
@@ -21,17 +24,8 @@ def embed_from_tiles(head, features, image_rows=None):
 
 
 def embed_tile_features(head, tiles):
-    """(n, grid**2, d) tile features -> (n, embedding) means of the head's tile embeddings."""
-    count, per_image, dim = tiles.shape
-    return head_outputs(head, tiles.reshape(-1, dim)).reshape(count, per_image, -1).mean(axis=1)
-
-
-def head_outputs(head, pooled, chunk=4096):
-    """The head applied to rows of pooled features, in chunks; float32 NumPy."""
-    # called directly, not through predict(): one small model per fold would
-    # otherwise trace a new predict function each time
-    return np.concatenate([keras.ops.convert_to_numpy(head(pooled[start:start + chunk]))
-                           for start in range(0, len(pooled), chunk)]).astype(np.float32)
+    """(n, pieces, d) piece features -> (n, embedding) means of the head's piece embeddings."""
+    return mean_head_outputs(head, tiles)
 
 
 def tower_from_head(head, feature_tower, model_config):

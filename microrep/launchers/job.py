@@ -10,7 +10,8 @@ class EmbedJob:
 
     `tower` is the embedding model, built once by the preparing process (launchers that
     run elsewhere rebuild it from `config`); `parts` are the part numbers this request
-    covers (after --parts and --num-shards/--shard-index).
+    covers (after --parts and --num-shards/--shard-index); `view` (data.views) is how
+    each image is seen.
     """
 
     config: object
@@ -20,3 +21,4 @@ class EmbedJob:
     parts: list
     tower: object = None
     log: object = print
+    view: object = None

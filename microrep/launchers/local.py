@@ -15,8 +15,8 @@ def run_local(job):
     config, log = job.config, job.log
     tower = job.tower if job.tower is not None else embedding_tower(config)
     run = frozen_run(config)
-    embed = cached_embedder(tower, run, log) if run else \
-        pretrained_cache_embedder(config, tower, log) if config.pretrained else None
+    embed = cached_embedder(tower, run, job.view, log) if run else \
+        pretrained_cache_embedder(config, tower, job.view, log) if config.pretrained else None
     workers = None if config.read_workers < 0 else config.read_workers
     embedded, skipped, bad, named = [], [], 0, []
     for number, part in enumerate(job.parts):
@@ -31,7 +31,7 @@ def run_local(job):
             log(f"part {part} is {state}: recomputing it")
         if len(job.parts) > 1:
             log(f"part {part} ({number + 1} of {len(job.parts)} asked for)")
-        record = embed_part(job.out, part, tower, job.identity, config.grid, config.batch_size,
+        record = embed_part(job.out, part, tower, job.identity, job.view, config.batch_size,
                             progress=True, workers=workers, log=log, embed=embed)
         embedded.append(part)
         bad += record["bad"]

@@ -12,7 +12,7 @@ from microrep.embedding.features import image_keys
 from microrep.config.fields import ranges_text
 from microrep.embedding.manifest import manifest_info
 from microrep.embedding.parts import PartWriter, part_manifest, part_state
-from microrep.embedding.tiles import iter_tile_batches, mean_tile_embeddings
+from microrep.embedding.tiles import embed_images
 from microrep.errors import ConfigError
 
 RAY_HINT = "--launcher ray needs Ray Data: pip install 'microrep[ray]'"
@@ -40,45 +40,56 @@ def batch_plan(out, parts, images_per_batch):
     return plan, tables
 
 
-def decoder(info, tile, grid):
-    """A Ray task body: decode and tile one batch's images (bad ones recorded, not fatal),
-    with each image's key for the feature cache (`image_keys`)."""
+def decoder(info, tile):
+    """A Ray task body: decode one batch's images (bad ones recorded, not fatal), sent as their
+    pixels end to end with their shapes, and each image's key for the feature cache."""
+    import numpy as np
     import pandas as pd
 
     def decode(item):
         images = TolerantImages(part_dataset(pd.DataFrame(item["table"]), info), tile)
         decoded = [images[index] for index in range(len(images))]
-        # the batch as a local process cuts it: the same function, all images in one batch
-        _, tiles = next(iter_tile_batches(decoded, tile, grid, len(decoded) * grid * grid, 0))
         bad = [f"{row}\t{why}" for row, why in images.bad.items()]
         return {"part": item["part"], "start": item["start"], "rows": item["rows"],
-                "tiles": tiles, "keys": "\n".join(image_keys(decoded)), "bad": "\n".join(bad)}
+                "pixels": np.concatenate([image.ravel() for image in decoded]),
+                "shapes": np.asarray([image.shape for image in decoded], np.int64),
+                "keys": "\n".join(image_keys(decoded)), "bad": "\n".join(bad)}
 
     return decode
 
 
-class Embedder:
-    """A Ray actor holding the tower: embeds one batch of tiles (the mean over each image's).
+def unpacked(pixels, shapes):
+    """The images a decoder sent: `pixels` cut at the products of `shapes`."""
+    import numpy as np
 
-    For a frozen-base run with a feature cache, as a local process does: VGG16 tile
+    ends = np.cumsum([int(h) * int(w) for h, w in shapes])
+    return [piece.reshape(int(h), int(w))
+            for piece, (h, w) in zip(np.split(pixels, ends[:-1]), shapes)]
+
+
+class Embedder:
+    """A Ray actor holding the tower: embeds one batch of images under the job's view, as a
+    local process does (the same `embed_images`, all of the batch's images at once).
+
+    For a frozen-base run with a feature cache, as a local process does: VGG16 piece
     features from the cache (computed and cached where missing), then only the head.
     """
 
-    def __init__(self, config, per_image):
+    def __init__(self, config, view):
         from microrep.training.embedder import CachedHead, embedding_tower, frozen_run
 
-        self.tower, self.per_image = embedding_tower(config), per_image
+        self.tower, self.view = embedding_tower(config), view
         run = frozen_run(config)
-        self.cached = CachedHead(self.tower, run) if run else None
+        self.cached = CachedHead(self.tower, run, view) if run else None
 
     def __call__(self, batch):
-        tiles = batch["tiles"][0]
+        images = unpacked(batch["pixels"][0], batch["shapes"][0])
         if self.cached is None:
-            mean = mean_tile_embeddings(self.tower, tiles, self.per_image)
+            mean = embed_images(self.tower, images, self.view, batch_size=len(images) * self.view.count,
+                                workers=0)
         else:
             keys = str(batch["keys"][0]).split("\n")
-            mean = self.cached.embed(keys, lambda index: tiles[index * self.per_image:
-                                                               (index + 1) * self.per_image, ..., 0])
+            mean = self.cached.embed(keys, lambda index: images[index])
         return {"part": batch["part"], "start": batch["start"], "rows": batch["rows"],
                 "bad": batch["bad"], "vectors": mean[None]}
 
@@ -99,13 +110,13 @@ def run_ray(job):
     if not missing:
         return {**summary, "message": "every part asked for is done: nothing to embed"}
     start_ray(ray, config.ray_address)
-    tile, per_image = int(job.tower.input_shape[1]), config.grid * config.grid
+    tile, per_image = int(job.tower.input_shape[1]), job.view.count
     plan, tables = batch_plan(out, missing, max(config.batch_size // per_image, 1))
     gpus = int(ray.cluster_resources().get("GPU", 0))
     actors = config.ray_actors or max(gpus, 1)
     data = (ray.data.from_items(plan)
-            .map(decoder(manifest_info(out), tile, config.grid))
-            .map_batches(Embedder, fn_constructor_args=(config, per_image), batch_size=1,
+            .map(decoder(manifest_info(out), tile))
+            .map_batches(Embedder, fn_constructor_args=(config, job.view), batch_size=1,
                          concurrency=actors, num_gpus=1 if gpus else 0))
     dim = int(job.tower.output_shape[-1])
     writers, filled, bad = {}, {}, {}
@@ -127,6 +138,6 @@ def run_ray(job):
     summary["embedded"].sort()
     from microrep.training.embedder import frozen_run
 
-    cached = "; VGG16 tile features from the run's feature cache" if frozen_run(config) else ""
+    cached = "; VGG16 features from the run's feature cache" if frozen_run(config) else ""
     return {**summary, "message": f"embedded part(s) {ranges_text(summary['embedded'])} with Ray "
                                   f"({actors} embedding actor(s), {gpus} GPU(s){cached})"}

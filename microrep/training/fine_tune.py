@@ -24,10 +24,10 @@ from microrep.training.callbacks import (AtomicCheckpoint, BestEpoch, Validation
                                          check_finite, epoch_callbacks)
 from microrep.training.compile import compile_siamese
 from microrep.training.multihost import peer_lost, process_slice
+from microrep.training.frozen import run_view
 from microrep.training.run_dir import BEST, BEST_TOWER, CHECKPOINT, TOWER, TrainResult, load_tower
 
 #: Tiles per side of the held-out images' embeddings during validation.
-VALIDATION_GRID = 3
 
 
 def make_pair_source(config, sampler, images, initial_epoch):
@@ -102,7 +102,7 @@ def validation_setup(config, dataset, run_dir):
     size = config.model.input_size
     pairs = ([crops_from_plan(images, plan_a, size), crops_from_plan(images, plan_b, size)], target)
     validation = ValidationScores(pairs, held.labels, lambda: embed_images(
-        validation.model.get_layer("embedding_tower"), images, VALIDATION_GRID, workers=0))
+        validation.model.get_layer("embedding_tower"), images, run_view(config), workers=0))
 
     def keep(epoch, value):
         with atomic_path(run_dir / BEST_TOWER) as tmp:

@@ -19,7 +19,9 @@ import keras
 import numpy as np
 
 from microrep._version import __version__
+from microrep.config.stages import AUTO_VIEW
 from microrep.data.views import View
+from microrep.errors import ConfigError
 from microrep.embedding.features import compute_frozen_features
 from microrep.embedding.towers import embed_from_tiles, head_outputs, tower_from_head
 from microrep.fileio import atomic_path, write_json
@@ -37,17 +39,25 @@ from microrep.training.run_dir import STATE, TOWER, TrainResult
 BANK_SEED = 0
 #: Bank crops searched for hard pairs per epoch, at most (see mix_in_hard_pairs).
 MINED_CROPS = 20000
-#: Tiles per side of the embeddings computed from cached features.
-GRID = 3
 
 
-def frozen_features(config, images, log, grid=GRID):
+def run_view(config):
+    """The View a TrainConfig's run sees its images through (its --view, --scales, --grid)."""
+    if config.image_view.view == AUTO_VIEW:
+        raise ConfigError("--view auto follows a trained run; training chooses its own view: "
+                          "'frame' or 'tiles'")
+    return View.of(config.image_view, config.model.input_size)
+
+
+def frozen_features(config, images, log, view=None):
     """FrozenFeatures of every image (cached), with the feature tower they came from.
 
-    `grid` is the side of the embedding tile grid, or a View (data.views) of each image."""
+    `view` is a View (data.views) of each image (default: the run's own), or the side of a
+    tile grid."""
     policy = policy_for(config.model.mixed_precision)
     cache = str(Path(config.feature_cache).expanduser()) if config.feature_cache else None
-    view = grid if isinstance(grid, View) else View("tiles", config.model.input_size, grid)
+    view = run_view(config) if view is None else view if isinstance(view, View) else \
+        View("tiles", config.model.input_size, view)
     started = time.time()
     with dtype_policy(policy):
         feature_tower = build_feature_tower(config.model, any_size=view.kind == "frame")
