@@ -28,7 +28,7 @@ PUBLIC = {
     # settings
     **{name: "microrep.config" for name in (
         "DataConfig", "ModelConfig", "PairConfig", "TrainConfig", "EmbedConfig", "EvalConfig",
-        "SearchConfig", "ExploreConfig", "ExportConfig", "ReproduceConfig", "DemoConfig",
+        "SearchConfig", "ExploreConfig", "ExportConfig", "ReproduceConfig", "DemoConfig", "ViewConfig",
         "from_dict", "apply_preset", "PRESETS")},
     # data
     "load_dataset": "microrep.data", "Dataset": "microrep.data",

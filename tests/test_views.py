@@ -45,15 +45,22 @@ def test_frame_pieces_are_the_image_at_each_scale():
     assert View("tiles", 224, 3).key == "3"  # caches written before views stay valid
 
 
-@pytest.mark.parametrize("shape", [(100, 100), (224, 224), (481, 645), (300, 3000)])
+#: The frame sizes of the issue: small, one tile, UHCSDB, larger instruments, a long strip.
+FRAMES = [(100, 100), (224, 224), (481, 645), (300, 3000),
+          pytest.param((700, 1024), marks=pytest.mark.slow),
+          pytest.param((1536, 2048), marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("shape", FRAMES)
 def test_the_whole_frame_view_sees_every_pixel(shape):
     """Changing any one region (a 16 x 16 block in each corner, edge and the middle) changes
-    the frame view's features, at every frame size."""
+    the frame view's features, at every frame size, also where a scaled frame is larger than
+    the window and is seen as several windows (a 256-px window here, 1024 by default)."""
     keras.utils.set_random_seed(0)
     config = ModelConfig(input_size=32, vgg_blocks=2, weights="none", feature_layers="",
                          mixed_precision=False)
     tower = build_feature_tower(config, any_size=True)
-    view = View("frame", 32, scales=(1.0, 0.5))
+    view = View("frame", 32, scales=(1.0, 0.5), window=256)
     rng = np.random.default_rng(1)
     image = rng.integers(0, 255, shape, dtype=np.uint8)
     before = piece_features(tower, image, view).mean(axis=0)
@@ -64,6 +71,30 @@ def test_the_whole_frame_view_sees_every_pixel(shape):
             changed[y:y + 16, x:x + 16] = 255 - changed[y:y + 16, x:x + 16]
             after = piece_features(tower, changed, view).mean(axis=0)
             assert not np.allclose(after, before, rtol=0, atol=1e-7), (shape, y, x)
+
+
+@pytest.mark.parametrize("shape", [(100, 100), (481, 645), (700, 1024), (1536, 2048),
+                                   (300, 3000), (8192, 8192)])
+def test_windows_cover_every_pixel_and_bound_what_the_base_is_shown(shape):
+    """Memory stays bounded: no window is larger than the view's window, whatever the frame,
+    the windows of each scale cover every pixel, and the pixels shown grow linearly with
+    the frame's (so does the time; benchmarks/large_image_memory.py measures both)."""
+    view = View("frame", 224, scales=(1.0, 0.71, 0.5), window=1024)
+    image = np.zeros(shape, np.uint8)
+    shown = 0
+    for piece in view.pieces(image):
+        seen = np.zeros(piece.shape, bool)
+        windows = view.windows(piece)
+        for window in windows:
+            assert max(window.shape) <= view.window
+            # a window is a view of the piece: mark the pixels it holds
+            top = (window.__array_interface__["data"][0] - piece.__array_interface__["data"][0])
+            y, x = divmod(top, piece.strides[0])
+            seen[y:y + window.shape[0], x:x + window.shape[1]] = True
+            shown += window.size
+        assert seen.all(), (shape, piece.shape)
+    assert shown <= 4 * view.pixels(shape)  # overlaps add at most a constant factor
+    assert view.pixels(shape) <= 2 * image.size
 
 
 def test_a_tiles_view_of_a_large_frame_misses_pixels():

@@ -11,5 +11,5 @@ from microrep.config.presets import PRESETS, QUICK, Preset, apply_preset
 from microrep.config.stages import (STAGE_OWNED, TASKS, DataConfig, DemoConfig, EmbedConfig,
                                     EvalConfig, ExploreConfig, ExportConfig, FetchConfig,
                                     ModelConfig, PairConfig, PredictConfig, ReproduceConfig, SearchConfig, StatusConfig, IndexConfig,
-                                    TrainConfig, demo_train_config,
+                                    TrainConfig, ViewConfig, demo_train_config,
                                     paper_train_config, recipe_model_config)

@@ -55,7 +55,7 @@ def part_dataset(table, info):
     return Dataset(table, root=Path("/"), name="archive", reader=READERS[info["source"]["reader"]])
 
 
-def embed_part(out, part, tower, identity, view=3, batch_size=64, progress=True, workers=None,
+def embed_part(out, part, tower, identity, view=None, batch_size=64, progress=True, workers=None,
                log=None, embed=None):
     """Embed part `part` of archive `out` (its manifest rows) and write its files, done file last.
 

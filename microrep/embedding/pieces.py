@@ -11,14 +11,18 @@ head on each row, then the mean over the rows.
 import keras
 import numpy as np
 
+from microrep.config.stages import ViewConfig
 from microrep.data.views import View
 from microrep.nn.pooling import PREFIX, pooled_layers
 
 
 def as_view(view, tower):
-    """A View: `view` itself, or (an int, as before views existed) a tiling of that grid."""
+    """A View: `view` itself; None: the default view (config.stages.ViewConfig) at the tower's
+    input size; an int (as before views existed): a tiling of that grid."""
     if isinstance(view, View):
         return view
+    if view is None:
+        return View.of(ViewConfig(), int(tower.input_shape[1]))
     return View("tiles", int(tower.input_shape[1]), int(view))
 
 

@@ -72,10 +72,11 @@ def mean_tile_embeddings(tower, tiles, per_image):
     return vectors.reshape(len(tiles) // per_image, per_image, -1).mean(axis=1)
 
 
-def iter_embeddings(tower, images, view=3, batch_size=64, progress=False, workers=None, log=None):
+def iter_embeddings(tower, images, view=None, batch_size=64, progress=False, workers=None, log=None):
     """Yield (image indices, their mean piece embeddings), batch by batch.
 
-    `view` is a data.views View or, as before views existed, the side of a tile grid.
+    `view` is a data.views View (None: the default view, the whole frame at three scales)
+    or, as before views existed, the side of a tile grid.
     `workers` threads read images ahead (None: `default_read_workers()`; 0: none).
     `log` gets one line with the time the whole pass will take on this machine,
     measured on its second batch (the first also builds the model's graph).
@@ -114,9 +115,9 @@ def iter_embeddings(tower, images, view=3, batch_size=64, progress=False, worker
             bar.close()
 
 
-def embed_images(tower, images, view=3, batch_size=64, progress=False, workers=None):
-    """Mean piece embedding of each image under `view` (a View, or a tile grid's side),
-    float32 (n_images, embedding_dim).
+def embed_images(tower, images, view=None, batch_size=64, progress=False, workers=None):
+    """Mean piece embedding of each image under `view` (a View; None: the default view;
+    or a tile grid's side), float32 (n_images, embedding_dim).
 
     `images` is a sequence of 2-D uint8 arrays (a Dataset's images, or a lazy
     list); they are read batch by batch.
