@@ -83,13 +83,14 @@ def test_the_recipe_trains_validates_and_its_tower_embeds_as_the_cached_features
     cached = sorted(cache.glob("*/*.npz"))
     assert len(cached) == len(tiny_dataset)
 
-    from microrep.training.frozen import frozen_features
+    from microrep.training.frozen import frozen_features, run_view
 
     keras.utils.set_random_seed(5)
     features = frozen_features(config, tiny_dataset.images(), lambda *_: None)
     assert sorted(cache.glob("*/*.npz")) == cached, "a second run reads the cache"
     head = head_from_tower(result.tower, features.tiles.shape[-1], config.model)
-    np.testing.assert_allclose(embed_images(result.tower, tiny_dataset.images(), view=3),
+    # the tower over the run's own view (the whole frame at its scales) = the cached route
+    np.testing.assert_allclose(embed_images(result.tower, tiny_dataset.images(), run_view(config)),
                                embed_from_tiles(head, features), rtol=1e-4, atol=1e-5)
     assert result.tower.output_shape == (None, 64 + 128), "block1 and block2 maps, pooled"
 
