@@ -35,8 +35,7 @@ def tile_origins_tf(length, tile, count):
 
     if count <= 1:
         return tf.reshape(tf.maximum((length - tile) // 2, 0), (1,))
-    steps = tf.cast(tf.range(count), tf.float64) * tf.cast(length - tile, tf.float64) / (count - 1)
-    spread = tf.cast(tf.round(steps), tf.int32)
+    spread = window_origins_tf(length, tile, count)
     centred = tf.fill((count,), tf.maximum((length - tile) // 2, 0))
     return tf.where(length <= tile, centred, spread)
 

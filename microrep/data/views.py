@@ -110,7 +110,7 @@ class View:
             return self.count * self.size * self.size
         height, width = shape
         return sum(max(round(height * s), 1) * max(round(width * s), 1)
-                   for s in (max(scale, MIN_PIECE_SIDE / min(shape)) for scale in self.scales))
+                   for s in (floored(scale, shape) for scale in self.scales))
 
     def words(self):
         """'the whole frame at scales 1, 0.71, 0.5' (for plan lines and reports)."""
@@ -136,6 +136,11 @@ def centre_panels(image, size):
                      for y in (top, top + size) for x in (left, left + size)])
 
 
+def floored(scale, shape):
+    """`scale`, raised where it would leave a side of `shape` below MIN_PIECE_SIDE."""
+    return max(scale, MIN_PIECE_SIDE / min(shape))
+
+
 def rescaled(image, scale):
     """The image resized by `scale` (uhcsdb.rescale), never below MIN_PIECE_SIDE on either side."""
-    return rescale(image, max(scale, MIN_PIECE_SIDE / min(image.shape)))
+    return rescale(image, floored(scale, image.shape))

@@ -22,7 +22,6 @@ import numpy as np
 from tqdm import tqdm  # text bars: no ipywidgets needed in a notebook
 
 from microrep._version import __version__
-from microrep.data.views import View
 from microrep.embedding.pieces import as_view, features_of, piece_features
 from microrep.embedding.tiles import duration_words
 from microrep.fileio import atomic_path
@@ -101,10 +100,6 @@ class FrozenFeatures:
                               self.per_image, self.feature_tower)
 
 
-#: A View from a View or, as before views existed, a tile grid's side.
-view_of = as_view
-
-
 def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, progress=False,
                             cache_dir=None, log=None, on_image=None):
     """FrozenFeatures of `images`: the base runs once per crop, or not at all for cached images.
@@ -127,7 +122,7 @@ def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, prog
     this machine, measured on its second image; `on_image(done, total)` follows each.
     """
     keys = image_keys(images)
-    grid = view_of(grid, feature_tower)
+    grid = as_view(grid, feature_tower)
     # per_image 0: the view's own pieces are the bank (stored once, as embedding stores them)
     entries = cache_entries(feature_tower, keys, grid, f"{per_image}-{seed}" if per_image else "tiles")
     cache = Path(cache_dir) if cache_dir else None
@@ -158,7 +153,7 @@ def compute_frozen_features(feature_tower, images, grid, per_image, seed=0, prog
 
 def cache_entries(feature_tower, keys, grid, what):
     """Cache entry names of images (their keys) for a feature tower, tiling and `what` is stored."""
-    view = view_of(grid, feature_tower)
+    view = as_view(grid, feature_tower)
     setting = f"{model_key(feature_tower)}-{view.size}-{view.key}-{what}"
     return [hashlib.sha256(f"{setting}-{k}".encode()).hexdigest()[:32] for k in keys]
 
@@ -195,7 +190,7 @@ def tile_features(feature_tower, keys, image_of, view, cache_dir, bank=None, pro
     only, no crop bank) and cached, one entry per image.
     """
     cache = Path(cache_dir)
-    view = view_of(view, feature_tower)
+    view = as_view(view, feature_tower)
     own = cache_entries(feature_tower, keys, view, "tiles")
     trained = cache_entries(feature_tower, keys, view, f"{bank[0]}-{bank[1]}") if bank else [None] * len(keys)
     pieces = []
@@ -260,7 +255,4 @@ def _bank_features(feature_tower, image, key, view, per_image, seed):
              for j, (im, count) in enumerate(zip(scaled, counts)) if count]
     order = np.argsort(np.concatenate([np.arange(j, per_image, len(scaled))
                                        for j, count in enumerate(counts) if count]), kind="stable")
-    return _features(feature_tower, np.concatenate(crops))[order]
-
-
-_features = features_of
+    return features_of(feature_tower, np.concatenate(crops))[order]

@@ -10,6 +10,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
+
 from microrep.config import TrainConfig, from_dict
 from microrep.config.stages import AUTO_VIEW, ViewConfig, is_random_weights, recipe_model_config
 from microrep.data.views import View
@@ -23,8 +25,6 @@ from microrep.nn.layers import ResidualProjection
 from microrep.nn.tower import build_feature_tower
 from microrep.training.frozen import BANK_SEED
 from microrep.training.run_dir import load_tower
-
-import numpy as np
 
 
 def embedding_tower(config):
