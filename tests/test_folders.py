@@ -100,3 +100,27 @@ def test_a_plain_folder_or_any_tree_of_images_embeds_without_labels(tmp_path, ca
     assert list(table.sort_values("group")["label"]) == ["2024-05", "", ""]
     with pytest.raises(DataError, match="no class sub-folders"):  # training still needs classes
         load_dataset(DataConfig(images=str(tmp_path / "archive" / "2024-05" / "sem-a")))
+
+
+def test_a_csv_um_per_px_column_brings_micrographs_to_one_pixel_size(tmp_path):
+    """--um-per-px reads a CSV's own scale column: 0.2 um/px brought to 0.1 doubles the
+    frame; a 20x enlargement is held to --um-per-px-limit; an unknown scale keeps its pixels."""
+    for name in ("fine", "coarse", "unknown", "other"):
+        write_image(tmp_path / f"{name}.png", size=(40, 30))
+    (tmp_path / "list.csv").write_text(
+        "path,label,um_per_px\nfine.png,a,0.2\ncoarse.png,a,2.0\nunknown.png,b,\nother.png,b,0.1\n")
+    config = DataConfig(csv=str(tmp_path / "list.csv"), um_per_px=0.1, um_per_px_limit=4)
+    dataset = load_dataset(config)
+    shapes = dict(zip(dataset.table["path"].map(lambda p: p.rsplit("/", 1)[-1]),
+                      (image.shape for image in dataset.images())))
+    assert shapes == {"fine.png": (60, 80), "coarse.png": (120, 160),
+                      "unknown.png": (30, 40), "other.png": (30, 40)}
+    assert any("1 micrograph(s) have no um_per_px" in note for note in dataset.notes)
+    assert any("more than 4x" in note for note in dataset.notes)
+
+
+def test_um_per_px_without_a_scale_is_one_line(tmp_path):
+    write_image(tmp_path / "a" / "1.png")
+    write_image(tmp_path / "b" / "1.png")
+    with pytest.raises(DataError, match="needs each micrograph's own scale"):
+        load_dataset(DataConfig(images=str(tmp_path), um_per_px=0.1), min_per_class=1)

@@ -34,8 +34,11 @@ class DataConfig:
     min_class_size: int = count_option(2, "drop classes with fewer images (with a message)")
     skip_bad: bool = option(False, "leave out unreadable or unusable images (with a message) "
                             "instead of refusing to start")
-    um_per_px: float = option(0.0, "rescale every image to this many micrometres per pixel "
-                              "(UHCSDB only; 0 keeps each image's own scale)", at_least=0.0)
+    um_per_px: float = option(0.0, "resample every micrograph to this many micrometres per "
+                              "pixel, from its own scale (UHCSDB's scale bar, or a CSV's um_per_px "
+                              "column); 0 keeps each image's own pixels", at_least=0.0)
+    um_per_px_limit: float = option(4.0, "the most a micrograph is enlarged or shrunk to "
+                                    "reach --um-per-px", at_least=1.0)
     synthetic_samples_per_class: int = count_option(4, "synthetic data: samples per class",
                                                     aliases=("samples_per_class",))
     synthetic_images_per_sample: int = count_option(5, "synthetic data: micrographs per sample",

@@ -64,7 +64,44 @@ def labels_named(data_config):
 
 
 def source_table(data_config, require_labels=True):
-    """(metadata table, root, reader, note) of the configured source."""
+    """(metadata table, root, reader, note) of the configured source, brought to one pixel
+    size where --um-per-px asks (`physical_scale`)."""
+    table, root, reader, note = source_rows(data_config, require_labels)
+    table, scale_note = physical_scale(table, data_config)
+    return table, root, reader, "; ".join(n for n in (note, scale_note) if n)
+
+
+def physical_scale(table, data_config):
+    """(table with a `scale_factor` column, note) resampling each micrograph to
+    --um-per-px, from its own `um_per_px` (UHCSDB's scale bar, or a CSV column).
+
+    Factors are held within 1/limit and limit (--um-per-px-limit): a low-magnification
+    overview enlarged 20x to match a high-magnification frame would invent pixels and
+    make a frame of some 13,000 px. Micrographs without a known scale keep theirs, and
+    the note says how many.
+    """
+    target, limit = data_config.um_per_px, data_config.um_per_px_limit
+    if target <= 0:
+        return table, ""
+    if "um_per_px" not in table.columns:
+        raise DataError(f"--um-per-px needs each micrograph's own scale: a um_per_px column "
+                        f"(UHCSDB's scale bar, or a CSV column); --data {data_config.data} has none")
+    own = pd.to_numeric(table["um_per_px"], errors="coerce")
+    own = own.where(own > 0)
+    factor = (own / target).clip(1 / limit, limit)
+    table = table.assign(scale_factor=factor.fillna(1.0))
+    notes = []
+    if own.isna().any():
+        notes.append(f"{int(own.isna().sum())} micrograph(s) have no um_per_px and keep their own scale")
+    held = int(((own / target) != factor).sum())
+    if held:
+        notes.append(f"{held} micrograph(s) would need resampling by more than {limit:g}x to "
+                     f"reach {target:g} um/px and were resampled by {limit:g}x (--um-per-px-limit)")
+    return table, "; ".join(notes)
+
+
+def source_rows(data_config, require_labels=True):
+    """(metadata table, root, reader, note) of the configured source, as it is stored."""
     kind, location = source_kind(data_config)
     if kind in ("images", "csv") and not location:
         raise DataError(f"--data {kind} needs a location: pass --{kind} PATH")
@@ -77,8 +114,6 @@ def source_table(data_config, require_labels=True):
         if not location:
             raise DataError("--data uhcsdb needs --data-dir: the folder with microstructures.sqlite")
         table, missing = uhcsdb.load_uhcsdb_table(location)
-        if data_config.um_per_px > 0:
-            table["scale_factor"] = (table["um_per_px"] / data_config.um_per_px).fillna(1.0)
         note = f"{missing} labelled micrograph(s) listed in the database have no image file" if missing else ""
         return table, Path(location), uhcsdb.read_uhcsdb_image, note
     data_dir = Path(location or DEFAULT_SYNTHETIC_DIR)
