@@ -151,3 +151,32 @@ def test_a_bank_of_zero_crops_trains_on_the_view_s_own_pieces(tmp_path):
 
     again = tile_features(tower, image_keys(images), lambda i: None, view, tmp_path)
     np.testing.assert_array_equal(again, features.tiles)  # read, never recomputed
+
+
+def test_the_cost_line_counts_the_pixels_of_frames_of_different_sizes(tmp_path):
+    """Before long work, embedding says how many megapixels the base will be shown (from the
+    files' headers, nothing decoded ahead), and its estimate goes by pixels, not images."""
+    from PIL import Image
+
+    from microrep.config import DataConfig
+    from microrep.data import load_dataset
+    from microrep.embedding.tiles import LazyImages, iter_embeddings
+
+    rng = np.random.default_rng(0)
+    for name, shape in (("small", (64, 80)), ("large", (400, 600)), ("wide", (100, 900))):
+        path = tmp_path / name[0] / f"{name}.png"
+        path.parent.mkdir()
+        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(path)
+    dataset = load_dataset(DataConfig(images=str(tmp_path)), min_per_class=1)
+    images = LazyImages(dataset, range(len(dataset)))
+    keras.utils.set_random_seed(0)
+    config = ModelConfig(input_size=32, vgg_blocks=1, weights="none", feature_layers="",
+                         mixed_precision=False)
+    tower = build_feature_tower(config, any_size=True)
+    view = View("frame", 32, scales=(1.0, 0.5))
+    lines = []
+    vectors = [v for _, v in iter_embeddings(tower, images, view, log=lines.append, workers=0)]
+    expected = sum(view.pixels(shape) for shape in ((64, 80), (400, 600), (100, 900)))
+    assert len(vectors) == 3 and len(lines) == 1
+    assert f"{expected / 1e6:,.1f} megapixels shown to the network" in lines[0], lines[0]
+    assert "on this machine" in lines[0]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from microrep.data.images import read_image
+from microrep.data.images import header_shape, read_image
 from microrep.data.uhcsdb import rescale
 from microrep.errors import DataError
 
@@ -78,6 +78,19 @@ class Dataset:
 
     def images(self):
         return [self.image(i) for i in range(len(self))]
+
+    def shape_hint(self, index):
+        """(height, width) row `index`'s image will have, from its file's header (and its
+        `scale_factor`) without decoding it; None when the header cannot be read. For cost
+        lines: a reader's crop (UHCSDB's scale bar) is not counted."""
+        if index in self._cache:
+            return self._cache[index].shape[:2]
+        try:
+            height, width = header_shape(self.image_path(index))
+        except Exception:  # the decode will say what is wrong with the file, in its place
+            return None
+        factor = float(self.table.at[index, "scale_factor"]) if "scale_factor" in self.table.columns else 1.0
+        return max(int(round(height * factor)), 1), max(int(round(width * factor)), 1)
 
     def subset(self, indices):
         """A Dataset of the given rows (the image cache is shared, re-indexed)."""

@@ -91,20 +91,26 @@ def check_header(path):
     path = _existing_file(path)
     try:
         _refuse_empty(path)
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            with tifffile.TiffFile(path) as tiff:
-                shape = _tiff_shape(tiff.pages[0])
-        else:
-            with Image.open(path) as image:
-                shape = (image.height, image.width)
+        shape = header_shape(path)
         _check_pixels(shape)
     except Exception as error:  # readers raise many kinds on hostile files
         raise DataError(f"cannot read image {path}: {error or type(error).__name__}") from None
     if min(shape[:2]) < MIN_SIDE:
         raise DataError(f"image {path} is only {shape[1]}x{shape[0]} pixels "
                         f"(at least {MIN_SIDE} on each side are needed)")
+
+
+def header_shape(path):
+    """(height, width) of an image file from its header, no pixel decoded: what a cost line
+    counts before the work. Raises whatever the reader raises on a file it cannot read."""
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tiff:
+            return tuple(_tiff_shape(tiff.pages[0])[:2])
+    with Image.open(path) as image:
+        return image.height, image.width
 
 
 def _existing_file(path):

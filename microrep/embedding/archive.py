@@ -46,6 +46,9 @@ class TolerantImages:
             self.bad[index] = (str(error).splitlines() or [type(error).__name__])[0]
             return np.zeros((self.tile, self.tile), np.uint8)
 
+    def shape_hint(self, index):
+        return self.dataset.shape_hint(index)
+
 
 def part_dataset(table, info):
     """The Dataset of some manifest rows (absolute paths; the reader the manifest names)."""

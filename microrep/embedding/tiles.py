@@ -94,6 +94,10 @@ def iter_embeddings(tower, images, view=None, batch_size=64, progress=False, wor
         total = len(images)
         batches = (([index], frames.embed(images[index])[None]) for index in range(len(images)))
         what = view.words()
+        shown = pixels_shown(images, view)
+        if shown is not None:  # frames differ in size: the estimate goes by pixels
+            total = sum(shown) / max(shown[1] if len(shown) > 1 else shown[0], 1)
+            what += f"; {sum(shown) / 1e6:,.1f} megapixels shown to the network"
     bar = None
     started = time.perf_counter()
     try:
@@ -113,6 +117,18 @@ def iter_embeddings(tower, images, view=None, batch_size=64, progress=False, wor
     finally:
         if bar is not None:
             bar.close()
+
+
+def pixels_shown(images, view):
+    """Pixels the base is shown for each image under a frame `view`, from the images'
+    headers (`shape_hint`), or None when a sequence cannot tell without decoding."""
+    hint = getattr(images, "shape_hint", None)
+    if hint is None:
+        return None
+    shapes = [hint(index) for index in range(len(images))]
+    if any(shape is None for shape in shapes):
+        return None
+    return [view.pixels(shape) for shape in shapes]
 
 
 def embed_images(tower, images, view=None, batch_size=64, progress=False, workers=None):
@@ -142,3 +158,6 @@ class LazyImages:
 
     def __getitem__(self, index):
         return self.dataset.read(self.rows[index])
+
+    def shape_hint(self, index):
+        return self.dataset.shape_hint(self.rows[index])
