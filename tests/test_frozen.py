@@ -65,3 +65,35 @@ def test_the_head_never_sees_images_outside_its_rows(setting):
     poisoned.bank[frozen.bank_rows(held_out).ravel()] = np.nan
     head = train_head(poisoned.subset(training), labels[training], pairs_per_epoch=64)
     assert all(np.isfinite(w).all() for w in head.get_weights())
+
+
+def test_a_pooling_s_weights_survive_every_rebuild_of_the_tower(tmp_path):
+    """GeM's exponent is a weight of the pooling, not of the base: the feature tower taken out
+    of a tower, the tower assembled again from a head, the any-size tower, its split into
+    features and head, and a saved and reloaded tower all keep it, and embed the same."""
+    from microrep.embedding.pieces import any_size_tower, split_tower
+    from microrep.embedding.towers import feature_tower_of, head_from_tower
+    from microrep.nn.pooling import pooled_layers
+    from microrep.nn.tower import build_tower
+
+    keras.utils.set_random_seed(0)
+    config = ModelConfig(input_size=TINY_INPUT, weights="none", vgg_blocks=2, feature_layers="",
+                         pooling="gem", mixed_precision=False, head="projection")
+    tower = build_tower(config)
+    pool = pooled_layers(tower)[0]
+    tower.get_layer(pool).set_weights([np.float32(1.7)])
+    images = np.random.default_rng(0).integers(0, 255, (3, TINY_INPUT, TINY_INPUT, 1), np.uint8)
+    expected = tower.predict(images, verbose=0)
+
+    features = feature_tower_of(tower, config)
+    head = head_from_tower(tower, int(features.output_shape[-1]), config)
+    rebuilt = tower_from_head(head, features, config)
+    tower.save(tmp_path / "tower.keras")
+    reloaded = keras.saving.load_model(tmp_path / "tower.keras")
+    split_features, split_head = split_tower(any_size_tower(tower))
+    for model in (features, rebuilt, reloaded, split_features):
+        assert float(model.get_layer(pool).get_weights()[0]) == pytest.approx(1.7), model.name
+    for model in (rebuilt, reloaded):
+        np.testing.assert_allclose(model.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(split_head(split_features(images)), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(head(features(images)), expected, rtol=1e-5, atol=1e-6)

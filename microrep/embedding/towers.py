@@ -14,7 +14,7 @@ from microrep.embedding.pieces import head_outputs, mean_head_outputs
 from microrep.nn.tower import build_feature_tower, build_head, build_tower
 
 __all__ = ["embed_from_tiles", "embed_tile_features", "head_outputs", "tower_from_head",
-           "head_from_tower", "feature_tower_of"]
+           "head_from_tower", "feature_tower_of", "copy_weights"]
 
 
 def embed_from_tiles(head, features, image_rows=None):
@@ -36,11 +36,19 @@ def tower_from_head(head, feature_tower, model_config):
     `embed_from_tiles` does.
     """
     tower = build_tower(dataclasses.replace(model_config, weights="none", train_base=False))
-    tower.get_layer("vgg16").set_weights(feature_tower.get_layer("vgg16").get_weights())
-    for layer in head.layers:
-        if layer.weights:
-            tower.get_layer(layer.name).set_weights(layer.get_weights())
+    copy_weights(feature_tower, tower)
+    copy_weights(head, tower)
     return tower
+
+
+def copy_weights(source, target):
+    """Every weighted layer of `source` into the same-named layer of `target`: the base, and
+    a pooling with weights or fitted state (GeM's exponent, VLAD's centres), which copying
+    the base alone would silently reset."""
+    names = {layer.name for layer in target.layers}
+    for layer in source.layers:
+        if layer.weights and layer.name in names:
+            target.get_layer(layer.name).set_weights(layer.get_weights())
 
 
 def head_from_tower(tower, feature_dim, model_config):
@@ -59,5 +67,5 @@ def feature_tower_of(tower, model_config):
     keys the feature cache).
     """
     feature_tower = build_feature_tower(dataclasses.replace(model_config, weights="none"))
-    feature_tower.get_layer("vgg16").set_weights(tower.get_layer("vgg16").get_weights())
+    copy_weights(tower, feature_tower)
     return feature_tower
