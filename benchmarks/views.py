@@ -8,13 +8,16 @@ on the other half (linear SVM accuracy, mean over seeds). Domains:
 
 - `uhcsdb`: the UHCSDB development copy (645 x 481 frames), split within and disjoint;
 - `synthetic`: microrep's generated SEM micrographs at --image-size px (1024, 2048: the
-  frames UHCSDB does not have), split disjoint by sample.
+  frames UHCSDB does not have), split disjoint by sample;
+- `--csv FILE`: any labelled list of micrographs (path,label[,group]), split disjoint by
+  group; `benchmarks/metaldam_task.py` writes one for MetalDAM's 1024 x 703 SEM frames.
 
 `--um-per-px` rescales UHCSDB micrographs to one pixel size first (physical scale).
 
     python benchmarks/views.py --domain uhcsdb --views tiles,frame
     python benchmarks/views.py --domain synthetic --image-size 1024 --views tiles,frame
     python benchmarks/views.py --domain uhcsdb --views frame --um-per-px 0.1
+    python benchmarks/views.py --csv /tmp/metaldam-task/metaldam.csv --seeds 0 1 2 3 4
 """
 
 import sys
@@ -40,6 +43,8 @@ VIEWS = {"tiles": {"view": "tiles", "grid": "3"},
 
 
 def dataset_of(args):
+    if args.csv:
+        return load_dataset(DataConfig(data="csv", data_dir=args.csv, min_class_size=1))
     if args.domain == "uhcsdb":
         return load_dataset(DataConfig(data="uhcsdb", data_dir=args.data_dir, min_class_size=1,
                                        um_per_px=args.um_per_px))
@@ -53,6 +58,7 @@ def dataset_of(args):
 def main():
     parser = dev_arguments(__doc__.splitlines()[0])
     parser.add_argument("--domain", default="uhcsdb", choices=("uhcsdb", "synthetic"))
+    parser.add_argument("--csv", default="", help="a labelled CSV of micrographs instead of --domain")
     parser.add_argument("--image-size", type=int, default=1024)
     parser.add_argument("--um-per-px", type=float, default=0.0)
     parser.add_argument("--views", default="tiles,frame")
@@ -60,10 +66,11 @@ def main():
     args = parser.parse_args()
     dataset = dataset_of(args)
     kinds = tuple(args.kinds.split(",")) if args.kinds else \
-        (("within", "disjoint") if args.domain == "uhcsdb" else ("disjoint",))
-    tasks = ("constituent", "3phase", "processing") if args.domain == "uhcsdb" else ("constituent",)
+        (("within", "disjoint") if args.domain == "uhcsdb" and not args.csv else ("disjoint",))
+    tasks = ("constituent", "3phase", "processing") if args.domain == "uhcsdb" and not args.csv \
+        else ("constituent",)
     shape = dataset.read(0).shape
-    print(f"{args.domain}: {len(dataset)} images (the first {shape[1]} x {shape[0]} px)"
+    print(f"{args.csv or args.domain}: {len(dataset)} images (the first {shape[1]} x {shape[0]} px)"
           + (f", rescaled to {args.um_per_px} um/px" if args.um_per_px else ""))
     for name in args.views.split(","):
         base = list(args.set)

@@ -118,3 +118,21 @@ def test_evaluate_drops_classes_too_small_for_the_folds_with_a_note(folder, tmp_
     out = capsys.readouterr().out
     assert "note: dropped 1 class(es) with fewer than 5 images: rare" in out
     assert "rare" not in json.loads((tmp_path / "eval" / "metrics.json").read_text())["classes"]
+
+
+def test_a_split_of_a_user_s_own_labels_is_scored():
+    """compare_on_splits scores the 'constituent' task on a table with only path, label and
+    group (class folders, a CSV): the user's own labels, not UHCSDB's metadata columns."""
+    from microrep.analysis.heldout import score_embedding, split_mask
+    from microrep.data.dataset import Dataset
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["a", "b", "c"], 6)
+    table = pd.DataFrame({"path": [f"{i}.png" for i in range(18)], "label": labels,
+                          "group": [f"s{i}" for i in range(18)]})
+    embeddings = rng.normal(size=(18, 4))
+    embeddings[:, :3] += 5 * (labels[:, None] == np.array(["a", "b", "c"]))
+    fit = split_mask("disjoint", Dataset(table), 0)
+    scores = score_embedding(table, embeddings, fit, tasks=("constituent",))
+    assert scores[("constituent", "linear SVM")] == 1.0
+    assert set(task for task, _ in scores) == {"constituent"}

@@ -80,7 +80,7 @@ def test_a_loss_pooling_and_head_registered_here_train_through_microrep_train(
 def test_unknown_names_are_refused_in_one_line_naming_the_registered_ones():
     with pytest.raises(ConfigError, match="must be one of label, graded"):
         from_dict(TrainConfig, {"similarity": "triplet"})
-    with pytest.raises(ConfigError, match="must be one of mean, max, meanstd, gem"):
+    with pytest.raises(ConfigError, match="must be one of mean, max, meanstd, gem, gram, vlad, netvlad"):
         from_dict(ModelConfig, {"pooling": "fisher"})
     with pytest.raises(ConfigError, match="unknown head 'mlp'; registered: projection, residual"):
         HEADS["mlp"]

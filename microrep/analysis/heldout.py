@@ -54,7 +54,11 @@ def task_sets(table, embeddings, fit, task):
 
     Test images of classes the fit half lacks cannot be classified and are left out.
     """
-    rows, labelled, _ = task_rows(table, task)
+    if task == "constituent" and "primary_microconstituent" not in table.columns:
+        rows = np.flatnonzero(table["label"].fillna("").astype(str).to_numpy() != "")
+        labelled = table.iloc[rows]  # a user's own labels (class folders, a CSV)
+    else:
+        rows, labelled, _ = task_rows(table, task)
     labels = labelled["label"].astype(str).to_numpy()
     groups = labelled["group"].astype(str).to_numpy()
     x, mask = embeddings[rows], fit[rows]

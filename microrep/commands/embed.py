@@ -10,9 +10,12 @@ again after a kill, a failed array task or a lost node finishes the archive.
 from pathlib import Path
 
 from microrep.data.loaders import labels_named, reader_name, source_kind, unlabelled_table
-from microrep.embedding.archive import EMBEDDINGS, clear_archive
+from microrep.embedding.archive import EMBEDDINGS, TolerantImages, clear_archive, part_dataset
 from microrep.config.fields import parse_parts
-from microrep.embedding.manifest import MANIFEST, MANIFEST_INFO, manifest_info, publish_manifest
+from microrep.embedding.manifest import (MANIFEST, MANIFEST_INFO, manifest_info, publish_manifest,
+                                         read_manifest)
+from microrep.embedding.pool_fit import (fit_poolings, fitted_poolings, load_pooling_state,
+                                         save_pooling_state)
 from microrep.embedding.parts import (IDENTITY_KEYS, PROVENANCE, provenance, archive_status,
                                       digest_of, weights_digest)
 from microrep.config import to_dict
@@ -97,7 +100,7 @@ def prepare_job(config, log=print):
     if config.overwrite:
         clear_archive(out)
     refuse_earlier_output(out / EMBEDDINGS, "single-file embeddings", config.overwrite)
-    tower = embedding_tower(config)
+    tower = embedding_tower(config, out)
     view = embedding_view(config, tower)
     log(f"each image is seen as {view.words()}")
     if config.pretrained:
@@ -107,9 +110,23 @@ def prepare_job(config, log=print):
             f"{precision_words(model.mixed_precision)}"
             + ("; --no-mixed-precision for float32" if model.mixed_precision else "") + ")")
     info = list_archive(config, out, log)
+    if config.pretrained:
+        fit_archive_pooling(tower, out, info, view, log)
     identity = claim_identity(config, out, info, tower, view)
     parts = parse_parts(config.parts, info["parts"])[config.shard_index::config.num_shards]
     return EmbedJob(config, out, info, identity, parts, tower, log, view)
+
+
+def fit_archive_pooling(tower, out, info, view, log):
+    """A pretrained tower's pooling with state (VLAD, Gram, NetVLAD) fitted on a seeded
+    subsample of the archive's images, once: kept beside the archive, so every part and
+    shard, and the search queries, use the same state (read back where it exists)."""
+    if not fitted_poolings(tower) or load_pooling_state(tower, out):
+        return
+    table, _ = read_manifest(out)
+    images = TolerantImages(part_dataset(table, info), int(tower.input_shape[1]))
+    fit_poolings(tower, images, view, seed=0, log=log)
+    save_pooling_state(tower, out)
 
 
 def run_embed_stage(config, log=print):

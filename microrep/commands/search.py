@@ -49,7 +49,7 @@ def read_index(folder):
         embeddings = IndexedArchive(index, archive)
     else:  # an archive, its rows read on demand from memory maps
         embeddings = archive = open_archive(folder)
-    info = archive_info(folder)
+    info = {**archive_info(folder), "folder": str(folder)}  # (its pooling's state lives there)
     table = with_processing(archive.table)
     return embeddings, table.assign(path=absolute_paths(table["path"], info)), info
 
@@ -179,7 +179,7 @@ def embed_queries(config, info, dim, log=print):
     vectors, tables = [], []
     if files:
         model = index_model(info, config.index)
-        tower = embedding_tower(model)
+        tower = embedding_tower(model, info.get("folder"))
         if int(tower.output_shape[-1]) != dim:  # before any image is read
             raise DataError(f"the model recorded in {config.index}/embed.json makes "
                             f"{int(tower.output_shape[-1])}-d vectors but the index holds {dim}-d "

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from microrep.embedding.manifest import MANIFEST, MANIFEST_INFO, publish_manifest, read_manifest
+from microrep.embedding.pool_fit import STATE_FILE
 from microrep.embedding.parts import (PARTS, PROVENANCE, PartsArchive, PartWriter, digest_of,
                                      is_parts_archive, part_manifest)
 from microrep.embedding.tiles import iter_embeddings
@@ -82,7 +83,7 @@ def embed_part(out, part, tower, identity, view=None, batch_size=64, progress=Tr
 def clear_archive(out):
     """Remove what an earlier archive wrote to `out` (nothing else)."""
     out = Path(out)
-    for name in (MANIFEST, MANIFEST_INFO, PROVENANCE, EMBEDDINGS, TABLE):
+    for name in (MANIFEST, MANIFEST_INFO, PROVENANCE, EMBEDDINGS, TABLE, STATE_FILE):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / PARTS, ignore_errors=True)
 

@@ -75,10 +75,10 @@ class Embedder:
     features from the cache (computed and cached where missing), then only the head.
     """
 
-    def __init__(self, config, view):
+    def __init__(self, config, view, archive):
         from microrep.training.embedder import CachedHead, embedding_tower, frozen_run
 
-        self.tower, self.view = embedding_tower(config), view
+        self.tower, self.view = embedding_tower(config, archive), view
         run = frozen_run(config)
         self.cached = CachedHead(self.tower, run, view) if run else None
 
@@ -116,7 +116,7 @@ def run_ray(job):
     actors = config.ray_actors or max(gpus, 1)
     data = (ray.data.from_items(plan)
             .map(decoder(manifest_info(out), tile))
-            .map_batches(Embedder, fn_constructor_args=(config, job.view), batch_size=1,
+            .map_batches(Embedder, fn_constructor_args=(config, job.view, str(job.out)), batch_size=1,
                          concurrency=actors, num_gpus=1 if gpus else 0))
     dim = int(job.tower.output_shape[-1])
     writers, filled, bad = {}, {}, {}

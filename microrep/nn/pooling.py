@@ -7,6 +7,7 @@ those names.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from microrep.registry import POOLINGS
@@ -85,6 +86,75 @@ def gem_pooling(name):
     return GemPooling(3.0, name=name)
 
 
+@keras.saving.register_keras_serializable(package="microrep")
+class GramPooling(keras.layers.Layer):
+    """Second-order (bilinear) pooling: the Gram matrix of the map's channels, reduced to
+    `rank` channels first: (b, h, w, c) -> (b, rank (rank + 1) / 2).
+
+    Texture is in which filters fire together, not only how much each fires (Gatys et al.
+    2015; Lin et al. 2015's bilinear CNNs). The reduction (a PCA basis and mean of the
+    local features) is fitted state: `fit_weights` computes it from an archive's local
+    features and it is saved with the layer. The upper triangle of the Gram matrix is
+    kept, then signed square root and L2 normalisation (as bilinear CNNs do).
+    """
+
+    def __init__(self, rank=64, **kwargs):
+        super().__init__(**kwargs)
+        self.rank = int(rank)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        basis = np.eye(channels, self.rank, dtype="float32")  # unfitted: the first channels
+        self.mean = self.add_weight(shape=(channels,), initializer="zeros", trainable=False,
+                                    name="mean")
+        self.basis = self.add_weight(shape=(channels, self.rank), trainable=False, name="basis",
+                                     initializer=keras.initializers.Constant(basis))
+        rows, cols = np.triu_indices(self.rank)
+        self.upper = (rows * self.rank + cols).astype("int32")
+
+    def call(self, maps):
+        local = ops.reshape(ops.cast(maps, "float32"), (ops.shape(maps)[0], -1, ops.shape(maps)[-1]))
+        reduced = ops.matmul(local - ops.cast(self.mean, "float32"), ops.cast(self.basis, "float32"))
+        gram = ops.einsum("bnr,bns->brs", reduced, reduced) / ops.cast(ops.shape(local)[1], "float32")
+        upper = ops.take(ops.reshape(gram, (ops.shape(gram)[0], -1)), self.upper, axis=1)
+        rooted = ops.sign(upper) * ops.sqrt(ops.abs(upper) + 1e-12)
+        return rooted / ops.maximum(ops.norm(rooted, axis=-1, keepdims=True), 1e-12)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.rank * (self.rank + 1) // 2)
+
+    def get_config(self):
+        return {**super().get_config(), "rank": self.rank}
+
+    def fit_weights(self, local, seed=0):
+        """[mean, basis] of local features (n, c): their PCA to `rank` components."""
+        from sklearn.decomposition import PCA
+
+        pca = PCA(self.rank, random_state=seed).fit(np.asarray(local, np.float32))
+        return [pca.mean_.astype("float32"), pca.components_.T.astype("float32")]
+
+
+@POOLINGS.register("gram")
+def gram_pooling(name):
+    """Gram matrix of the channels reduced to 64 by a PCA fitted on the archive, signed
+    square root, L2 (second-order texture statistics)."""
+    return GramPooling(64, name=name)
+
+
+@POOLINGS.register("vlad")
+def vlad_pooling(name):
+    """DeCost et al. 2017's VLAD: a 32-word k-means dictionary fitted on the archive's local
+    features, residuals summed per word, per-word and global L2."""
+    return VladPooling(32, name=name)
+
+
+@POOLINGS.register("netvlad")
+def netvlad_pooling(name):
+    """NetVLAD (Arandjelovic et al. 2016): VLAD with a soft, trainable assignment to 32
+    centres, started from a k-means dictionary fitted on the archive."""
+    return NetVladPooling(32, name=name)
+
+
 def pool_maps(maps, taps, pooling="mean"):
     """Pooled vectors of the feature maps of `taps` (or of the base's output when none)."""
     build = POOLINGS[pooling]
@@ -147,6 +217,69 @@ class VladPooling(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "clusters": self.clusters, "normalize": self.normalize}
+
+    def fit_weights(self, local, seed=0):
+        """[centres] of local features (n, d): a k-means dictionary (DeCost et al.'s)."""
+        return [kmeans_centres(local, self.clusters, seed)]
+
+
+def kmeans_centres(local, clusters, seed):
+    """(clusters, d) k-means centres of local features (MiniBatchKMeans, as DeCost et al.)."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    local = np.asarray(local, np.float32)
+    kmeans = MiniBatchKMeans(clusters, n_init=3, random_state=seed, batch_size=4096)
+    return kmeans.fit(local).cluster_centers_.astype("float32")
+
+
+@keras.saving.register_keras_serializable(package="microrep")
+class NetVladPooling(keras.layers.Layer):
+    """NetVLAD (Arandjelovic et al. 2016): each local feature is softly assigned to every
+    centre (softmax of a learned linear map), the weighted residuals are summed per centre,
+    then per-centre and global L2: (b, h, w, d) -> (b, clusters * d).
+
+    Centres, assignment weights and biases are trainable; `fit_weights` starts them from a
+    k-means dictionary of the archive's local features with the paper's initialisation
+    (w_k = 2 alpha c_k, b_k = -alpha |c_k|^2, alpha chosen so the nearest centre takes
+    most of the weight), so an untrained NetVLAD is close to VLAD.
+    """
+
+    def __init__(self, clusters=32, **kwargs):
+        super().__init__(**kwargs)
+        self.clusters = int(clusters)
+
+    def build(self, input_shape):
+        depth = int(input_shape[-1])
+        self.centres = self.add_weight(shape=(self.clusters, depth), name="centres",
+                                       initializer=keras.initializers.RandomNormal(stddev=0.1))
+        self.assign_kernel = self.add_weight(shape=(depth, self.clusters), name="assign_kernel",
+                                             initializer="glorot_uniform")
+        self.assign_bias = self.add_weight(shape=(self.clusters,), name="assign_bias",
+                                           initializer="zeros")
+
+    def call(self, maps):
+        local = ops.reshape(ops.cast(maps, "float32"), (ops.shape(maps)[0], -1, ops.shape(maps)[-1]))
+        logits = ops.matmul(local, ops.cast(self.assign_kernel, "float32")) + ops.cast(self.assign_bias, "float32")
+        weights = ops.softmax(logits, axis=-1)
+        sums = (ops.einsum("bnk,bnd->bkd", weights, local)
+                - ops.sum(weights, axis=1)[..., None] * ops.cast(self.centres, "float32"))
+        return normalise_vlad(ops.reshape(sums, (ops.shape(maps)[0], -1)), self.clusters)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.clusters * int(input_shape[-1]))
+
+    def get_config(self):
+        return {**super().get_config(), "clusters": self.clusters}
+
+    def fit_weights(self, local, seed=0):
+        """[centres, kernel, bias] started from k-means of local features (n, d)."""
+        local = np.asarray(local, np.float32)
+        centres = kmeans_centres(local, self.clusters, seed)
+        distances = ((local[:2048, None, :] - centres[None]) ** 2).sum(-1)
+        nearest = np.sort(distances, axis=1)[:, :2]
+        alpha = float(np.log(100.0) / max(np.median(nearest[:, 1] - nearest[:, 0]), 1e-12))
+        return [centres, (2 * alpha * centres.T).astype("float32"),
+                (-alpha * (centres ** 2).sum(axis=1)).astype("float32")]
 
 
 def normalise_vlad(sums, clusters):

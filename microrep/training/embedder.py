@@ -17,6 +17,7 @@ from microrep.config.stages import AUTO_VIEW, ViewConfig, is_random_weights, rec
 from microrep.data.views import View
 from microrep.embedding.features import cache_entries, image_keys, is_cached, tile_features
 from microrep.embedding.pieces import any_size_tower, mean_head_outputs
+from microrep.embedding.pool_fit import load_pooling_state
 from microrep.embedding.tiles import iter_embeddings
 from microrep.embedding.towers import feature_tower_of, head_from_tower
 from microrep.errors import ConfigError
@@ -27,15 +28,19 @@ from microrep.training.frozen import BANK_SEED
 from microrep.training.run_dir import load_tower
 
 
-def embedding_tower(config):
-    """The tower an EmbedConfig asks for: a trained one, or the untrained VGG16's features."""
+def embedding_tower(config, archive=None):
+    """The tower an EmbedConfig asks for: a trained one, or the untrained VGG16's features
+    (with the fitted state of its pooling that `archive`, an embeddings folder, keeps)."""
     if config.pretrained:
         if is_random_weights(config.model.weights):
             import keras
 
             keras.utils.set_random_seed(0)  # untrained weights: the same in every process
         with dtype_policy(policy_for(config.model.mixed_precision)):
-            return build_feature_tower(config.model)
+            tower = build_feature_tower(config.model)
+        if archive is not None:
+            load_pooling_state(tower, archive)
+        return tower
     tower = load_tower(config.model_path)
     return without_correction(tower, config.model_path) if config.recipe_input else tower
 

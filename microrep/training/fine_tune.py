@@ -13,6 +13,7 @@ import sys
 
 import keras
 
+from microrep.embedding.pool_fit import fit_poolings
 from microrep.embedding.tiles import embed_images
 from microrep.errors import ConfigError, ModelFileError
 from microrep.fileio import atomic_path, write_json
@@ -61,8 +62,9 @@ def distribution_scope(config):
                       f"not {backend}")
 
 
-def build_or_resume_model(config, run_dir, initial_epoch):
-    """A compiled Siamese model: fresh, or loaded with its optimizer state."""
+def build_or_resume_model(config, run_dir, initial_epoch, images=()):
+    """A compiled Siamese model: fresh (a pooling with state fitted on `images` first), or
+    loaded with its optimizer state."""
     keras.utils.set_random_seed(config.seed)  # fresh weights, or the placeholders a checkpoint
     # fills: the same in every process of a multi-host run, which JAX requires
     if initial_epoch > 0:
@@ -72,7 +74,10 @@ def build_or_resume_model(config, run_dir, initial_epoch):
             raise ModelFileError(f"cannot load checkpoint {run_dir / CHECKPOINT}: {error}") from None
         siamese.optimizer.learning_rate.assign(config.learning_rate)  # may be lowered on resume
         return siamese
-    return compile_siamese(build_siamese(build_tower(config.model)), config)
+    tower = build_tower(config.model)
+    if len(images):
+        fit_poolings(tower, images, run_view(config), seed=config.seed)
+    return compile_siamese(build_siamese(tower), config)
 
 
 def image_pair_sampler(config, dataset, images, pairs_per_epoch, reference=None):
@@ -129,7 +134,7 @@ def fine_tune(config, dataset, run_dir, initial_epoch, verbose):
     callbacks = epoch_callbacks(config, run_dir, initial_epoch, validation, best,
                                 own=[AtomicCheckpoint(run_dir, announce=bool(verbose))])
     with scope:
-        siamese = build_or_resume_model(config, run_dir, initial_epoch)
+        siamese = build_or_resume_model(config, run_dir, initial_epoch, images)
         source = make_pair_source(config, sampler, images, initial_epoch)
         if verbose and devices > 1:
             print(f"data-parallel training over {devices} devices")

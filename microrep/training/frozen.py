@@ -26,6 +26,7 @@ from microrep.embedding.features import compute_frozen_features
 from microrep.embedding.towers import embed_from_tiles, head_outputs, tower_from_head
 from microrep.fileio import atomic_path, write_json
 from microrep.nn.backbone import dtype_policy, policy_for
+from microrep.embedding.pool_fit import fit_poolings
 from microrep.nn.tower import build_feature_tower, build_head, build_siamese
 from microrep.pairs.mining import hard_pairs
 from microrep.pairs.relations import similarity_relations, validation_split
@@ -61,6 +62,9 @@ def frozen_features(config, images, log, view=None):
     started = time.time()
     with dtype_policy(policy):
         feature_tower = build_feature_tower(config.model, any_size=view.kind == "frame")
+        # a pooling with state (VLAD, Gram, NetVLAD) is fitted on these images first: its
+        # state is in the tower's weights, so it keys the cache and is saved with the run
+        fit_poolings(feature_tower, images, view, seed=BANK_SEED, log=log)
         # the bank's crops depend on each image alone (not on --seed), so the cache
         # serves every run on the same images: other seeds, splits, heads
         features = compute_frozen_features(feature_tower, images, view, config.feature_bank,
