@@ -158,6 +158,8 @@ def test_every_training_setting_can_be_set_through_reproduce():
             argv, expected = [flag, value], field_type(value)
         if name in ("input_size", "synthetic_image_size", "window"):  # at least 32 pixels
             argv, expected = [flag, "64"], 64
+        if name == "um_per_px_limit":  # a factor of at least 1
+            argv, expected = [flag, "2.5"], 2.5
         if name == "scales":
             argv, expected = [flag, "1,0.5"], "1,0.5"
         config = config_from_args(ReproduceConfig, parser.parse_args(argv))
