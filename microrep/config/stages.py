@@ -135,7 +135,9 @@ class ModelConfig:
                                  "last block's output")
     pooling: str = option("mean", "how each tapped layer's maps become a vector: 'mean' (the "
                           "paper's), 'max', 'meanstd' (mean and standard deviation of each "
-                          "channel), 'gem' (generalised mean, p learned when the base trains), or "
+                          "channel), 'gem' (generalised mean, p learned when the base trains), "
+                          "'gram' (channel Gram matrix), 'vlad' (DeCost et al.'s), 'netvlad' "
+                          "(the last three fitted on a sample of the images first), or "
                           "another pooling registered in microrep.registry",
                           POOLINGS)
     head: str = option("projection", "'projection': a dense layer to --embedding-dim; "
