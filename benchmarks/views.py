@@ -16,7 +16,7 @@ on the other half (linear SVM accuracy, mean over seeds). Domains:
 
     python benchmarks/views.py --domain uhcsdb --views tiles,frame
     python benchmarks/views.py --domain synthetic --image-size 1024 --views tiles,frame
-    python benchmarks/views.py --domain uhcsdb --views frame --um-per-px 0.1
+    python benchmarks/views.py --domain uhcsdb --views frame --um-per-px 0.2 --um-per-px-limit 2
     python benchmarks/views.py --csv /tmp/metaldam-task/metaldam.csv --seeds 0 1 2 3 4
 """
 
@@ -47,7 +47,8 @@ def dataset_of(args):
         return load_dataset(DataConfig(data="csv", data_dir=args.csv, min_class_size=1))
     if args.domain == "uhcsdb":
         return load_dataset(DataConfig(data="uhcsdb", data_dir=args.data_dir, min_class_size=1,
-                                       um_per_px=args.um_per_px))
+                                       um_per_px=args.um_per_px,
+                                       um_per_px_limit=args.um_per_px_limit))
     folder = Path(tempfile.gettempdir()) / f"microrep-synthetic-{args.image_size}"
     return load_dataset(DataConfig(data="synthetic", data_dir=str(folder), task="constituent",
                                    synthetic_image_size=args.image_size,
@@ -61,6 +62,7 @@ def main():
     parser.add_argument("--csv", default="", help="a labelled CSV of micrographs instead of --domain")
     parser.add_argument("--image-size", type=int, default=1024)
     parser.add_argument("--um-per-px", type=float, default=0.0)
+    parser.add_argument("--um-per-px-limit", type=float, default=4.0)
     parser.add_argument("--views", default="tiles,frame")
     parser.add_argument("--kinds", default="")
     args = parser.parse_args()
@@ -71,7 +73,10 @@ def main():
         else ("constituent",)
     shape = dataset.read(0).shape
     print(f"{args.csv or args.domain}: {len(dataset)} images (the first {shape[1]} x {shape[0]} px)"
-          + (f", rescaled to {args.um_per_px} um/px" if args.um_per_px else ""))
+          + (f", resampled to {args.um_per_px} um/px (by at most {args.um_per_px_limit:g}x)"
+             if args.um_per_px else ""))
+    for note in dataset.notes:
+        print(f"note: {note}")
     for name in args.views.split(","):
         base = list(args.set)
         args.set = base + [f"image_view.{key}={value}" for key, value in VIEWS[name].items()]

@@ -73,3 +73,17 @@ def test_train_fits_a_pooling_and_saves_its_state_with_the_run(folder, tmp_path)
                  "--out", str(tmp_path / "embedded")]) == 0
     embedded = read_embeddings(tmp_path / "embedded")[0]  # the residual head keeps the width
     assert embedded.shape == (12, 32 * 128) and np.isfinite(embedded).all()
+
+
+def test_a_residual_head_on_vlad_features_is_refused_in_one_line(tmp_path, capsys):
+    """The residual head's correction is width x width: on 32,768-d VLAD features of the
+    recipe's two layers, 4 GB. Refused before any work, naming the head to use instead."""
+    from microrep.config import ModelConfig
+    from microrep.errors import ConfigError
+    from microrep.nn.tower import build_tower
+
+    with pytest.raises(ConfigError, match="use --head projection"):
+        build_tower(ModelConfig(input_size=32, weights="none", pooling="vlad", head="residual",
+                                mixed_precision=False))
+    build_tower(ModelConfig(input_size=32, weights="none", pooling="vlad", head="projection",
+                            mixed_precision=False))

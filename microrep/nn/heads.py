@@ -10,6 +10,7 @@ from typing import Callable
 
 import keras
 
+from microrep.errors import ConfigError
 from microrep.nn.layers import ResidualProjection, Standardize
 from microrep.registry import HEADS
 
@@ -27,11 +28,20 @@ def projection(features, config):
     return keras.layers.Dense(config.embedding_dim, name="projection")(features)
 
 
+#: The widest pooled features the residual head takes (its correction has width^2 weights).
+MAX_RESIDUAL_WIDTH = 8192
+
+
 def residual(features, config):
     """Standardised features plus a learned correction that starts at zero.
 
     Training then moves the pretrained representation only as far as the pairs ask.
     """
+    width = int(features.shape[-1])
+    if width > MAX_RESIDUAL_WIDTH:  # its correction is width x width: 4 GB at 32,768
+        raise ConfigError(f"the residual head's correction would be {width} x {width} weights "
+                          f"for {width}-d pooled features (a VLAD or NetVLAD pooling); use "
+                          "--head projection, which maps them to --embedding-dim")
     features = Standardize(name="standardize", dtype="float32")(features)
     return ResidualProjection(name="projection")(features)
 
