@@ -5,11 +5,12 @@ archived vector, and `train` saves the state with the run."""
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from microrep.cli import main
 from microrep.embedding.archive import read_embeddings
 from microrep.embedding.pool_fit import STATE_FILE
+
+from conftest import write_class_folders
 
 PRETRAINED = ["--pretrained", "--input-size", "32", "--vgg-blocks", "2",
               "--feature-layers", "block2_conv2", "--view", "frame", "--scales", "1,0.5"]
@@ -17,16 +18,12 @@ PRETRAINED = ["--pretrained", "--input-size", "32", "--vgg-blocks", "2",
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    from microrep.data.synthetic import CONDITIONS, generate_micrograph
+    """Class folders of random 48-px micrographs and fixed VGG16 weights (queries must embed
+    as the archive did, so not `--weights none`)."""
     from microrep.nn.backbone import load_vgg16
 
     root = tmp_path_factory.mktemp("fitted")
-    rng = np.random.default_rng(0)
-    for name in ("spheroidite", "pearlite", "network"):
-        (root / "data" / name).mkdir(parents=True)
-        for index in range(4):
-            image, _ = generate_micrograph(rng, name, CONDITIONS[name][index % len(CONDITIONS[name])], 48)
-            Image.fromarray(image).save(root / "data" / name / f"{name}_{index}.png")
+    write_class_folders(root / "data", ("spheroidite", "pearlite", "network"), per_class=4, size=48)
     load_vgg16(32, "none").save_weights(root / "vgg16_notop.weights.h5")
     return root
 
