@@ -101,3 +101,24 @@ def test_class_folders_without_samples_get_no_grouped_cv(tmp_path, capsys):
     assert main(["evaluate", "--embeddings", str(tmp_path / "emb2"), "--folds", "3",
                  "--out", str(tmp_path / "eval2")]) == 0
     assert json.loads((tmp_path / "eval2" / "metrics.json").read_text())["grouped"] is not None
+
+
+def test_the_linear_svm_with_its_kernel_precomputed_is_scikit_learn_s_linear_svc():
+    """LinearKernelSVC hands libsvm X Xᵀ instead of letting it compute each pair: the same
+    dual problem, so the same predictions and decision values as SVC(kernel="linear")
+    with balanced class weights, also past the size where it falls back to that SVC."""
+    from sklearn.base import clone
+    from sklearn.svm import SVC
+
+    from microrep.analysis.svm import LinearKernelSVC
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 120)
+    features = rng.normal(size=(120, 40)) + 0.6 * labels[:, None] * (np.arange(40) < 5)
+    plain = SVC(kernel="linear", C=0.5, class_weight="balanced").fit(features[:90], labels[:90])
+    for limit in (8000, 10):  # precomputed, then the fallback
+        ours = clone(LinearKernelSVC(C=0.5, max_precomputed=limit)).fit(features[:90], labels[:90])
+        np.testing.assert_array_equal(ours.predict(features[90:]), plain.predict(features[90:]))
+        np.testing.assert_allclose(ours.decision_function(features[90:]),
+                                   plain.decision_function(features[90:]), rtol=1e-6, atol=1e-6)
+    assert (ours.train_ is None) and list(ours.classes_) == [0, 1, 2]

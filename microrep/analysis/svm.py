@@ -9,6 +9,7 @@ import dataclasses
 
 import numpy as np
 from PIL import Image
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.decomposition import PCA
 from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedGroupKFold
@@ -20,12 +21,49 @@ from microrep.errors import DataError
 
 
 def svm_pipeline(kernel="linear", C=1.0, pca_components=None):
-    """Scaler + (optional PCA) + class-balanced SVC."""
+    """Scaler + (optional PCA) + class-balanced SVC (the linear one as `LinearKernelSVC`)."""
     steps = [StandardScaler()]
     if pca_components:
         steps.append(PCA(n_components=pca_components, random_state=0))
-    steps.append(SVC(kernel=kernel, C=C, class_weight="balanced"))
+    steps.append(LinearKernelSVC(C=C) if kernel == "linear" else
+                 SVC(kernel=kernel, C=C, class_weight="balanced"))
     return make_pipeline(*steps)
+
+
+class LinearKernelSVC(ClassifierMixin, BaseEstimator):
+    """scikit-learn's class-balanced `SVC(kernel="linear")`, its kernel matrix computed once
+    with BLAS (X Xᵀ) and handed to libsvm precomputed.
+
+    Why: libsvm computes a linear kernel pair by pair without BLAS, which dominates on wide
+    features (VLAD's 16,384 dimensions: 34 s against 1.6 s for 1,000 rows on 2 cores). The
+    dual problem and the classifier are the same (one-vs-one, balanced weights). Above
+    `max_precomputed` training rows the kernel matrix would not fit comfortably, and the
+    plain SVC is used.
+    """
+
+    def __init__(self, C=1.0, max_precomputed=8000):
+        self.C, self.max_precomputed = C, max_precomputed
+
+    def fit(self, X, y):
+        X = np.asarray(X, np.float64)
+        if len(X) > self.max_precomputed:
+            self.train_ = None
+            self.svc_ = SVC(kernel="linear", C=self.C, class_weight="balanced").fit(X, y)
+        else:
+            self.train_ = X
+            self.svc_ = SVC(kernel="precomputed", C=self.C, class_weight="balanced").fit(X @ X.T, y)
+        self.classes_ = self.svc_.classes_
+        return self
+
+    def _kernel(self, X):
+        X = np.asarray(X, np.float64)
+        return X if self.train_ is None else X @ self.train_.T
+
+    def decision_function(self, X):
+        return self.svc_.decision_function(self._kernel(X))
+
+    def predict(self, X):
+        return self.svc_.predict(self._kernel(X))
 
 
 def check_cv_possible(labels, folds):
