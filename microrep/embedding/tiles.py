@@ -94,7 +94,8 @@ def iter_embeddings(tower, images, view=None, batch_size=64, progress=False, wor
         total = len(images)
         batches = (([index], frames.embed(images[index])[None]) for index in range(len(images)))
         what = view.words()
-        shown = pixels_shown(images, view)
+        # only for the estimate line: the header reads are not paid where no one logs
+        shown = pixels_shown(images, view) if log is not None else None
         if shown is not None:  # frames differ in size: the estimate goes by pixels
             total = sum(shown) / max(shown[1] if len(shown) > 1 else shown[0], 1)
             what += f"; {sum(shown) / 1e6:,.1f} megapixels shown to the network"
